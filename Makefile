@@ -1,0 +1,46 @@
+# Two commands do everything on a fresh Debian machine (as root, or with sudo):
+#   make demo   installs what is missing, then runs all five stages on the built-in demo corpus
+#   make test   installs what is missing, then runs the tests
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := gcc portaudio19-dev libportaudio2 libsndfile1 espeak-ng sox pulseaudio pulseaudio-utils libasound2-plugins
+export TF_CPP_MIN_LOG_LEVEL := 2
+export OPENBLAS_NUM_THREADS := 1
+
+.PHONY: install system-packages demo test bench reference clean
+
+install: system-packages $(VENV)/.installed
+
+system-packages:
+	@missing=""; for package in $(APT_PACKAGES); do dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; done; \
+	$(PYTHON) -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	$(PYTHON) -c 'import os, sysconfig; raise SystemExit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' || missing="$$missing python3-dev"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing system packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.installed: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	@touch $@
+
+demo: install
+	$(PY) set_up_sql.py
+	$(PY) collect_background_noise.py --synthetic
+	$(PY) speech_prep.py --demo
+	$(PY) train_models.py
+	$(PY) implement_model.py --wav data/demo_corpus/holdout
+
+test: install
+	$(PY) -m pytest -q tests
+
+bench: install
+	for benchmark in bench/*.py; do $(PY) $$benchmark || exit 1; done
+
+clean:
+	rm -rf data/features.db* data/models data/pictures data/recordings data/demo_corpus data/background_noise.wav

@@ -1,0 +1,217 @@
+"""Audio in and out: load any file to float32 mono at the settings' rate, check it, trim, mix noise.
+
+All signals are 1-D ``numpy.float32`` arrays in [-1, 1]; all durations are in seconds; levels in dBFS
+(0 dBFS is a full-scale sine's RMS times sqrt(2), i.e. RMS 1.0).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from .errors import BadAudioError, BadParameterError
+
+#: Files longer than this (in seconds) are refused before they are read.
+MAX_FILE_SECONDS = 600.0
+#: Less speech than this (in seconds, after trimming silence) is refused as too short.
+MIN_SPEECH_SECONDS = 0.25
+#: A signal whose RMS level is below this (dBFS) counts as silent.
+SILENCE_DBFS = -60.0
+#: A sample at or above this magnitude counts as clipped ...
+CLIP_LEVEL = 0.98
+#: ... and a signal with more than this fraction of clipped samples is refused.
+CLIP_FRACTION = 0.005
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file held before conversion."""
+
+    path: str
+    sample_rate: int
+    channels: int
+    frames: int
+    subtype: str
+
+    @property
+    def duration_seconds(self) -> float:
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def probe(path, *, max_seconds: float = MAX_FILE_SECONDS) -> AudioInfo:
+    """Read only the header of ``path``; raise :class:`BadAudioError` if it is not usable audio."""
+    path = Path(path)
+    if not path.exists():
+        raise BadAudioError(f"{path}: no such file; check the path.")
+    if path.is_dir():
+        raise BadAudioError(f"{path}: is a folder, not an audio file.")
+    if path.stat().st_size == 0:
+        raise BadAudioError(f"{path}: the file is empty (0 bytes); record or copy it again.")
+    try:
+        info = soundfile.info(str(path))
+    except Exception:  # libsndfile raises its own error types, and RuntimeError/TypeError on odd headers
+        raise BadAudioError(
+            f"{path}: not a readable audio file (corrupt, or not audio); convert it to WAV, e.g. "
+            f"'sox \"{path}\" -r 16000 -c 1 out.wav'."
+        ) from None
+    if info.channels < 1 or info.samplerate < 1:
+        raise BadAudioError(f"{path}: the header declares {info.channels} channels at {info.samplerate} Hz; re-export the file.")
+    if info.frames <= 0:
+        raise BadAudioError(f"{path}: the file holds no samples; record or copy it again.")
+    duration = info.frames / info.samplerate
+    if duration > max_seconds:
+        raise BadAudioError(
+            f"{path}: {duration / 60:.1f} minutes long, above the limit of {max_seconds / 60:.0f} minutes; "
+            "cut it into shorter clips (e.g. with 'sox in.wav out.wav trim 0 60 : newfile : restart')."
+        )
+    return AudioInfo(str(path), int(info.samplerate), int(info.channels), int(info.frames), str(info.subtype))
+
+
+def resample(signal: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Resample a float32 mono signal from ``from_rate`` to ``to_rate`` Hz (soxr, high quality)."""
+    if from_rate == to_rate:
+        return signal.astype(np.float32, copy=False)
+    import soxr  # a dependency of librosa; far faster than a per-file scipy filter design
+
+    return soxr.resample(signal, from_rate, to_rate, quality="HQ").astype(np.float32, copy=False)
+
+
+def load_audio(path, sample_rate: int, *, max_seconds: float = MAX_FILE_SECONDS) -> tuple:
+    """Load ``path`` as float32 mono at ``sample_rate`` Hz.
+
+    Any format libsndfile reads (WAV of 8 to 32 bits, integer or float, FLAC, OGG ...), any number
+    of channels (averaged) and any rate (resampled). Returns ``(signal, AudioInfo)``.
+    Raises :class:`BadAudioError` with the file name and the fix when the file is unusable.
+    """
+    info = probe(path, max_seconds=max_seconds)
+    try:
+        data, _ = soundfile.read(info.path, dtype="float32", always_2d=True)
+    except Exception:
+        raise BadAudioError(f"{path}: the audio data is corrupt or cut short; copy or export the file again.") from None
+    if data.shape[0] == 0:
+        raise BadAudioError(f"{path}: the file holds no samples; record or copy it again.")
+    if not np.isfinite(data).all():
+        raise BadAudioError(f"{path}: holds NaN or infinite samples; re-export it as 16-bit PCM WAV.")
+    signal = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    signal = np.clip(signal, -1.0, 1.0)  # float files may exceed full scale slightly
+    return resample(np.ascontiguousarray(signal, dtype=np.float32), info.sample_rate, sample_rate), info
+
+
+def level_dbfs(signal: np.ndarray) -> float:
+    """RMS level of ``signal`` in dBFS (-inf for digital silence)."""
+    if signal.size == 0:
+        return float("-inf")
+    rms = float(np.sqrt(np.mean(np.square(signal, dtype=np.float64))))
+    return 20 * np.log10(rms) if rms > 0 else float("-inf")
+
+
+def clipped_fraction(signal: np.ndarray) -> float:
+    """Fraction of samples at or above :data:`CLIP_LEVEL` in magnitude."""
+    return float(np.mean(np.abs(signal) >= CLIP_LEVEL)) if signal.size else 0.0
+
+
+def trim_silence(signal: np.ndarray, top_db: float) -> np.ndarray:
+    """Cut leading and trailing parts quieter than ``top_db`` below the peak (librosa.effects.trim)."""
+    import librosa
+
+    if signal.size < 2048:
+        return signal
+    trimmed, _ = librosa.effects.trim(signal, top_db=top_db, frame_length=1024, hop_length=256)
+    return trimmed
+
+
+def check_speech(signal: np.ndarray, sample_rate: int, name, *, allow_clipped: bool = False) -> None:
+    """Raise :class:`BadAudioError` when ``signal`` is silent, clipped or shorter than the minimum."""
+    level = level_dbfs(signal)
+    if level < SILENCE_DBFS:
+        raise BadAudioError(
+            f"{name}: silent (level {level:.0f} dBFS); check that the microphone was on and not muted."
+        )
+    fraction = clipped_fraction(signal)
+    if not allow_clipped and fraction > CLIP_FRACTION:
+        raise BadAudioError(
+            f"{name}: clipped ({fraction:.1%} of samples at full scale); record again with lower input gain."
+        )
+    seconds = signal.size / sample_rate
+    if seconds < MIN_SPEECH_SECONDS:
+        raise BadAudioError(
+            f"{name}: only {seconds * 1000:.0f} ms of sound, below the minimum of "
+            f"{MIN_SPEECH_SECONDS * 1000:.0f} ms; record a whole sentence."
+        )
+
+
+def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """Add ``noise`` to ``speech`` so that their power ratio is ``snr_db`` dB.
+
+    A random stretch of the noise (looped if it is shorter than the speech) is used. If the mix would
+    exceed full scale, the whole mix is scaled down, which keeps the SNR.
+    """
+    if speech.size == 0:
+        raise BadParameterError("mix_at_snr: the speech signal is empty.")
+    if noise.size == 0 or not np.any(noise):
+        raise BadParameterError("mix_at_snr: the noise signal is empty or silent.")
+    offset = int(rng.integers(0, noise.size))
+    repeats = -(-(offset + speech.size) // noise.size)
+    segment = np.tile(noise, repeats)[offset : offset + speech.size].astype(np.float64)
+    speech64 = speech.astype(np.float64)
+    speech_power = np.mean(speech64**2)
+    noise_power = np.mean(segment**2)
+    if noise_power == 0:  # the chosen stretch is digital silence: fall back to the start
+        segment = np.tile(noise, repeats)[: speech.size].astype(np.float64)
+        noise_power = np.mean(segment**2)
+    if speech_power == 0 or noise_power == 0:
+        raise BadParameterError("mix_at_snr: speech or noise has no power.")
+    gain = np.sqrt(speech_power / (noise_power * 10 ** (snr_db / 10)))
+    mixed = speech64 + gain * segment
+    peak = np.max(np.abs(mixed))
+    if peak > 0.99:
+        mixed *= 0.99 / peak
+    return mixed.astype(np.float32)
+
+
+def snr_db(speech: np.ndarray, mixed: np.ndarray) -> float:
+    """Measured SNR in dB of ``mixed`` against the ``speech`` it contains (same scale)."""
+    speech64 = speech.astype(np.float64)
+    mixed64 = mixed.astype(np.float64)
+    scale = np.dot(mixed64, speech64) / np.dot(speech64, speech64)  # undo a common gain
+    noise = mixed64 / scale - speech64
+    return float(10 * np.log10(np.mean(speech64**2) / np.mean(noise**2)))
+
+
+def synthetic_room_noise(seconds: float, sample_rate: int, rng: np.random.Generator, level_dbfs_target: float = -45.0) -> np.ndarray:
+    """Room-like noise: pink noise, a 50 Hz mains hum with harmonics, and a slow level drift."""
+    count = int(round(seconds * sample_rate))
+    if count <= 0:
+        raise BadParameterError(f"synthetic_room_noise: seconds must be positive, not {seconds}.")
+    spectrum = np.fft.rfft(rng.standard_normal(count))
+    frequencies = np.fft.rfftfreq(count, 1 / sample_rate)
+    spectrum[1:] /= np.sqrt(frequencies[1:])  # 1/f power: pink
+    spectrum[0] = 0
+    pink = np.fft.irfft(spectrum, count)
+    pink /= np.std(pink) + 1e-12
+    time = np.arange(count) / sample_rate
+    hum = sum(0.3 / harmonic * np.sin(2 * np.pi * 50 * harmonic * time + rng.uniform(0, 2 * np.pi)) for harmonic in (1, 2, 3))
+    drift = 1 + 0.2 * np.sin(2 * np.pi * time / max(seconds, 1.0) + rng.uniform(0, 2 * np.pi))
+    noise = (pink + hum) * drift
+    noise *= 10 ** (level_dbfs_target / 20) / np.sqrt(np.mean(noise**2))
+    return noise.astype(np.float32)
+
+
+def write_wav(path, signal: np.ndarray, sample_rate: int) -> Path:
+    """Write 16-bit PCM WAV atomically: a temporary file in the same folder, then a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.wav", dir=path.parent)
+    os.close(handle)
+    try:
+        soundfile.write(temporary, np.clip(signal, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

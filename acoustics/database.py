@@ -1,0 +1,443 @@
+"""The SQLite feature database: schema, checks, transactions and batched reads.
+
+Tables (open the file in DB Browser for SQLite to see them):
+
+- ``settings``   key/value: ``features`` (the Settings as JSON), ``schema_version``, ``created_at``
+- ``speakers``   one row per speaker: name, sex (male/female), source corpus, synthetic flag
+- ``recordings`` one row per audio file: path, SHA-256 of its bytes, durations, original format
+- ``noises``     the background noises that were mixed in
+- ``features``   one row per recording and variant (``clean``, ``snr20`` ...): MFCC matrix as a
+                 float32 blob of ``frame_count`` x ``n_mfcc`` values, row-major
+- ``splits``     the speaker-disjoint train/validation/test assignment every model uses
+- ``runs``       the scores of every training run
+- view ``feature_overview`` joins them into readable rows.
+
+A recording and all its variants are written in one transaction, so a crash or Ctrl-C never leaves a
+half-written recording, and a rerun skips every recording whose content hash is stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BadDatabaseError, BadParameterError
+from .settings import DATABASE_FIELDS, Settings
+
+SCHEMA_VERSION = 1
+#: PRAGMA application_id of our files ("DLAC"), so that a foreign SQLite file is recognised.
+APPLICATION_ID = 0x444C4143
+SEXES = ("male", "female")
+SUBSETS = ("train", "validation", "test")
+BUSY_TIMEOUT_SECONDS = 120
+
+SCHEMA = """
+CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE speakers (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    sex TEXT NOT NULL CHECK (sex IN ('male', 'female')),
+    source TEXT NOT NULL,
+    synthetic INTEGER NOT NULL DEFAULT 0 CHECK (synthetic IN (0, 1)),
+    UNIQUE (source, name)
+);
+CREATE TABLE recordings (
+    id INTEGER PRIMARY KEY,
+    speaker_id INTEGER NOT NULL REFERENCES speakers(id),
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL UNIQUE,
+    duration_seconds REAL NOT NULL,
+    speech_seconds REAL NOT NULL,
+    original_sample_rate INTEGER NOT NULL,
+    original_channels INTEGER NOT NULL,
+    added_at TEXT NOT NULL
+);
+CREATE TABLE noises (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    sha256 TEXT NOT NULL UNIQUE,
+    duration_seconds REAL NOT NULL,
+    level_dbfs REAL NOT NULL
+);
+CREATE TABLE features (
+    id INTEGER PRIMARY KEY,
+    recording_id INTEGER NOT NULL REFERENCES recordings(id) ON DELETE CASCADE,
+    variant TEXT NOT NULL,
+    noise_id INTEGER REFERENCES noises(id),
+    snr_db REAL,
+    frame_count INTEGER NOT NULL CHECK (frame_count > 0),
+    n_mfcc INTEGER NOT NULL CHECK (n_mfcc > 0),
+    mfcc BLOB NOT NULL CHECK (length(mfcc) = 4 * frame_count * n_mfcc),
+    UNIQUE (recording_id, variant)
+);
+CREATE INDEX features_recording ON features(recording_id);
+CREATE INDEX recordings_speaker ON recordings(speaker_id);
+CREATE TABLE splits (
+    speaker_id INTEGER PRIMARY KEY REFERENCES speakers(id),
+    subset TEXT NOT NULL CHECK (subset IN ('train', 'validation', 'test')),
+    seed INTEGER NOT NULL
+);
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    finished_at TEXT NOT NULL,
+    model TEXT NOT NULL,
+    path TEXT NOT NULL,
+    test_accuracy REAL,
+    balanced_accuracy REAL,
+    test_speakers INTEGER,
+    epochs INTEGER,
+    training_seconds REAL,
+    parameters INTEGER,
+    scores_json TEXT NOT NULL
+);
+CREATE VIEW feature_overview AS
+SELECT features.id AS feature_id, speakers.name AS speaker, speakers.sex, speakers.source,
+       speakers.synthetic, recordings.path, features.variant, features.snr_db, features.frame_count,
+       round(features.frame_count * 0.01, 2) AS approx_seconds
+FROM features
+JOIN recordings ON recordings.id = features.recording_id
+JOIN speakers ON speakers.id = recordings.speaker_id;
+"""
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _explain(path, error: sqlite3.Error) -> BadDatabaseError:
+    """Turn an sqlite3 error into the one line a person reads."""
+    text = str(error).lower()
+    if "readonly" in text or "read-only" in text:
+        return BadDatabaseError(f"{path}: the database is read-only; make it writable (chmod u+w) or choose another --db.")
+    if "disk is full" in text or "disk i/o" in text:
+        return BadDatabaseError(f"{path}: the disk is full (or failed) while writing; free some space and run the stage again. Nothing half-written was kept.")
+    if "not a database" in text or "malformed" in text or "encrypted" in text:
+        return BadDatabaseError(f"{path}: not a feature database (not SQLite, or damaged); choose another --db, or move it away and run 'python set_up_sql.py'.")
+    if "locked" in text or "busy" in text:
+        return BadDatabaseError(f"{path}: the database stayed busy for {BUSY_TIMEOUT_SECONDS} s (another stage is writing); wait for it to finish and run again.")
+    if "unable to open" in text:
+        return BadDatabaseError(f"{path}: cannot open the database file; check that its folder exists and is writable.")
+    return BadDatabaseError(f"{path}: database error ({error}); run 'python set_up_sql.py --reset' to start over.")
+
+
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    uri = f"file:{path.resolve()}?mode={'ro' if readonly else 'rw'}"
+    try:
+        connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        connection.execute("PRAGMA foreign_keys = ON")
+        return connection
+    except sqlite3.Error as error:
+        raise _explain(path, error) from None
+
+
+def _is_ours(connection: sqlite3.Connection) -> int:
+    """Return our schema version, or raise if the file is not one of our databases."""
+    application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+    if application_id != APPLICATION_ID:
+        raise BadDatabaseError("foreign")
+    return connection.execute("PRAGMA user_version").fetchone()[0]
+
+
+def create_database(path, settings: Settings, *, reset: bool = False) -> str:
+    """Create the feature database at ``path``; return ``"created"``, ``"kept"`` or ``"reset"``.
+
+    An existing database of ours is kept as it is (its data and its settings) unless ``reset``. A file
+    that is not one of our databases is never touched.
+    """
+    path = Path(path)
+    outcome = "created"
+    if path.exists():
+        FeatureDatabase(path, readonly=True).close()  # raises for a foreign or damaged file
+        if not reset:
+            return "kept"
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        outcome = "reset"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.creating")
+    temporary.unlink(missing_ok=True)
+    try:
+        connection = sqlite3.connect(str(temporary), isolation_level=None)
+        try:
+            connection.executescript(
+                "BEGIN;" + SCHEMA
+                + f"PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+            )
+            connection.executemany(
+                "INSERT INTO settings (key, value) VALUES (?, ?)",
+                [("features", settings.to_json()), ("schema_version", str(SCHEMA_VERSION)), ("created_at", _now())],
+            )
+            connection.execute("COMMIT")
+            connection.execute("PRAGMA journal_mode = WAL")
+        finally:
+            connection.close()
+        os.replace(temporary, path)  # the database appears whole or not at all
+    except sqlite3.Error as error:
+        temporary.unlink(missing_ok=True)
+        raise _explain(path, error) from None
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise BadDatabaseError(f"{path}: cannot write the database ({error.strerror}); choose another --db.") from None
+    return outcome
+
+
+class FeatureDatabase:
+    """An open feature database. Use as a context manager; every method raises BadDatabaseError."""
+
+    def __init__(self, path, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise BadDatabaseError(f"{self.path}: no feature database here; run 'python set_up_sql.py --db {self.path}' first.")
+        if not readonly and not os.access(self.path, os.W_OK):
+            raise BadDatabaseError(f"{self.path}: the database is read-only; make it writable (chmod u+w) or choose another --db.")
+        self.readonly = readonly
+        self.connection = _connect(self.path, readonly=readonly)
+        try:
+            version = _is_ours(self.connection)
+            if not readonly:
+                self.connection.execute("PRAGMA synchronous = NORMAL")
+        except BadDatabaseError:
+            self.connection.close()
+            raise BadDatabaseError(
+                f"{self.path}: not a feature database of this project; choose another --db, or move it away and run 'python set_up_sql.py'."
+            ) from None
+        except sqlite3.Error as error:
+            self.connection.close()
+            raise _explain(self.path, error) from None
+        if version != SCHEMA_VERSION:
+            self.connection.close()
+            raise BadDatabaseError(
+                f"{self.path}: database schema version {version}, this version of the project reads {SCHEMA_VERSION}; "
+                "run 'python set_up_sql.py --reset' to rebuild it (the features are extracted again)."
+            )
+        self._settings = None
+
+    # Life cycle --------------------------------------------------------------------------------
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> "FeatureDatabase":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back on any exception (Ctrl-C included)."""
+        try:
+            self.connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise _explain(self.path, error) from None
+        try:
+            yield self.connection
+            self.connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            self._rollback()
+            raise _explain(self.path, error) from None
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.connection.execute("ROLLBACK")
+
+    def _query(self, sql: str, parameters=()) -> list:
+        try:
+            return self.connection.execute(sql, parameters).fetchall()
+        except sqlite3.Error as error:
+            raise _explain(self.path, error) from None
+
+    # Settings ----------------------------------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        """The feature settings the database was created with."""
+        if self._settings is None:
+            rows = self._query("SELECT value FROM settings WHERE key = 'features'")
+            if not rows:
+                raise BadDatabaseError(f"{self.path}: the settings row is missing; run 'python set_up_sql.py --reset'.")
+            try:
+                self._settings = Settings.from_json(rows[0][0])
+            except BadParameterError as error:
+                raise BadDatabaseError(f"{self.path}: {error}") from None
+        return self._settings
+
+    def check_settings(self, settings: Settings, *, fields=DATABASE_FIELDS) -> None:
+        """Raise SettingsMismatchError unless ``settings`` agree with the stored ones."""
+        self.settings.check_same(
+            settings, this=f"the database {self.path}", that="The requested run", fields=fields,
+            fix="Use the database's settings, or start over with 'python set_up_sql.py --reset' (or another --db).",
+        )
+
+    # Writing -----------------------------------------------------------------------------------
+    def known_hashes(self) -> set:
+        return {row[0] for row in self._query("SELECT sha256 FROM recordings")}
+
+    def add_noise(self, *, name: str, kind: str, sha256: str, duration_seconds: float, level_dbfs: float) -> int:
+        """Store a background noise (once per content hash) and return its id."""
+        with self.transaction() as connection:
+            connection.execute(
+                "INSERT OR IGNORE INTO noises (name, kind, sha256, duration_seconds, level_dbfs) VALUES (?, ?, ?, ?, ?)",
+                (name, kind, sha256, float(duration_seconds), float(level_dbfs)),
+            )
+            return connection.execute("SELECT id FROM noises WHERE sha256 = ?", (sha256,)).fetchone()[0]
+
+    def add_recordings(self, items: list) -> int:
+        """Store recordings with all their variants in one transaction; return how many were new.
+
+        Each item is a dict with keys ``speaker``, ``sex``, ``source``, ``synthetic``, ``path``,
+        ``sha256``, ``duration_seconds``, ``speech_seconds``, ``original_sample_rate``,
+        ``original_channels`` and ``variants``: a list of ``(variant, noise_id, snr_db, matrix)``.
+        A recording whose hash is already stored (by an earlier or a concurrent run) is skipped whole.
+        """
+        added = 0
+        with self.transaction() as connection:
+            for item in items:
+                if item["sex"] not in SEXES:
+                    raise BadParameterError(f"{item['path']}: sex must be 'male' or 'female', not {item['sex']!r}.")
+                if connection.execute("SELECT 1 FROM recordings WHERE sha256 = ?", (item["sha256"],)).fetchone():
+                    continue
+                connection.execute(
+                    "INSERT OR IGNORE INTO speakers (name, sex, source, synthetic) VALUES (?, ?, ?, ?)",
+                    (item["speaker"], item["sex"], item["source"], int(bool(item["synthetic"]))),
+                )
+                speaker_id, stored_sex = connection.execute(
+                    "SELECT id, sex FROM speakers WHERE source = ? AND name = ?", (item["source"], item["speaker"])
+                ).fetchone()
+                if stored_sex != item["sex"]:
+                    raise BadParameterError(
+                        f"{item['path']}: speaker {item['speaker']!r} is stored as {stored_sex} but labelled "
+                        f"{item['sex']} here; fix the labels of the corpus."
+                    )
+                cursor = connection.execute(
+                    "INSERT INTO recordings (speaker_id, path, sha256, duration_seconds, speech_seconds, "
+                    "original_sample_rate, original_channels, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (speaker_id, str(item["path"]), item["sha256"], float(item["duration_seconds"]),
+                     float(item["speech_seconds"]), int(item["original_sample_rate"]),
+                     int(item["original_channels"]), _now()),
+                )
+                recording_id = cursor.lastrowid
+                connection.executemany(
+                    "INSERT INTO features (recording_id, variant, noise_id, snr_db, frame_count, n_mfcc, mfcc) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (recording_id, variant, noise_id, None if snr is None else float(snr),
+                         int(matrix.shape[0]), int(matrix.shape[1]),
+                         np.ascontiguousarray(matrix, dtype=np.float32).tobytes())
+                        for variant, noise_id, snr, matrix in item["variants"]
+                    ],
+                )
+                added += 1
+        return added
+
+    # Reading -----------------------------------------------------------------------------------
+    def counts(self) -> dict:
+        """Speakers, recordings and feature rows per sex: ``{"male": {...}, "female": {...}}``."""
+        result = {sex: {"speakers": 0, "recordings": 0, "features": 0} for sex in SEXES}
+        for sex, speakers in self._query("SELECT sex, count(*) FROM speakers GROUP BY sex"):
+            result[sex]["speakers"] = speakers
+        for sex, recordings in self._query(
+            "SELECT speakers.sex, count(*) FROM recordings JOIN speakers ON speakers.id = recordings.speaker_id GROUP BY speakers.sex"
+        ):
+            result[sex]["recordings"] = recordings
+        for sex, rows in self._query(
+            "SELECT speakers.sex, count(*) FROM features JOIN recordings ON recordings.id = features.recording_id "
+            "JOIN speakers ON speakers.id = recordings.speaker_id GROUP BY speakers.sex"
+        ):
+            result[sex]["features"] = rows
+        return result
+
+    def speakers(self):
+        """DataFrame of speakers: id, name, sex, source, synthetic, recordings."""
+        import pandas
+
+        rows = self._query(
+            "SELECT speakers.id, speakers.name, speakers.sex, speakers.source, speakers.synthetic, count(recordings.id) "
+            "FROM speakers LEFT JOIN recordings ON recordings.speaker_id = speakers.id GROUP BY speakers.id ORDER BY speakers.id"
+        )
+        return pandas.DataFrame(rows, columns=["id", "name", "sex", "source", "synthetic", "recordings"])
+
+    def feature_index(self):
+        """DataFrame of every feature row without its matrix.
+
+        Columns: feature_id, recording_id, speaker_id, sex, source, synthetic, variant, snr_db, frame_count.
+        """
+        import pandas
+
+        rows = self._query(
+            "SELECT features.id, recordings.id, speakers.id, speakers.sex, speakers.source, speakers.synthetic, "
+            "features.variant, features.snr_db, features.frame_count FROM features "
+            "JOIN recordings ON recordings.id = features.recording_id "
+            "JOIN speakers ON speakers.id = recordings.speaker_id ORDER BY features.id"
+        )
+        return pandas.DataFrame(
+            rows,
+            columns=["feature_id", "recording_id", "speaker_id", "sex", "source", "synthetic", "variant", "snr_db", "frame_count"],
+        )
+
+    def load_features(self, feature_ids, batch_size: int = 500) -> dict:
+        """Return ``{feature_id: matrix}`` for the given ids, read ``batch_size`` rows per query."""
+        feature_ids = [int(feature_id) for feature_id in feature_ids]
+        result = {}
+        for start in range(0, len(feature_ids), batch_size):
+            batch = feature_ids[start : start + batch_size]
+            placeholders = ",".join("?" * len(batch))
+            for feature_id, frames, n_mfcc, blob in self._query(
+                f"SELECT id, frame_count, n_mfcc, mfcc FROM features WHERE id IN ({placeholders})", batch
+            ):
+                result[feature_id] = np.frombuffer(blob, dtype=np.float32).reshape(frames, n_mfcc)
+        return result
+
+    # Splits and runs ---------------------------------------------------------------------------
+    def save_split(self, assignment: dict, seed: int) -> None:
+        """Replace the stored split with ``{speaker_id: 'train'|'validation'|'test'}``."""
+        for subset in assignment.values():
+            if subset not in SUBSETS:
+                raise BadParameterError(f"split subset must be one of {SUBSETS}, not {subset!r}.")
+        with self.transaction() as connection:
+            connection.execute("DELETE FROM splits")
+            connection.executemany(
+                "INSERT INTO splits (speaker_id, subset, seed) VALUES (?, ?, ?)",
+                [(int(speaker), subset, int(seed)) for speaker, subset in assignment.items()],
+            )
+
+    def load_split(self) -> dict:
+        """The stored split as ``{speaker_id: subset}`` (empty if none)."""
+        return {speaker: subset for speaker, subset in self._query("SELECT speaker_id, subset FROM splits")}
+
+    def record_run(self, *, model: str, path, scores: dict, test_accuracy=None, balanced_accuracy=None,
+                   test_speakers=None, epochs=None, training_seconds=None, parameters=None) -> int:
+        """Store one training run's scores; return its id."""
+        with self.transaction() as connection:
+            cursor = connection.execute(
+                "INSERT INTO runs (finished_at, model, path, test_accuracy, balanced_accuracy, test_speakers, epochs, "
+                "training_seconds, parameters, scores_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (_now(), model, str(path), test_accuracy, balanced_accuracy, test_speakers, epochs,
+                 training_seconds, parameters, json.dumps(scores, sort_keys=True)),
+            )
+            return cursor.lastrowid
+
+    def runs(self):
+        """DataFrame of stored training runs, newest last."""
+        import pandas
+
+        rows = self._query(
+            "SELECT id, finished_at, model, path, test_accuracy, balanced_accuracy, test_speakers, epochs, "
+            "training_seconds, parameters FROM runs ORDER BY id"
+        )
+        return pandas.DataFrame(
+            rows,
+            columns=["id", "finished_at", "model", "path", "test_accuracy", "balanced_accuracy", "test_speakers",
+                     "epochs", "training_seconds", "parameters"],
+        )

@@ -1,0 +1,37 @@
+"""Errors of the project. The message of each is the one line a person reads.
+
+Stage scripts catch :class:`AcousticsError`, print its message and exit with status 1;
+any other exception is a bug and keeps its traceback.
+"""
+
+
+class AcousticsError(Exception):
+    """Base class: something the person can fix. ``str(error)`` says what and how."""
+
+
+class BadParameterError(AcousticsError, ValueError):
+    """A parameter (a setting, an argument) is out of range or of the wrong type."""
+
+
+class BadAudioError(AcousticsError):
+    """An audio file cannot be used: unreadable, empty, silent, clipped, too short or too long."""
+
+
+class BadDatabaseError(AcousticsError):
+    """The feature database is missing, foreign, from another schema version, read-only or full."""
+
+
+class SettingsMismatchError(AcousticsError):
+    """Two files (database, model) were made with different feature settings."""
+
+
+class BadModelError(AcousticsError):
+    """A model file is missing, unreadable, or not one of this project's models."""
+
+
+class NoInputDeviceError(AcousticsError):
+    """No microphone can be opened (no device, PortAudio missing, device busy)."""
+
+
+class NotEnoughDataError(AcousticsError):
+    """The database holds too little data for the requested step (e.g. one sex only)."""

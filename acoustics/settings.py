@@ -1,0 +1,190 @@
+"""Every feature parameter of the pipeline, in one frozen object.
+
+The settings are written into the feature database by stage 1, checked by stages 3 and 4, copied into
+every ``.h5`` model by stage 4 and read back from the model by stage 5. No other module declares these
+numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import BadParameterError, SettingsMismatchError
+
+#: Bumped whenever the meaning of a stored feature changes; part of every settings comparison.
+FEATURE_VERSION = 1
+
+#: The fields that decide what a stored MFCC matrix means. A model can only use features that agree
+#: on all of them.
+FEATURE_FIELDS = (
+    "feature_version",
+    "sample_rate",
+    "n_mfcc",
+    "n_mels",
+    "window_ms",
+    "hop_ms",
+    "fmin",
+    "fmax",
+    "trim_top_db",
+    "frames",
+)
+
+#: The fields that must also agree before new features are added to an existing database.
+DATABASE_FIELDS = FEATURE_FIELDS + ("snrs_db",)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Feature and randomness parameters.
+
+    Parameters
+    ----------
+    sample_rate : int
+        Sampling rate in Hz that every recording is resampled to.
+    n_mfcc : int
+        Number of mel-frequency cepstral coefficients per frame.
+    n_mels : int
+        Number of mel bands the coefficients are computed from.
+    window_ms, hop_ms : float
+        Analysis window and hop in milliseconds (25 ms and 10 ms: 400 and 160 samples at 16 kHz).
+    fmin, fmax : float
+        Lowest and highest frequency of the mel filter bank in Hz.
+    trim_top_db : float
+        Leading and trailing parts quieter than this many dB below the peak are trimmed as silence.
+    frames : int
+        Number of frames (of ``hop_ms`` each) in one model input window: 100 frames is 1.0 s.
+    snrs_db : tuple of float
+        Signal-to-noise ratios in dB at which background noise is mixed into each recording.
+    seed : int
+        Seed of every random generator (noise offsets, splits, weight initialisation).
+    """
+
+    sample_rate: int = 16000
+    n_mfcc: int = 40
+    n_mels: int = 40
+    window_ms: float = 25.0
+    hop_ms: float = 10.0
+    fmin: float = 0.0
+    fmax: float = 8000.0
+    trim_top_db: float = 30.0
+    frames: int = 100
+    snrs_db: tuple = (20.0, 10.0, 5.0, 0.0)
+    seed: int = 42
+    feature_version: int = FEATURE_VERSION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "snrs_db", tuple(float(snr) for snr in self.snrs_db))
+        problems = []
+        if not isinstance(self.sample_rate, int) or not 4000 <= self.sample_rate <= 48000:
+            problems.append(f"sample_rate must be an integer between 4000 and 48000 Hz, not {self.sample_rate!r}")
+        if not isinstance(self.n_mfcc, int) or not 1 <= self.n_mfcc <= self.n_mels:
+            problems.append(f"n_mfcc must be an integer between 1 and n_mels ({self.n_mels}), not {self.n_mfcc!r}")
+        if not isinstance(self.n_mels, int) or self.n_mels < 1:
+            problems.append(f"n_mels must be a positive integer, not {self.n_mels!r}")
+        if not 0 < self.hop_ms <= self.window_ms <= 200:
+            problems.append(f"need 0 < hop_ms <= window_ms <= 200 ms, not hop {self.hop_ms} and window {self.window_ms}")
+        if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
+            problems.append(f"need 0 <= fmin < fmax <= sample_rate/2, not fmin {self.fmin} and fmax {self.fmax}")
+        if not isinstance(self.frames, int) or self.frames < 8:
+            problems.append(f"frames must be an integer of at least 8, not {self.frames!r}")
+        if self.trim_top_db <= 0:
+            problems.append(f"trim_top_db must be positive, not {self.trim_top_db}")
+        if any(not -30 <= snr <= 60 for snr in self.snrs_db) or len(set(self.snrs_db)) != len(self.snrs_db):
+            problems.append(f"snrs_db must be distinct values between -30 and 60 dB, not {self.snrs_db}")
+        if problems:
+            raise BadParameterError("Bad settings: " + "; ".join(problems) + ".")
+
+    # Derived sizes -----------------------------------------------------------------------------
+    @property
+    def n_fft(self) -> int:
+        """Analysis window length in samples."""
+        return int(round(self.sample_rate * self.window_ms / 1000))
+
+    @property
+    def hop_length(self) -> int:
+        """Hop between frames in samples."""
+        return int(round(self.sample_rate * self.hop_ms / 1000))
+
+    @property
+    def window_seconds(self) -> float:
+        """Duration in seconds covered by one model input window of ``frames`` frames."""
+        return ((self.frames - 1) * self.hop_length + self.n_fft) / self.sample_rate
+
+    # JSON form ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        values = dataclasses.asdict(self)
+        values["snrs_db"] = list(self.snrs_db)
+        return values
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Settings":
+        try:
+            values = json.loads(text)
+        except (TypeError, json.JSONDecodeError) as error:
+            raise BadParameterError(f"Stored settings are not valid JSON ({error}).") from None
+        known = {item.name for item in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise BadParameterError(
+                f"Stored settings have fields this version does not know: {', '.join(unknown)}; "
+                "they were made by a newer version of the project."
+            )
+        return cls(**values)
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    # Comparison --------------------------------------------------------------------------------
+    def differences(self, other: "Settings", fields=FEATURE_FIELDS) -> list:
+        """Human-readable list of the fields in ``fields`` where ``self`` and ``other`` differ."""
+        return [
+            f"{name} {getattr(other, name)!r} vs {getattr(self, name)!r}"
+            for name in fields
+            if getattr(self, name) != getattr(other, name)
+        ]
+
+    def check_same(self, other: "Settings", *, this: str, that: str, fix: str, fields=FEATURE_FIELDS) -> None:
+        """Raise :class:`SettingsMismatchError` naming both sources when the settings differ."""
+        differences = self.differences(other, fields)
+        if differences:
+            raise SettingsMismatchError(
+                f"{that} was made with other feature settings than {this} ({'; '.join(differences)}). {fix}"
+            )
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where the stages read and write; everything lives under ``data_dir``."""
+
+    data_dir: Path = field(default_factory=lambda: Path(os.environ.get("ACOUSTICS_DATA", "data")))
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "features.db"
+
+    @property
+    def background_noise(self) -> Path:
+        return self.data_dir / "background_noise.wav"
+
+    @property
+    def demo_corpus(self) -> Path:
+        return self.data_dir / "demo_corpus"
+
+    @property
+    def models(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def recordings(self) -> Path:
+        return self.data_dir / "recordings"
+
+    @property
+    def pictures(self) -> Path:
+        return self.data_dir / "pictures"
