@@ -1,0 +1,187 @@
+"""Find labelled recordings, and make the synthetic demo corpus.
+
+Three kinds of corpus, each giving a list of :class:`LabelledRecording`:
+
+- the Saarbruecken Voice Database export: ``male_speech/`` and ``female_speech/`` folders of WAV files
+  whose speaker id is the file name's prefix before ``-`` (``1234-phrase.wav`` -> speaker ``1234``);
+- a CSV manifest with columns ``path,sex,speaker`` (``file,gender,speaker_id`` as in EmoDB's
+  ``labels.csv`` are accepted too); paths are relative to the manifest's folder;
+- the demo corpus, spoken by espeak-ng (and MBROLA voices where installed) into ``data/demo_corpus/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import AcousticsError, BadParameterError
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
+SEX_LABELS = {"male": "male", "m": "male", "man": "male", "mann": "male", "maennlich": "male", "männlich": "male",
+              "female": "female", "f": "female", "w": "female", "woman": "female", "frau": "female",
+              "weiblich": "female"}
+COLUMN_ALIASES = {"path": ("path", "file", "filename"), "sex": ("sex", "gender", "label"),
+                  "speaker": ("speaker", "speaker_id", "speaker_name")}
+
+DEMO_SENTENCES = (
+    "Guten Morgen, wie geht es Ihnen",
+    "Ich komme heute etwas später nach Hause",
+    "Das Wetter ist schön, wir gehen spazieren",
+    "Können Sie mir bitte den Weg zum Bahnhof zeigen",
+)
+#: Demo speakers: (voice, pitch, speed). 21 male and 20 female synthetic speakers.
+DEMO_MALE = tuple((f"de+m{variant}", pitch, 140 + 10 * variant) for variant in range(1, 8) for pitch in (25, 40, 55))
+DEMO_FEMALE = tuple((f"de+f{variant}", pitch, 135 + 12 * variant) for variant in range(1, 6) for pitch in (45, 57, 69, 80))
+#: Held-out voices for stage 5's demo: pitches and speeds no demo speaker has.
+DEMO_HOLDOUT = (("de+m2", 33, 165, "male"), ("de+m6", 48, 150, "male"), ("de+f3", 63, 160, "female"), ("de+f1", 52, 175, "female"))
+HOLDOUT_SENTENCE = "Hallo, wie geht es Ihnen heute"
+#: MBROLA German voices (optional) and their sex.
+MBROLA_VOICES = {"mb-de1": "female", "mb-de2": "male", "mb-de3": "female", "mb-de4": "male",
+                 "mb-de5": "female", "mb-de6": "male", "mb-de7": "female"}
+
+
+@dataclass(frozen=True)
+class LabelledRecording:
+    """One audio file with its labels."""
+
+    path: Path
+    sex: str
+    speaker: str
+    source: str
+    synthetic: bool = False
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file or manifest row that was not used, and why."""
+
+    path: str
+    reason: str
+
+
+def normalise_sex(label) -> str | None:
+    """'male' or 'female' for any common spelling, None for anything else."""
+    return SEX_LABELS.get(str(label).strip().lower())
+
+
+def audio_files(folder: Path) -> list:
+    """Audio files under ``folder``, sorted; symbolic links to folders are not followed (no loops)."""
+    found = []
+    for directory, subdirectories, files in os.walk(folder, followlinks=False):
+        subdirectories.sort()
+        found.extend(Path(directory) / name for name in sorted(files) if Path(name).suffix.lower() in AUDIO_SUFFIXES)
+    return found
+
+
+def find_svd(data_dir) -> list:
+    """Recordings of the SVD export under ``data_dir`` (``male_speech/``, ``female_speech/``)."""
+    data_dir = Path(data_dir)
+    recordings = []
+    for sex in ("male", "female"):
+        folder = data_dir / f"{sex}_speech"
+        if folder.is_dir():
+            for path in audio_files(folder):
+                recordings.append(LabelledRecording(path, sex, path.stem.split("-")[0], "svd"))
+    return recordings
+
+
+def has_svd(data_dir) -> bool:
+    data_dir = Path(data_dir)
+    return (data_dir / "male_speech").is_dir() or (data_dir / "female_speech").is_dir()
+
+
+def read_manifest(manifest, *, source: str | None = None, synthetic: bool = False) -> tuple:
+    """Read a CSV manifest; return ``(recordings, skipped)``.
+
+    Rows with an unknown sex label or a missing file are skipped with a reason; a manifest without the
+    needed columns raises :class:`BadParameterError`.
+    """
+    import pandas
+
+    manifest = Path(manifest)
+    try:
+        table = pandas.read_csv(manifest, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise BadParameterError(f"{manifest}: no such manifest; check the path.") from None
+    except Exception as error:
+        raise BadParameterError(f"{manifest}: not a readable CSV manifest ({type(error).__name__}); it needs the columns path,sex,speaker.") from None
+    lowered = {column.strip().lower(): column for column in table.columns}
+    columns = {}
+    for wanted, aliases in COLUMN_ALIASES.items():
+        match = next((lowered[alias] for alias in aliases if alias in lowered), None)
+        if match is None:
+            raise BadParameterError(
+                f"{manifest}: the manifest has no '{wanted}' column (it has: {', '.join(map(str, table.columns)) or 'none'}); "
+                "it needs the columns path,sex,speaker."
+            )
+        columns[wanted] = match
+    source = source or manifest.parent.name or "manifest"
+    recordings, skipped = [], []
+    for row_number, row in enumerate(table.itertuples(index=False), start=2):
+        values = dict(zip(table.columns, row))
+        raw_path = str(values[columns["path"]]).strip()
+        sex = normalise_sex(values[columns["sex"]])
+        speaker = str(values[columns["speaker"]]).strip()
+        where = f"{manifest} line {row_number}"
+        if not raw_path:
+            skipped.append(Skipped(where, "empty path"))
+        elif sex is None:
+            skipped.append(Skipped(where, f"unknown sex label {values[columns['sex']]!r} (use male or female)"))
+        elif not speaker:
+            skipped.append(Skipped(where, "empty speaker"))
+        else:
+            path = Path(raw_path) if Path(raw_path).is_absolute() else manifest.parent / raw_path
+            recordings.append(LabelledRecording(path, sex, speaker, source, synthetic))
+    return recordings, skipped
+
+
+def mbrola_voices() -> dict:
+    """The optional MBROLA German voices that are installed: {voice: sex}."""
+    return {voice: sex for voice, sex in MBROLA_VOICES.items()
+            if Path(f"/usr/share/mbrola/{voice[3:]}/{voice[3:]}").exists()}
+
+
+def _speak(text: str, path: Path, voice: str, pitch: int, speed: int) -> None:
+    subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed), "-w", str(path), text],
+                   check=True, capture_output=True, timeout=60)
+
+
+def make_demo_corpus(folder, *, progress=None) -> Path:
+    """Speak the demo corpus into ``folder`` (once) and return its manifest ``folder/manifest.csv``.
+
+    Layout: ``male/`` and ``female/`` (training speakers), ``holdout/`` (voices no training speaker
+    has, for stage 5), ``manifest.csv`` (path,sex,speaker). Existing files are reused.
+    """
+    folder = Path(folder)
+    manifest = folder / "manifest.csv"
+    if manifest.exists():
+        return manifest
+    if shutil.which("espeak-ng") is None:
+        raise AcousticsError("espeak-ng is not installed, so the demo corpus cannot be spoken; run 'make install'.")
+    speakers = [(voice, pitch, speed, "male") for voice, pitch, speed in DEMO_MALE]
+    speakers += [(voice, pitch, speed, "female") for voice, pitch, speed in DEMO_FEMALE]
+    for voice, sex in mbrola_voices().items():
+        speakers += [(voice, pitch, 150, sex) for pitch in ((35, 50) if sex == "male" else (50, 65))]
+    rows = ["path,sex,speaker"]
+    jobs = []
+    for voice, pitch, speed, sex in speakers:
+        speaker = f"{voice.replace('+', '-')}-p{pitch}"
+        for number, sentence in enumerate(DEMO_SENTENCES, start=1):
+            relative = Path(sex) / f"{speaker}-{number}.wav"
+            jobs.append((sentence, folder / relative, voice, pitch, speed))
+            rows.append(f"{relative.as_posix()},{sex},{speaker}")
+    for voice, pitch, speed, sex in DEMO_HOLDOUT:
+        jobs.append((HOLDOUT_SENTENCE, folder / "holdout" / f"{sex}-{voice.replace('+', '-')}-p{pitch}.wav", voice, pitch, speed))
+    for job in jobs if progress is None else progress(jobs):
+        job[1].parent.mkdir(parents=True, exist_ok=True)
+        if not job[1].exists():
+            temporary = job[1].with_name(f".{job[1].name}.tmp.wav")
+            _speak(job[0], temporary, *job[2:])
+            os.replace(temporary, job[1])
+    temporary_manifest = folder / ".manifest.csv.tmp"
+    temporary_manifest.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    os.replace(temporary_manifest, manifest)  # written last: its presence means the corpus is whole
+    return manifest

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Stage 3: read labelled speech, mix in the background noise at each SNR, store MFCCs in the database.
+
+Speech comes from the Saarbruecken Voice Database export (data/male_speech/, data/female_speech/), from
+CSV manifests (--manifest FILE, columns path,sex,speaker) and/or the built-in demo corpus (--demo).
+Reruns are safe: every recording is stored once, with all its variants, and a run that was stopped
+continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # BLAS threads fight on small machines
+
+from acoustics.errors import AcousticsError
+from acoustics.settings import Paths
+
+BATCH_SIZE = 32  # recordings per database transaction
+
+
+def parse_arguments(argv=None) -> argparse.Namespace:
+    paths = Paths()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", default=str(paths.database), help="feature database (default: %(default)s)")
+    parser.add_argument("--noise", default=str(paths.background_noise), help="background noise WAV (default: %(default)s)")
+    parser.add_argument("--svd", default=str(paths.data_dir), metavar="FOLDER",
+                        help="folder holding male_speech/ and female_speech/ of the SVD export (default: %(default)s)")
+    parser.add_argument("--manifest", action="append", default=[], metavar="CSV",
+                        help="CSV with columns path,sex,speaker (repeatable)")
+    parser.add_argument("--demo", action="store_true", help="use the built-in demo corpus (spoken by espeak-ng)")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                        help="processes computing features (default: %(default)s)")
+    parser.add_argument("--limit", type=int, help="process at most this many new recordings")
+    parser.add_argument("--picture", default=str(paths.pictures / "speech_prep.png"), help="where to save the picture")
+    return parser.parse_args(argv)
+
+
+def collect(arguments, paths: Paths) -> tuple:
+    """All labelled recordings the arguments name, and the manifest rows that were skipped."""
+    from acoustics import corpus
+
+    recordings, skipped = [], []
+    if corpus.has_svd(arguments.svd):
+        recordings += corpus.find_svd(arguments.svd)
+    for manifest in arguments.manifest:
+        found, bad_rows = corpus.read_manifest(manifest)
+        recordings += found
+        skipped += bad_rows
+    if arguments.demo:
+        print(f"Speaking the demo corpus into {paths.demo_corpus} with espeak-ng (once) ...")
+        manifest = corpus.make_demo_corpus(paths.demo_corpus, progress=progress_bar("speaking", "clips"))
+        found, bad_rows = corpus.read_manifest(manifest, source="demo", synthetic=True)
+        recordings += found
+        skipped += bad_rows
+    if not recordings and not skipped:
+        raise AcousticsError(
+            f"No speech found: put the SVD export in {arguments.svd}/male_speech and {arguments.svd}/female_speech "
+            "(see README), or use --manifest FILE or --demo."
+        )
+    return recordings, skipped
+
+
+def progress_bar(description: str, unit: str, total=None):
+    from tqdm import tqdm
+
+    return lambda iterable: tqdm(iterable, desc=description, unit=unit, total=total, file=sys.stderr,
+                                 dynamic_ncols=True, disable=None)
+
+
+def load_noise(path, settings):
+    from acoustics import audio, preparation
+
+    if not os.path.exists(path):
+        raise AcousticsError(f"{path}: no background noise yet; run 'python collect_background_noise.py' "
+                             "(or with --synthetic) first.")
+    noise, _ = audio.load_audio(path, settings.sample_rate)
+    if audio.level_dbfs(noise) < audio.SILENCE_DBFS - 30:
+        raise AcousticsError(f"{path}: the background noise is digital silence; record it again with "
+                             "'python collect_background_noise.py'.")
+    return noise, preparation.file_hash(path)
+
+
+def main(argv=None) -> int:
+    arguments = parse_arguments(argv)
+    paths = Paths()
+    from acoustics import audio, database, preparation
+    from acoustics.corpus import Skipped
+
+    started = time.perf_counter()
+    stored_now, skipped, seconds_of_audio = 0, [], 0.0
+    feature_database = None
+    try:
+        feature_database = database.FeatureDatabase(arguments.db)
+        settings = feature_database.settings
+        noise, noise_hash = load_noise(arguments.noise, settings)
+        noise_id = feature_database.add_noise(name=os.path.basename(arguments.noise), kind="room", sha256=noise_hash,
+                                              duration_seconds=noise.size / settings.sample_rate,
+                                              level_dbfs=audio.level_dbfs(noise))
+        recordings, skipped = collect(arguments, paths)
+        known = feature_database.known_hashes()
+        tasks, already = [], 0
+        for recording in recordings:
+            try:
+                task = preparation.make_task(recording)
+            except AcousticsError as error:
+                skipped.append(Skipped(str(recording.path), str(error).split(": ", 1)[-1]))
+                continue
+            if task.sha256 in known:
+                already += 1
+                continue
+            known.add(task.sha256)  # the same file twice in the corpus is stored once
+            tasks.append(task)
+        if arguments.limit is not None:
+            tasks = tasks[: arguments.limit]
+        print(f"Found {len(recordings)} recordings: {already} already stored, {len(tasks)} to process "
+              f"(clean + noise at {', '.join(f'{snr:g}' for snr in settings.snrs_db)} dB SNR each).")
+        batch = []
+        bar = progress_bar("extracting MFCCs", "files", total=len(tasks))
+        for result in bar(preparation.prepare_all(tasks, noise, noise_id, settings, workers=arguments.workers)):
+            if isinstance(result, Skipped):
+                skipped.append(result)
+                continue
+            batch.append(result)
+            if len(batch) >= BATCH_SIZE:
+                stored_now += feature_database.add_recordings(batch)
+                seconds_of_audio += sum(item["speech_seconds"] * len(item["variants"]) for item in batch)
+                batch = []
+        stored_now += feature_database.add_recordings(batch)
+        seconds_of_audio += sum(item["speech_seconds"] * len(item["variants"]) for item in batch)
+        summarise(feature_database, stored_now, seconds_of_audio, skipped, time.perf_counter() - started)
+        picture(feature_database, tasks, noise, settings, arguments.picture)
+    except AcousticsError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        if stored_now:
+            print(f"{stored_now} recordings were stored before that; rerun to continue.", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\nStopped. {stored_now} recordings were stored completely in this run; the one being written "
+              "was rolled back. Run the same command again to continue.", file=sys.stderr)
+        return 130
+    finally:
+        if feature_database is not None:
+            feature_database.close()
+    print("Next: python train_models.py")
+    return 0
+
+
+def summarise(feature_database, stored_now: int, seconds_of_audio: float, skipped: list, seconds: float) -> None:
+    import pandas
+
+    counts = feature_database.counts()
+    table = pandas.DataFrame(counts).T.rename_axis("sex")
+    print(f"\nStored {stored_now} new recordings ({seconds_of_audio:.0f} s of audio across all variants) "
+          f"in {seconds:.1f} s. The database now holds:")
+    print(table.to_string())
+    if skipped:
+        print(f"\nSkipped {len(skipped)} files:")
+        for item in skipped[:20]:
+            print(f"  {item.path}: {item.reason}")
+        if len(skipped) > 20:
+            print(f"  ... and {len(skipped) - 20} more.")
+
+
+def picture(feature_database, tasks, noise, settings, path) -> None:
+    """Waveform and MFCCs of one recording of this run, clean and at the lowest SNR."""
+    from acoustics import features, plots, preparation
+
+    for task in tasks[:5]:
+        try:
+            speech, mixed = preparation.clean_and_noisy(task, noise, settings)
+        except AcousticsError:
+            continue
+        lowest = min(settings.snrs_db)
+        saved = plots.plot_speech_variants(
+            speech, mixed[lowest], features.mfcc(speech, settings), features.mfcc(mixed[lowest], settings),
+            settings.sample_rate, settings.hop_ms, path,
+            title=f"{os.path.basename(task.recording.path)} ({task.recording.sex}, speaker {task.recording.speaker})",
+            noisy_label=f"with background noise at {lowest:g} dB SNR",
+        )
+        print(f"Saved a picture of one recording, clean and with noise: {saved}")
+        return
+
+
+if __name__ == "__main__":
+    sys.exit(main())
