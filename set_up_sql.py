@@ -57,9 +57,9 @@ def main(argv=None) -> int:
         recordings = sum(count["recordings"] for count in counts.values())
         print(f"The feature database {arguments.db} already exists; it was kept with its {recordings} recordings "
               "(use --reset to start over).")
-        if changes and stored.differences(settings, fields=tuple(changes)):
+        if changes and settings.differences(stored, fields=tuple(changes)):
             print("Note: the settings you gave differ from the stored ones, which stay in force: "
-                  + "; ".join(stored.differences(settings, fields=tuple(changes))) + ".")
+                  + "; ".join(settings.differences(stored, fields=tuple(changes))) + ".")
     else:
         print(f"{'Started over: e' if outcome == 'reset' else 'Created the e'}mpty feature database {arguments.db} "
               "(tables: settings, speakers, recordings, noises, features, splits, runs).")

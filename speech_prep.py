@@ -34,6 +34,10 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--demo", action="store_true", help="use the built-in demo corpus (spoken by espeak-ng)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                         help="processes computing features (default: %(default)s)")
+    parser.add_argument("--snrs", type=float, nargs="+", metavar="DB",
+                        help="SNRs in dB; must match the database's unless --start-over")
+    parser.add_argument("--start-over", action="store_true",
+                        help="delete every stored feature and start again (with --snrs, under the new SNRs)")
     parser.add_argument("--limit", type=int, help="process at most this many new recordings")
     parser.add_argument("--picture", default=str(paths.pictures / "speech_prep.png"), help="where to save the picture")
     return parser.parse_args(argv)
@@ -84,6 +88,27 @@ def load_noise(path, settings):
     return noise, preparation.file_hash(path)
 
 
+def open_database(arguments):
+    """Open the database; with --snrs check them against the stored settings, or start over."""
+    from acoustics import database
+
+    feature_database = database.FeatureDatabase(arguments.db)
+    requested = feature_database.settings
+    if arguments.snrs:
+        requested = requested.replace(snrs_db=tuple(arguments.snrs))
+    if arguments.start_over:
+        feature_database.close()
+        database.create_database(arguments.db, requested, reset=True)
+        print(f"Started over: deleted every stored feature in {arguments.db}.")
+        return database.FeatureDatabase(arguments.db)
+    try:
+        feature_database.check_settings(requested)
+    except AcousticsError:
+        feature_database.close()
+        raise
+    return feature_database
+
+
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
     paths = Paths()
@@ -94,7 +119,7 @@ def main(argv=None) -> int:
     stored_now, skipped, seconds_of_audio = 0, [], 0.0
     feature_database = None
     try:
-        feature_database = database.FeatureDatabase(arguments.db)
+        feature_database = open_database(arguments)
         settings = feature_database.settings
         noise, noise_hash = load_noise(arguments.noise, settings)
         noise_id = feature_database.add_noise(name=os.path.basename(arguments.noise), kind="room", sha256=noise_hash,

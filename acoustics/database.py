@@ -276,8 +276,8 @@ class FeatureDatabase:
     def check_settings(self, settings: Settings, *, fields=DATABASE_FIELDS) -> None:
         """Raise SettingsMismatchError unless ``settings`` agree with the stored ones."""
         self.settings.check_same(
-            settings, this=f"the database {self.path}", that="The requested run", fields=fields,
-            fix="Use the database's settings, or start over with 'python set_up_sql.py --reset' (or another --db).",
+            settings, this=f"the features stored in {self.path}", that="This run", fields=fields,
+            fix="Run without changing the settings, or add --start-over to delete the stored features (or use another --db).",
         )
 
     # Writing -----------------------------------------------------------------------------------

@@ -143,20 +143,29 @@ class Settings:
 
     # Comparison --------------------------------------------------------------------------------
     def differences(self, other: "Settings", fields=FEATURE_FIELDS) -> list:
-        """Human-readable list of the fields in ``fields`` where ``self`` and ``other`` differ."""
+        """Human-readable list of the fields in ``fields`` where they differ: "name: mine vs other's"."""
         return [
-            f"{name} {getattr(other, name)!r} vs {getattr(self, name)!r}"
+            f"{name}: {_show(getattr(self, name))} vs {_show(getattr(other, name))}"
             for name in fields
             if getattr(self, name) != getattr(other, name)
         ]
 
     def check_same(self, other: "Settings", *, this: str, that: str, fix: str, fields=FEATURE_FIELDS) -> None:
-        """Raise :class:`SettingsMismatchError` naming both sources when the settings differ."""
-        differences = self.differences(other, fields)
+        """Raise :class:`SettingsMismatchError` naming both sources when the settings differ.
+
+        ``this`` names where ``self`` comes from and ``that`` where ``other`` comes from.
+        """
+        differences = other.differences(self, fields)
         if differences:
             raise SettingsMismatchError(
-                f"{that} was made with other feature settings than {this} ({'; '.join(differences)}). {fix}"
+                f"{that} and {this} use different feature settings ({'; '.join(differences)}). {fix}"
             )
+
+
+def _show(value) -> str:
+    if isinstance(value, tuple):
+        return "(" + ", ".join(f"{item:g}" if isinstance(item, float) else str(item) for item in value) + ")"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 @dataclass(frozen=True)
