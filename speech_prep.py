@@ -48,6 +48,8 @@ def collect(arguments, paths: Paths) -> tuple:
     from acoustics import corpus
 
     recordings, skipped = [], []
+    for folder in corpus.unpack_svd_zips(arguments.svd):
+        print(f"Unpacked {folder.name}.zip into {folder}.")
     if corpus.has_svd(arguments.svd):
         recordings += corpus.find_svd(arguments.svd)
     for manifest in arguments.manifest:

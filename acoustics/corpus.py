@@ -185,3 +185,76 @@ def make_demo_corpus(folder, *, progress=None) -> Path:
     temporary_manifest.write_text("\n".join(rows) + "\n", encoding="utf-8")
     os.replace(temporary_manifest, manifest)  # written last: its presence means the corpus is whole
     return manifest
+
+
+#: The SVD zips hold a few hundred MB; anything that unpacks to more than this is refused (zip bomb).
+MAX_UNPACKED_BYTES = 4 * 1024**3
+MAX_MEMBERS = 100_000
+
+
+def unpack_svd_zip(zip_path, target) -> Path:
+    """Unpack an SVD export zip (``male_speech.zip``) safely into the folder ``target``.
+
+    Members that are absolute, climb out with ``..`` or are links are refused, as is an archive that
+    would unpack to more than :data:`MAX_UNPACKED_BYTES` (counted while unpacking, not trusted from the
+    header). It unpacks into a temporary folder first and renames it at the end, so ``target`` appears
+    whole or not at all. The export's single top folder (``export/``) is dropped.
+    """
+    import stat
+    import zipfile
+
+    zip_path, target = Path(zip_path), Path(target)
+    if target.exists():
+        return target
+    temporary = target.with_name(f".{target.name}.unpacking")
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            members = archive.infolist()
+            if len(members) > MAX_MEMBERS:
+                raise AcousticsError(f"{zip_path}: holds {len(members)} entries, more than an SVD export; unpack it by hand.")
+            written = 0
+            for member in members:
+                name = Path(member.filename)
+                mode = member.external_attr >> 16
+                if name.is_absolute() or ".." in name.parts or member.filename.startswith(("/", "\\")):
+                    raise AcousticsError(f"{zip_path}: the entry {member.filename!r} points outside the folder; refusing to unpack it.")
+                if stat.S_ISLNK(mode):
+                    raise AcousticsError(f"{zip_path}: the entry {member.filename!r} is a link; refusing to unpack it.")
+                destination = temporary / name
+                if member.is_dir():
+                    destination.mkdir(parents=True, exist_ok=True)
+                    continue
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(member) as source, open(destination, "wb") as sink:
+                    for block in iter(lambda: source.read(1 << 20), b""):
+                        written += len(block)
+                        if written > MAX_UNPACKED_BYTES:
+                            raise AcousticsError(
+                                f"{zip_path}: unpacks to more than {MAX_UNPACKED_BYTES / 1024**3:.0f} GB, far more than "
+                                "an SVD export (a damaged file or a zip bomb); download it again."
+                            )
+                        sink.write(block)
+    except zipfile.BadZipFile:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise AcousticsError(f"{zip_path}: not a complete zip file (download cut short?); download it again.") from None
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    entries = list(temporary.iterdir()) if temporary.exists() else []
+    root = entries[0] if len(entries) == 1 and entries[0].is_dir() else temporary
+    os.replace(root, target)
+    shutil.rmtree(temporary, ignore_errors=True)
+    return target
+
+
+def unpack_svd_zips(data_dir) -> list:
+    """Unpack ``male_speech.zip`` / ``female_speech.zip`` in ``data_dir`` where the folder is missing."""
+    data_dir = Path(data_dir)
+    unpacked = []
+    for sex in ("male", "female"):
+        archive = data_dir / f"{sex}_speech.zip"
+        folder = data_dir / f"{sex}_speech"
+        if archive.is_file() and not folder.exists():
+            unpacked.append(unpack_svd_zip(archive, folder))
+    return unpacked
