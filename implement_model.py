@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Stage 5: classify new real-world speech as male or female.
+
+By default it listens to the microphone: speak "Guten Morgen, wie geht es Ihnen" and pause, and it
+answers. --wav classifies files (or folders) instead; --stream keeps listening until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from acoustics.errors import AcousticsError
+from acoustics.settings import Paths
+
+WAV_ALTERNATIVE = "use --wav FILE to classify a recording instead"
+SENTENCE = "Guten Morgen, wie geht es Ihnen"
+
+
+def parse_arguments(argv=None) -> argparse.Namespace:
+    paths = Paths()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(paths.models / "best.h5"), help="model file (default: %(default)s)")
+    parser.add_argument("--db", default=str(paths.database),
+                        help="feature database whose settings the model must match, where it exists (default: %(default)s)")
+    parser.add_argument("--wav", nargs="+", metavar="FILE", help="classify these audio files or folders")
+    parser.add_argument("--csv", metavar="OUT", help="with --wav: write path,label,probability,duration,speech_seconds")
+    parser.add_argument("--stream", action="store_true", help="keep listening; a verdict per utterance until Ctrl-C")
+    parser.add_argument("--seconds", type=float, default=6.0, help="longest recording or utterance in seconds (default: 6)")
+    parser.add_argument("--no-save", action="store_true", help="do not save recordings and pictures")
+    return parser.parse_args(argv)
+
+
+def load(arguments):
+    """The model and its metadata, checked against the feature database where one exists."""
+    from acoustics import database, models
+
+    model, metadata = models.load_model(arguments.model)
+    if os.path.exists(arguments.db):
+        with database.FeatureDatabase(arguments.db, readonly=True) as feature_database:
+            models.check_model_settings(metadata, feature_database.settings, source=f"The feature database {arguments.db}")
+    models.predict_clip(model, metadata, _silence_features(metadata))  # warm up: the first prediction compiles
+    return model, metadata
+
+
+def _silence_features(metadata):
+    import numpy as np
+
+    settings = metadata["settings"]
+    return np.zeros((settings.frames, settings.n_mfcc), dtype=np.float32)
+
+
+def classify_files(arguments, model, metadata) -> int:
+    from pathlib import Path
+
+    from acoustics import audio, corpus, verdict
+
+    paths = []
+    for name in arguments.wav:
+        paths += corpus.audio_files(Path(name)) if Path(name).is_dir() else [Path(name)]
+    if not paths:
+        raise AcousticsError(f"No audio files in {' '.join(arguments.wav)}; give WAV files or folders that hold them.")
+    rows = []
+    for path in paths:
+        try:
+            signal, _ = audio.load_audio(path, metadata["settings"].sample_rate)
+            result = verdict.classify_signal(model, metadata, signal, path)
+        except AcousticsError as error:
+            result = verdict.Verdict(None, None, 0.0, 0.0, f"no verdict: {str(error).split(': ', 1)[-1]}")
+        print(f"{path}: {result.sentence()}")
+        rows.append(result)
+    if arguments.csv:
+        write_csv(arguments.csv, paths, rows)
+        print(f"Wrote {len(rows)} rows to {arguments.csv}.")
+    labelled = [row for row in rows if row.label]
+    print(f"Classified {len(labelled)} of {len(rows)} files: {sum(row.label == 'male' for row in labelled)} male, "
+          f"{sum(row.label == 'female' for row in labelled)} female.")
+    return 0
+
+
+def write_csv(path, paths, rows) -> None:
+    import pandas
+
+    table = pandas.DataFrame({
+        "path": [str(item) for item in paths],
+        "label": [row.label or "" for row in rows],
+        "probability": [None if row.probability is None else round(row.probability, 4) for row in rows],
+        "duration": [round(row.duration_seconds, 3) for row in rows],
+        "speech_seconds": [round(row.speech_seconds, 3) for row in rows],
+        "note": [row.note for row in rows],
+    })
+    temporary = f"{path}.tmp"
+    table.to_csv(temporary, index=False)
+    os.replace(temporary, path)
+
+
+def keep(signal, result, metadata, arguments) -> None:
+    """Save what the microphone heard and a picture of it with the verdict."""
+    if arguments.no_save:
+        return
+    from acoustics import audio, features, plots
+
+    paths = Paths()
+    settings = metadata["settings"]
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
+    wav = audio.write_wav(paths.recordings / f"{stamp}.wav", signal, settings.sample_rate)
+    picture = plots.plot_verdict(signal, features.mfcc(signal, settings), settings.sample_rate, settings.hop_ms,
+                                 paths.pictures / f"verdict-{stamp}.png", title=f"Verdict: {result.sentence()}")
+    print(f"Saved the recording as {wav} and a picture as {picture}.")
+
+
+def listen_once(arguments, model, metadata) -> int:
+    from acoustics import microphone, verdict
+
+    settings = metadata["settings"]
+    signal, detected = microphone.record_utterance(
+        settings.sample_rate, max_seconds=arguments.seconds, alternatives=WAV_ALTERNATIVE,
+        on_start=lambda: print(f"Speak now: '{SENTENCE}' (listening for up to {arguments.seconds:g} s)", flush=True),
+    )
+    if not detected:
+        print("No speech detected: the microphone heard only silence or steady noise. Speak closer and louder, "
+              "check that it is not muted, and try again.")
+        return 0
+    result = verdict.classify_signal(model, metadata, signal, "the recording")
+    print(f"Verdict: {result.sentence()}.")
+    keep(signal, result, metadata, arguments)
+    return 0
+
+
+def listen_stream(arguments, model, metadata) -> int:
+    from acoustics import microphone, verdict
+
+    settings = metadata["settings"]
+    heard = 0
+    try:
+        for utterance in microphone.stream_utterances(
+            settings.sample_rate, alternatives=WAV_ALTERNATIVE, max_utterance_seconds=arguments.seconds,
+            on_start=lambda: print("Listening: speak, pause, and a verdict follows each sentence. Ctrl-C stops.", flush=True),
+        ):
+            heard += 1
+            result = verdict.classify_signal(model, metadata, utterance, f"utterance {heard}")
+            print(f"[{time.strftime('%H:%M:%S')}] utterance {heard} ({utterance.size / settings.sample_rate:.1f} s): "
+                  f"{result.sentence()}", flush=True)
+    except KeyboardInterrupt:
+        pass
+    print(f"\nStopped listening after {heard} utterances.")
+    return 0
+
+
+def main(argv=None) -> int:
+    arguments = parse_arguments(argv)
+    if arguments.csv and not arguments.wav:
+        print("Error: --csv needs --wav FILE...", file=sys.stderr)
+        return 1
+    try:
+        model, metadata = load(arguments)
+        print(f"Loaded the {metadata['model_name']} model from {arguments.model}.", flush=True)
+        if arguments.wav:
+            return classify_files(arguments, model, metadata)
+        if arguments.stream:
+            return listen_stream(arguments, model, metadata)
+        return listen_once(arguments, model, metadata)
+    except AcousticsError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nStopped.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
