@@ -114,6 +114,15 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+def _plain(value, kind):
+    """``None`` or ``kind(value)``: numpy scalars would be stored as BLOBs of their bytes."""
+    return None if value is None else kind(value)
+
+
+def _json_default(value):
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
 def _explain(path, error: sqlite3.Error) -> BadDatabaseError:
     """Turn an sqlite3 error into the one line a person reads."""
     text = str(error).lower()
@@ -131,7 +140,7 @@ def _explain(path, error: sqlite3.Error) -> BadDatabaseError:
 
 
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
-    uri = f"file:{path.resolve()}?mode={'ro' if readonly else 'rw'}"
+    uri = f"{path.resolve().as_uri()}?mode={'ro' if readonly else 'rw'}"
     try:
         connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
         connection.execute("PRAGMA foreign_keys = ON")
@@ -148,6 +157,20 @@ def _is_ours(connection: sqlite3.Connection) -> int:
     return connection.execute("PRAGMA user_version").fetchone()[0]
 
 
+def _check_ours_any_version(path: Path) -> None:
+    """Raise BadDatabaseError unless ``path`` is one of our databases, of whatever schema version."""
+    try:
+        connection = _connect(path, readonly=True)
+        try:
+            _is_ours(connection)
+        finally:
+            connection.close()
+    except (BadDatabaseError, sqlite3.Error):
+        raise BadDatabaseError(
+            f"{path}: not a feature database of this project, so it is left alone; choose another --db."
+        ) from None
+
+
 def create_database(path, settings: Settings, *, reset: bool = False) -> str:
     """Create the feature database at ``path``; return ``"created"``, ``"kept"`` or ``"reset"``.
 
@@ -157,11 +180,16 @@ def create_database(path, settings: Settings, *, reset: bool = False) -> str:
     path = Path(path)
     outcome = "created"
     if path.exists():
-        FeatureDatabase(path, readonly=True).close()  # raises for a foreign or damaged file
         if not reset:
+            FeatureDatabase(path, readonly=True).close()  # raises for a foreign, damaged or other-version file
             return "kept"
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        _check_ours_any_version(path)
+        try:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        except OSError as error:
+            raise BadDatabaseError(f"{path}: cannot delete the old database ({error.strerror}); "
+                                   "check the folder's permissions, or choose another --db.") from None
         outcome = "reset"
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.creating")
@@ -423,8 +451,9 @@ class FeatureDatabase:
             cursor = connection.execute(
                 "INSERT INTO runs (finished_at, model, path, test_accuracy, balanced_accuracy, test_speakers, epochs, "
                 "training_seconds, parameters, scores_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (_now(), model, str(path), test_accuracy, balanced_accuracy, test_speakers, epochs,
-                 training_seconds, parameters, json.dumps(scores, sort_keys=True)),
+                (_now(), model, str(path), _plain(test_accuracy, float), _plain(balanced_accuracy, float),
+                 _plain(test_speakers, int), _plain(epochs, int), _plain(training_seconds, float),
+                 _plain(parameters, int), json.dumps(scores, sort_keys=True, default=_json_default)),
             )
             return cursor.lastrowid
 

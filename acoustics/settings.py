@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,22 +78,34 @@ class Settings:
     feature_version: int = FEATURE_VERSION
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "snrs_db", tuple(float(snr) for snr in self.snrs_db))
-        problems = []
-        if not isinstance(self.sample_rate, int) or not 4000 <= self.sample_rate <= 48000:
-            problems.append(f"sample_rate must be an integer between 4000 and 48000 Hz, not {self.sample_rate!r}")
-        if not isinstance(self.n_mfcc, int) or not 1 <= self.n_mfcc <= self.n_mels:
-            problems.append(f"n_mfcc must be an integer between 1 and n_mels ({self.n_mels}), not {self.n_mfcc!r}")
-        if not isinstance(self.n_mels, int) or self.n_mels < 1:
-            problems.append(f"n_mels must be a positive integer, not {self.n_mels!r}")
+        problems = [f"{name} must be an integer, not {getattr(self, name)!r}"
+                    for name in ("sample_rate", "n_mfcc", "n_mels", "frames", "seed", "feature_version")
+                    if not _is_integer(getattr(self, name))]
+        problems += [f"{name} must be a finite number, not {getattr(self, name)!r}"
+                     for name in ("window_ms", "hop_ms", "fmin", "fmax", "trim_top_db")
+                     if not _is_number(getattr(self, name))]
+        if isinstance(self.snrs_db, (list, tuple)) and all(_is_number(snr) for snr in self.snrs_db):
+            object.__setattr__(self, "snrs_db", tuple(float(snr) for snr in self.snrs_db))
+        else:
+            problems.append(f"snrs_db must be a list of numbers in dB (empty: no noise), not {self.snrs_db!r}")
+        if problems:
+            raise BadParameterError("Bad settings: " + "; ".join(problems) + ".")
+        if not 4000 <= self.sample_rate <= 48000:
+            problems.append(f"sample_rate must be between 4000 and 48000 Hz, not {self.sample_rate!r}")
+        if self.n_mels < 1:
+            problems.append(f"n_mels must be positive, not {self.n_mels!r}")
+        if not 1 <= self.n_mfcc <= self.n_mels:
+            problems.append(f"n_mfcc must be between 1 and n_mels ({self.n_mels}), not {self.n_mfcc!r}")
         if not 0 < self.hop_ms <= self.window_ms <= 200:
             problems.append(f"need 0 < hop_ms <= window_ms <= 200 ms, not hop {self.hop_ms} and window {self.window_ms}")
         if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
             problems.append(f"need 0 <= fmin < fmax <= sample_rate/2, not fmin {self.fmin} and fmax {self.fmax}")
-        if not isinstance(self.frames, int) or self.frames < 8:
-            problems.append(f"frames must be an integer of at least 8, not {self.frames!r}")
-        if self.trim_top_db <= 0:
+        if self.frames < 8:
+            problems.append(f"frames must be at least 8, not {self.frames!r}")
+        if not self.trim_top_db > 0:
             problems.append(f"trim_top_db must be positive, not {self.trim_top_db}")
+        if self.seed < 0:
+            problems.append(f"seed must not be negative, not {self.seed}")
         if any(not -30 <= snr <= 60 for snr in self.snrs_db) or len(set(self.snrs_db)) != len(self.snrs_db):
             problems.append(f"snrs_db must be distinct values between -30 and 60 dB, not {self.snrs_db}")
         if problems:
@@ -129,6 +142,8 @@ class Settings:
             values = json.loads(text)
         except (TypeError, json.JSONDecodeError) as error:
             raise BadParameterError(f"Stored settings are not valid JSON ({error}).") from None
+        if not isinstance(values, dict):
+            raise BadParameterError(f"Stored settings must be a JSON object, not {type(values).__name__}.")
         known = {item.name for item in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -136,7 +151,12 @@ class Settings:
                 f"Stored settings have fields this version does not know: {', '.join(unknown)}; "
                 "they were made by a newer version of the project."
             )
-        return cls(**values)
+        try:
+            return cls(**values)
+        except BadParameterError:
+            raise
+        except (TypeError, ValueError) as error:
+            raise BadParameterError(f"Stored settings are malformed ({error}).") from None
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -160,6 +180,14 @@ class Settings:
             raise SettingsMismatchError(
                 f"{that} and {this} use different feature settings ({'; '.join(differences)}). {fix}"
             )
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _show(value) -> str:

@@ -1,0 +1,225 @@
+"""Settings: defaults, derived sizes, JSON round trip, validation and comparison."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+
+from acoustics.errors import AcousticsError, BadParameterError, SettingsMismatchError
+from acoustics.settings import DATABASE_FIELDS, FEATURE_FIELDS, FEATURE_VERSION, Paths, Settings
+
+
+def test_defaults_are_the_workshop_numbers():
+    settings = Settings()
+    assert settings.sample_rate == 16000
+    assert settings.n_mfcc == 40
+    assert settings.n_mels == 40
+    assert settings.n_fft == 400  # 25 ms
+    assert settings.hop_length == 160  # 10 ms
+    assert settings.frames == 100
+    assert settings.snrs_db == (20.0, 10.0, 5.0, 0.0)
+    assert settings.feature_version == FEATURE_VERSION
+    # One model input window: 99 hops plus one analysis window.
+    assert settings.window_seconds == pytest.approx((99 * 160 + 400) / 16000)
+
+
+@pytest.mark.parametrize(
+    "sample_rate, window_ms, hop_ms, n_fft, hop_length",
+    [(16000, 25.0, 10.0, 400, 160), (8000, 25.0, 10.0, 200, 80), (22050, 25.0, 10.0, 551, 220),
+     (44100, 20.0, 5.0, 882, 220), (48000, 32.0, 8.0, 1536, 384)],
+)
+def test_derived_sizes(sample_rate, window_ms, hop_ms, n_fft, hop_length):
+    settings = Settings(sample_rate=sample_rate, window_ms=window_ms, hop_ms=hop_ms, fmax=sample_rate / 2)
+    assert (settings.n_fft, settings.hop_length) == (n_fft, hop_length)
+
+
+def test_settings_are_frozen_and_hashable():
+    settings = Settings()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.sample_rate = 8000
+    assert hash(settings) == hash(Settings())
+    assert settings.replace(seed=1) != settings
+    assert settings.replace(seed=1).seed == 1
+
+
+@pytest.mark.parametrize("snrs", [[20, 10], (7.5,), (), [-30, 60], (0,)])
+def test_snrs_become_a_tuple_of_floats(snrs):
+    settings = Settings(snrs_db=snrs)
+    assert isinstance(settings.snrs_db, tuple)
+    assert all(isinstance(snr, float) for snr in settings.snrs_db)
+    assert settings.snrs_db == tuple(float(snr) for snr in snrs)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [Settings(), Settings(snrs_db=(15.0, -5.0), seed=7), Settings(sample_rate=8000, fmax=4000.0, n_mels=32, n_mfcc=13),
+     Settings(window_ms=32.0, hop_ms=16.0, frames=50, trim_top_db=45.5, fmin=60.0)],
+)
+def test_json_round_trip(settings):
+    text = settings.to_json()
+    assert json.loads(text) == settings.to_dict()
+    again = Settings.from_json(text)
+    assert again == settings
+    assert again.to_json() == text
+    assert isinstance(again.snrs_db, tuple)
+
+
+def test_json_is_stable_and_sorted():
+    assert Settings().to_json() == Settings().to_json()
+    keys = list(json.loads(Settings().to_json()))
+    assert keys == sorted(keys)
+
+
+@pytest.mark.parametrize("text", ["", "not json", "{", "{'sample_rate': 16000}", '{"sample_rate": 16000,}', None])
+def test_from_json_bad_json_raises_bad_parameter(text):
+    with pytest.raises(BadParameterError) as caught:
+        Settings.from_json(text)
+    assert isinstance(caught.value, ValueError)
+    assert isinstance(caught.value, AcousticsError)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("unknown", ["colour", "n_fft_new"])
+def test_from_json_unknown_field_raises_bad_parameter_naming_it(unknown):
+    values = Settings().to_dict()
+    values[unknown] = 1
+    with pytest.raises(BadParameterError, match=unknown) as caught:
+        Settings.from_json(json.dumps(values))
+    assert isinstance(caught.value, ValueError)
+
+
+def test_from_json_with_a_bad_value_raises_bad_parameter():
+    values = Settings().to_dict()
+    values["sample_rate"] = 1000
+    with pytest.raises(BadParameterError, match="sample_rate"):
+        Settings.from_json(json.dumps(values))
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"sample_rate": 3999}, "sample_rate"),
+        ({"sample_rate": 96000, "fmax": 8000.0}, "sample_rate"),
+        ({"sample_rate": 16000.0}, "sample_rate"),
+        ({"sample_rate": True}, "sample_rate"),
+        ({"n_mfcc": 0}, "n_mfcc"),
+        ({"n_mfcc": 41}, "n_mfcc"),
+        ({"n_mfcc": 13.0}, "n_mfcc"),
+        ({"n_mels": 0, "n_mfcc": 0}, "n_mels"),
+        ({"n_mels": 40.5}, "n_mels"),
+        ({"hop_ms": 0.0}, "hop_ms"),
+        ({"hop_ms": -10.0}, "hop_ms"),
+        ({"hop_ms": 30.0}, "hop_ms"),
+        ({"window_ms": 250.0}, "window_ms"),
+        ({"window_ms": math.inf}, "window_ms"),
+        ({"hop_ms": math.nan}, "hop_ms"),
+        ({"fmin": -1.0}, "fmin"),
+        ({"fmin": 8000.0}, "fmin"),
+        ({"fmax": 8001.0}, "fmax"),
+        ({"fmax": math.nan}, "fmax"),
+        ({"frames": 7}, "frames"),
+        ({"frames": 100.0}, "frames"),
+        ({"frames": True}, "frames"),
+        ({"trim_top_db": 0.0}, "trim_top_db"),
+        ({"trim_top_db": -30.0}, "trim_top_db"),
+        ({"snrs_db": (20.0, 20.0)}, "snrs_db"),
+        ({"snrs_db": (61.0,)}, "snrs_db"),
+        ({"snrs_db": (-31.0,)}, "snrs_db"),
+        ({"snrs_db": (math.nan,)}, "snrs_db"),
+        ({"snrs_db": (math.inf,)}, "snrs_db"),
+    ],
+)
+def test_invalid_values_raise_bad_parameter_naming_the_field(changes, field):
+    with pytest.raises(BadParameterError) as caught:
+        Settings(**changes)
+    message = str(caught.value)
+    assert field in message
+    assert "\n" not in message
+    assert isinstance(caught.value, ValueError)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(BadParameterError) as caught:
+        Settings(sample_rate=100, frames=2, trim_top_db=-1.0)
+    message = str(caught.value)
+    assert "sample_rate" in message and "frames" in message and "trim_top_db" in message
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"trim_top_db": math.nan},
+        {"n_mels": "40"},
+        {"hop_ms": "10"},
+        {"snrs_db": None},
+        {"snrs_db": 5.0},
+        {"snrs_db": ("a",)},
+        {"snrs_db": "20"},
+        {"n_mfcc": True},
+        {"seed": "x"},
+        {"seed": 1.5},
+        {"seed": -1},
+    ],
+    ids=lambda changes: repr(changes),
+)
+def test_invalid_types_raise_bad_parameter(changes):
+    with pytest.raises(BadParameterError):
+        Settings(**changes)
+
+
+@pytest.mark.parametrize("text", ["null", "[]", "[1, 2]", "1", '"text"', '{"hop_ms": "10"}', '{"snrs_db": 5}',
+                                  '{"snrs_db": [1, null]}'])
+def test_from_json_of_wrong_shape_raises_bad_parameter(text):
+    with pytest.raises(BadParameterError) as caught:
+        Settings.from_json(text)
+    assert "does not know" not in str(caught.value)
+
+
+# Comparison ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "changes, field",
+    [({"n_mfcc": 13}, "n_mfcc"), ({"sample_rate": 8000, "fmax": 4000.0}, "sample_rate"), ({"hop_ms": 20.0}, "hop_ms"),
+     ({"frames": 50}, "frames"), ({"trim_top_db": 40.0}, "trim_top_db"), ({"feature_version": FEATURE_VERSION + 1}, "feature_version")],
+)
+def test_differences_and_check_same_name_the_field(changes, field):
+    base, other = Settings(), Settings(**changes)
+    differences = base.differences(other)
+    assert differences and any(field in line for line in differences)
+    assert base.differences(base) == []
+    with pytest.raises(SettingsMismatchError) as caught:
+        base.check_same(other, this="the database DB-NAME", that="the model MODEL-NAME", fix="Do the FIX.")
+    message = str(caught.value)
+    assert field in message
+    assert "DB-NAME" in message and "MODEL-NAME" in message and "FIX" in message
+    assert "\n" not in message
+
+
+def test_seed_is_not_a_feature_field():
+    assert "seed" not in FEATURE_FIELDS
+    assert "seed" not in DATABASE_FIELDS
+    Settings().check_same(Settings(seed=99), this="a", that="b", fix="c")  # no error
+    assert Settings().differences(Settings(seed=99)) == []
+
+
+def test_snrs_matter_for_the_database_but_not_for_a_model():
+    assert "snrs_db" not in FEATURE_FIELDS and "snrs_db" in DATABASE_FIELDS
+    base, other = Settings(), Settings(snrs_db=(15.0,))
+    base.check_same(other, this="a", that="b", fix="c")  # feature fields agree
+    with pytest.raises(SettingsMismatchError, match="snrs_db"):
+        base.check_same(other, this="a", that="b", fix="c", fields=DATABASE_FIELDS)
+
+
+def test_feature_fields_are_all_settings_fields():
+    names = {item.name for item in dataclasses.fields(Settings)}
+    assert set(DATABASE_FIELDS) <= names
+
+
+def test_paths_follow_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("ACOUSTICS_DATA", str(tmp_path))
+    paths = Paths()
+    assert paths.database == tmp_path / "features.db"
+    assert paths.background_noise.parent == tmp_path
+    assert Paths(tmp_path / "x").models == tmp_path / "x" / "models"
