@@ -66,5 +66,236 @@ def rng() -> np.random.Generator:
 
 
 # --- microphone fixtures (PulseAudio virtual source) below -------------------------------------
+#
+# ``virtual_microphone`` (session): a private PulseAudio daemon with a null sink "virt" (16 kHz mono)
+# whose monitor "virt.monitor" is the default source, so PyAudio's ALSA "default" device (through
+# libasound2-plugins) records whatever is played into "virt". Two ways to make sound:
+#   play(path)          paplay into the sink, in real time. Start recording first: the first read
+#                       blocks 0.1-1.9 s, and the first ~0.1 s of a clip can be lost.
+#   pipe(signal)        a module-pipe-source as the default source: bit-exact, starts with the first
+#                       sample, faster than real time. Silence flows until feed.start() (call it when
+#                       the recorder is live, e.g. from on_start); after the clip, silence flows again.
+# The test process is not switched to it: use the ``microphone_env`` fixture in-process, or pass
+# ``virtual_microphone.env`` (PULSE_SERVER, PULSE_RUNTIME_PATH) to a subprocess (run_stage(env=...)).
+# ``no_microphone_env``: environment variables under which no input device exists.
+import contextlib
+import glob
+import threading
+import time
+
+VIRTUAL_RATE = 16000
+
+
+class VirtualMicrophone:
+    """Handle on the private PulseAudio daemon; see the comment above."""
+
+    def __init__(self, folder: Path, env: dict) -> None:
+        self.folder = folder
+        self.env = env  # what a client (PyAudio, paplay, pactl) needs to reach this daemon
+        self._pipes = 0
+
+    def pactl(self, *arguments) -> str:
+        done = subprocess.run(["pactl", *arguments], env=dict(os.environ, **self.env),
+                              capture_output=True, text=True, timeout=10)
+        if done.returncode != 0:
+            raise RuntimeError(f"pactl {' '.join(arguments)} failed: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    def play(self, path) -> subprocess.Popen:
+        """Start playing a WAV file into the sink (the default microphone hears it); returns paplay."""
+        return subprocess.Popen(["paplay", "--device=virt", str(path)], env=dict(os.environ, **self.env),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    @contextlib.contextmanager
+    def pipe(self, signal: np.ndarray):
+        """Make a pipe source the default microphone for the block; yields a feed with start()."""
+        self._pipes += 1
+        name = f"fakemic{self._pipes}"
+        fifo = self.folder / f"{name}.fifo"
+        module = self.pactl("load-module", "module-pipe-source", f"source_name={name}", f"file={fifo}",
+                            "format=s16le", f"rate={VIRTUAL_RATE}", "channels=1")
+        self.pactl("set-default-source", name)
+        feed = _PipeFeed(fifo, signal)
+        try:
+            yield feed
+        finally:
+            feed.stop()
+            self.pactl("set-default-source", "virt.monitor")
+            self.pactl("unload-module", module)
+
+
+class _PipeFeed:
+    """Writes paced silence into a pipe source, the clip after start(), then silence until stop()."""
+
+    BLOCK = np.zeros(VIRTUAL_RATE // 20, dtype=np.int16).tobytes()  # 50 ms
+
+    def __init__(self, fifo: Path, signal: np.ndarray) -> None:
+        self.clip = np.round(np.clip(signal, -1, 32767 / 32768) * 32768).astype(np.int16)
+        self.started = threading.Event()
+        self.clip_written = threading.Event()
+        self._stopped = threading.Event()
+        self._handle = open(fifo, "wb", buffering=0)  # the daemon holds the reading end open
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def start(self) -> None:
+        self.started.set()
+
+    def _run(self) -> None:
+        with contextlib.suppress(BrokenPipeError, ValueError, OSError):
+            while not self.started.is_set() and not self._stopped.is_set():
+                self._handle.write(self.BLOCK)
+                time.sleep(0.05)  # real time: silence before start() is not piled up
+            if not self._stopped.is_set():
+                self._handle.write(self.clip.tobytes())
+                self.clip_written.set()
+            while not self._stopped.is_set():
+                self._handle.write(self.BLOCK)
+                time.sleep(0.01)  # five times real time: a reader never waits for long
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
+        self._handle.close()
+
+
+def _has_sound_card() -> bool:
+    """True if this machine has a real capture device (then 'no microphone' cannot be arranged)."""
+    return bool(glob.glob("/dev/snd/pcmC*D*c"))
+
+
+@pytest.fixture(scope="session")
+def virtual_microphone(tmp_path_factory):
+    missing = [tool for tool in ("pulseaudio", "pactl", "paplay") if shutil.which(tool) is None]
+    if missing or not glob.glob("/usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so"):
+        pytest.skip("PulseAudio is not installed (run 'make test': apt packages pulseaudio, pulseaudio-utils, "
+                    "libasound2-plugins)")
+    pytest.importorskip("pyaudio", reason="PyAudio is not installed (run 'make install')")
+    folder = tmp_path_factory.mktemp("pulse")
+    runtime = folder / "run"
+    runtime.mkdir(mode=0o700)
+    daemon_env = dict(os.environ, HOME=str(folder), XDG_RUNTIME_DIR=str(runtime), XDG_CONFIG_HOME=str(folder / "config"),
+                      PULSE_RUNTIME_PATH=str(runtime / "pulse"))
+    daemon_env.pop("PULSE_SERVER", None)
+    started = subprocess.run(
+        ["pulseaudio", "--daemonize=yes", "--exit-idle-time=-1", "-n", "--log-target=stderr",
+         "--load=module-native-protocol-unix auth-anonymous=1",
+         f"--load=module-null-sink sink_name=virt rate={VIRTUAL_RATE} channels=1"],
+        env=daemon_env, capture_output=True, text=True, timeout=30,
+    )
+    socket = runtime / "pulse" / "native"
+    pid_file = runtime / "pulse" / "pid"
+    deadline = time.monotonic() + 10
+    while not socket.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if started.returncode != 0 or not socket.exists():
+        pytest.fail(f"PulseAudio did not start (exit status {started.returncode}): {started.stderr.strip()[-500:]}")
+    microphone = VirtualMicrophone(folder, {"PULSE_SERVER": f"unix:{socket}", "PULSE_RUNTIME_PATH": str(runtime / "pulse")})
+    try:
+        microphone.pactl("set-default-sink", "virt")
+        microphone.pactl("set-default-source", "virt.monitor")
+        yield microphone
+    finally:
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            os.kill(int(pid_file.read_text().strip()), 15)
+
+
+@pytest.fixture
+def microphone_env(virtual_microphone, monkeypatch):
+    """The virtual microphone as this test process's default input device (for this test only)."""
+    for name, value in virtual_microphone.env.items():
+        monkeypatch.setenv(name, value)
+    return virtual_microphone
+
+
+@pytest.fixture
+def no_microphone_env(tmp_path) -> dict:
+    """Environment variables under which PortAudio finds no input device: no reachable sound server."""
+    if _has_sound_card():
+        pytest.skip("this machine has a sound card, so a machine without a microphone cannot be arranged")
+    client_config = tmp_path / "pulse-client.conf"
+    client_config.write_text("autospawn = no\n")
+    return {"PULSE_SERVER": f"unix:{tmp_path}/no-such-socket", "PULSE_CLIENTCONFIG": str(client_config),
+            "PULSE_RUNTIME_PATH": str(tmp_path / "no-pulse")}
+
 
 # --- model fixtures below ----------------------------------------------------------------------
+MODEL_SENTENCES = ("Guten Morgen, wie geht es Ihnen", "Das Wetter ist heute schön", "Ich lese gern ein gutes Buch")
+#: Synthetic speakers for the model tests: (voice, pitch, speed); male pitch <= 50, female >= 55.
+MODEL_SPEAKERS = {
+    "male": [("de+m1", 35, 150), ("de+m2", 45, 170), ("de+m3", 30, 140), ("de+m4", 50, 160),
+             ("de+m5", 40, 180), ("de+m6", 25, 150), ("de+m7", 45, 145), ("de+m1", 20, 175)],
+    "female": [("de+f1", 60, 160), ("de+f2", 70, 150), ("de+f3", 65, 175), ("de+f4", 75, 140),
+               ("de+f5", 55, 165), ("de+f1", 80, 150), ("de+f2", 62, 180), ("de+f3", 72, 145)],
+}
+#: The model tests' settings: the defaults with two noisy variants instead of four (faster).
+MODEL_SNRS = (10.0, 0.0)
+
+
+@pytest.fixture(scope="session")
+def model_clips(tmp_path_factory) -> list:
+    """Real espeak-ng clips: 8 synthetic speakers per sex x 3 sentences, as dicts (speaker, sex, path)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder = tmp_path_factory.mktemp("model_clips")
+    jobs = []
+    for sex, voices in MODEL_SPEAKERS.items():
+        for number, (voice, pitch, speed) in enumerate(voices, start=1):
+            for sentence_number, sentence in enumerate(MODEL_SENTENCES, start=1):
+                path = folder / f"{sex}{number}_{sentence_number}.wav"
+                jobs.append(({"speaker": f"{sex}{number}", "sex": sex, "path": path}, sentence, voice, pitch, speed))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda job: speak(job[1], job[0]["path"], voice=job[2], pitch=job[3], speed=job[4]), jobs))
+    return [job[0] for job in jobs]
+
+
+def build_feature_database(path: Path, clips: list, settings=None, *, n_mfcc_stored=None) -> Path:
+    """A real feature database at ``path`` from ``clips``: clean + noise at the settings' SNRs.
+
+    ``n_mfcc_stored`` keeps only that many coefficients of each matrix (to fake inconsistent features).
+    """
+    import hashlib
+
+    from acoustics import audio, features
+    from acoustics.database import FeatureDatabase, create_database
+    from acoustics.settings import Settings
+
+    settings = settings or Settings(snrs_db=MODEL_SNRS)
+    create_database(path, settings)
+    rng = np.random.default_rng(settings.seed)
+    noise = audio.synthetic_room_noise(10.0, settings.sample_rate, rng)
+    items = []
+    with FeatureDatabase(path) as database:
+        noise_id = database.add_noise(name="room", kind="synthetic", sha256="room-noise-for-tests",
+                                      duration_seconds=10.0, level_dbfs=audio.level_dbfs(noise))
+        for clip in clips:
+            signal, info = audio.load_audio(clip["path"], settings.sample_rate)
+            speech = audio.trim_silence(signal, settings.trim_top_db)
+            variants = [("clean", None, None, features.mfcc(speech, settings))]
+            for snr in settings.snrs_db:
+                mixed = audio.mix_at_snr(speech, noise, snr, rng)
+                variants.append((f"snr{snr:g}", noise_id, snr, features.mfcc(mixed, settings)))
+            if n_mfcc_stored:
+                variants = [(name, noise, snr, matrix[:, :n_mfcc_stored]) for name, noise, snr, matrix in variants]
+            items.append({
+                "speaker": clip["speaker"], "sex": clip["sex"], "source": "espeak-test", "synthetic": True,
+                "path": str(clip["path"]), "sha256": hashlib.sha256(Path(clip["path"]).read_bytes()).hexdigest(),
+                "duration_seconds": info.duration_seconds, "speech_seconds": speech.size / settings.sample_rate,
+                "original_sample_rate": info.sample_rate, "original_channels": info.channels, "variants": variants,
+            })
+        database.add_recordings(items)
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_database(model_clips, tmp_path_factory) -> Path:
+    """A feature database of all ``model_clips`` (48 recordings x 3 variants). Copy it before writing."""
+    return build_feature_database(tmp_path_factory.mktemp("model_db") / "features.db", model_clips)
+
+
+@pytest.fixture
+def model_database_copy(model_database, tmp_path) -> Path:
+    """A private copy of ``model_database`` that a test may change (split, runs)."""
+    copy = tmp_path / "features.db"
+    shutil.copyfile(model_database, copy)
+    return copy

@@ -1,0 +1,437 @@
+"""Microphone capture with PyAudio, the default input device, and voice activity detection.
+
+Signals are 1-D ``numpy.float32`` arrays in [-1, 1] at the caller's sample rate; durations are in
+seconds; levels in dBFS (RMS 1.0 is 0 dBFS, as in :mod:`acoustics.audio`).
+
+Capture uses blocking reads of :data:`CHUNK_SECONDS` each, so waiting for sound costs no CPU; the voice
+activity detector is a few numpy operations per chunk. The first read of a fresh stream can block for
+0.1 to 1.9 s while the sound server starts the source: callers learn through ``on_start`` or
+``progress`` when the microphone is really live.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import numbers
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+
+from .errors import BadParameterError, NoInputDeviceError
+
+#: Length of one read from the device in seconds.
+CHUNK_SECONDS = 0.1
+#: Longest sleep waiting for a chunk before falling back to a blocking read (a source can take 2 s to start).
+MAX_WAIT_SECONDS = 3.0
+#: Full scale of 16-bit samples: int16 / FULL_SCALE is in [-1, 1).
+FULL_SCALE = 32768.0
+
+
+def _checked_rate(sample_rate) -> int:
+    """``sample_rate`` as an int (numpy integers too); :class:`BadParameterError` unless positive."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral) or sample_rate <= 0:
+        raise BadParameterError(f"sample_rate must be a positive integer in Hz, not {sample_rate!r}.")
+    return int(sample_rate)
+
+
+# PyAudio and the default device -----------------------------------------------------------------
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null (ALSA and JACK print ~100 lines while PortAudio starts)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+@contextlib.contextmanager
+def open_pyaudio() -> Iterator["object"]:
+    """A ``pyaudio.PyAudio`` instance, started without ALSA's noise on stderr and terminated at exit."""
+    try:
+        import pyaudio
+    except ImportError:
+        raise NoInputDeviceError(
+            "PortAudio is missing: run 'make install' (apt package libportaudio2), or use --wav/--from-file."
+        ) from None
+    with _stderr_silenced():
+        instance = pyaudio.PyAudio()
+    try:
+        yield instance
+    finally:
+        instance.terminate()
+
+
+def _no_device(alternatives: str) -> NoInputDeviceError:
+    return NoInputDeviceError(
+        f"No microphone found (no input device). Alternatives: {alternatives}; or connect a microphone "
+        "and check that it is not muted."
+    )
+
+
+def default_input_device(pa, *, alternatives: str) -> dict:
+    """PortAudio's info dict of the default input device; :class:`NoInputDeviceError` if there is none.
+
+    ``alternatives`` names what the person can do instead, e.g. ``"--wav FILE"``.
+    """
+    try:
+        info = pa.get_default_input_device_info()
+    except (OSError, IOError):  # 'No Default Input Device Available'
+        raise _no_device(alternatives) from None
+    if int(info.get("maxInputChannels", 0)) < 1:
+        raise _no_device(alternatives)
+    return info
+
+
+# Capture ----------------------------------------------------------------------------------------
+class Microphone:
+    """An open 16-bit mono input stream on the default device; use as a context manager.
+
+    ``read()`` returns the next chunk (about :data:`CHUNK_SECONDS`) as float32; ``on_start`` is called
+    once, when the first chunk has arrived. Every device problem is a :class:`NoInputDeviceError`
+    whose message ends with ``alternatives``.
+    """
+
+    def __init__(self, sample_rate: int, *, alternatives: str, on_start: Optional[Callable[[], None]] = None) -> None:
+        sample_rate = _checked_rate(sample_rate)
+        self.sample_rate = sample_rate
+        self.alternatives = alternatives
+        self.chunk_samples = max(1, int(round(sample_rate * CHUNK_SECONDS)))
+        self.device_name = ""
+        self._on_start = on_start
+        self._started = False
+        self._exit_stack: Optional[contextlib.ExitStack] = None
+        self._stream = None
+
+    def __enter__(self) -> "Microphone":
+        with contextlib.ExitStack() as stack:
+            pa = stack.enter_context(open_pyaudio())
+            info = default_input_device(pa, alternatives=self.alternatives)
+            host = pa.get_host_api_info_by_index(info["hostApi"])["name"]
+            self.device_name = f"{info['name']} ({host})"
+            try:
+                with _stderr_silenced():
+                    self._stream = pa.open(format=pa.get_format_from_width(2), channels=1, rate=self.sample_rate,
+                                           input=True, frames_per_buffer=self.chunk_samples)
+            except (OSError, IOError, ValueError) as error:
+                reason = error.args[1] if len(error.args) > 1 else str(error)
+                raise NoInputDeviceError(
+                    f"Cannot open the microphone {self.device_name} at {self.sample_rate} Hz ({reason}); "
+                    f"close other programs that use it and check that it is plugged in. Alternatives: {self.alternatives}."
+                ) from None
+            stack.callback(self._close_stream)
+            self._exit_stack = stack.pop_all()
+        return self
+
+    def _close_stream(self) -> None:
+        with contextlib.suppress(OSError, IOError):
+            self._stream.stop_stream()
+        self._stream.close()
+        self._stream = None
+
+    def __exit__(self, *exc_info) -> None:
+        if self._exit_stack is not None:
+            self._exit_stack.close()
+            self._exit_stack = None
+
+    def _wait_for_chunk(self) -> None:
+        """Sleep until a whole chunk is buffered (at most :data:`MAX_WAIT_SECONDS`).
+
+        A blocking read would wait too, but some backends (ALSA's PulseAudio plugin) spin the CPU inside
+        it while the source starts, for up to 2 s; sleeping also lets Ctrl-C through at once.
+        """
+        deadline = time.monotonic() + MAX_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                missing = self.chunk_samples - self._stream.get_read_available()
+            except (OSError, IOError):
+                return  # the blocking read below reports the problem
+            if missing <= 0:
+                return
+            time.sleep(min(max(missing / self.sample_rate, 0.005), 0.05))
+
+    def read(self) -> np.ndarray:
+        """The next chunk of :attr:`chunk_samples` samples as float32 (waits until it is recorded)."""
+        self._wait_for_chunk()
+        try:
+            data = self._stream.read(self.chunk_samples, exception_on_overflow=False)
+        except (OSError, IOError) as error:
+            reason = error.args[1] if len(error.args) > 1 else str(error)
+            raise NoInputDeviceError(
+                f"The microphone {self.device_name} stopped delivering sound ({reason}); check its connection "
+                f"and run again. Alternatives: {self.alternatives}."
+            ) from None
+        if not self._started:
+            self._started = True
+            if self._on_start is not None:
+                self._on_start()
+        return np.frombuffer(data, dtype=np.int16).astype(np.float32) / FULL_SCALE
+
+    def record(self, seconds: float, progress: Optional[Callable[[float, float], None]] = None) -> np.ndarray:
+        """Exactly ``seconds`` of sound; ``progress(seconds_recorded, seconds)`` is called after each chunk."""
+        total = int(round(seconds * self.sample_rate))
+        if total <= 0:
+            raise BadParameterError(f"Recording length must be positive, not {seconds} s.")
+        chunks, recorded = [], 0
+        while recorded < total:
+            chunk = self.read()
+            chunks.append(chunk)
+            recorded += chunk.size
+            if progress is not None:
+                progress(min(recorded, total) / self.sample_rate, total / self.sample_rate)
+        return np.concatenate(chunks)[:total]
+
+
+def record_seconds(seconds: float, sample_rate: int, *, alternatives: str,
+                   progress: Optional[Callable[[float, float], None]] = None) -> np.ndarray:
+    """Record ``seconds`` from the default input device as float32 mono at ``sample_rate`` Hz.
+
+    ``progress(seconds_recorded, seconds)`` is called after each chunk; its first call means the
+    microphone is live.
+    """
+    if not seconds > 0:
+        raise BadParameterError(f"Recording length must be positive, not {seconds} s.")
+    with Microphone(sample_rate, alternatives=alternatives) as microphone:
+        return microphone.record(seconds, progress)
+
+
+# Voice activity detection -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Utterance:
+    """One stretch of speech: the samples (pre-roll and a short tail included) and where they lie.
+
+    ``start_seconds`` and ``end_seconds`` count from the first sample the detector was fed.
+    """
+
+    samples: np.ndarray
+    start_seconds: float
+    end_seconds: float
+    speech_seconds: float
+
+
+class VoiceActivityDetector:
+    """Energy-based voice activity detection over 30 ms frames; feed it chunks of any length.
+
+    A frame is speech when its level exceeds the threshold: ``margin_db`` above the noise floor, and
+    never below ``absolute_floor_dbfs``. The noise floor is estimated from the first
+    ``calibration_seconds`` (a low percentile, so speech at the very start does not hide it) and then
+    follows the level of non-speech frames (quickly down, slowly up). Once speech started, an
+    utterance continues through pauses shorter than ``pause_seconds`` (the hangover) and ends after
+    ``pause_seconds`` of non-speech. Utterances with less than ``min_speech_seconds`` of speech frames
+    (clicks, knocks) are dropped; longer ones than ``max_utterance_seconds`` are cut there.
+
+    Parameters (seconds, dB)
+    ----------
+    sample_rate : int
+        Rate in Hz of the samples fed.
+    pause_seconds : float
+        Non-speech that ends an utterance (0.5 s); shorter pauses stay inside it.
+    pre_roll_seconds, tail_seconds : float
+        Sound kept before the first and after the last speech frame (0.2 s each).
+    """
+
+    def __init__(self, sample_rate: int, *, frame_seconds: float = 0.03, pause_seconds: float = 0.5,
+                 pre_roll_seconds: float = 0.2, tail_seconds: float = 0.2, min_speech_seconds: float = 0.1,
+                 max_utterance_seconds: Optional[float] = None, margin_db: float = 10.0,
+                 hysteresis_db: float = 3.0, absolute_floor_dbfs: float = -50.0,
+                 calibration_seconds: float = 0.3) -> None:
+        sample_rate = _checked_rate(sample_rate)
+        if not 0 < frame_seconds <= pause_seconds:
+            raise BadParameterError(f"need 0 < frame_seconds <= pause_seconds, not {frame_seconds} and {pause_seconds}.")
+        if max_utterance_seconds is not None and max_utterance_seconds < 4 * frame_seconds:
+            raise BadParameterError(f"max_utterance_seconds must be at least {4 * frame_seconds:g} s, not {max_utterance_seconds}.")
+        self.sample_rate = sample_rate
+        self.frame_samples = max(1, int(round(frame_seconds * sample_rate)))
+        frame = self.frame_samples / sample_rate
+
+        def frames(seconds: float) -> int:
+            return max(0, int(round(seconds / frame)))
+
+        self.pause_frames = max(1, frames(pause_seconds))
+        self.pre_roll_frames = frames(pre_roll_seconds)
+        self.tail_frames = min(frames(tail_seconds), self.pause_frames)
+        self.min_speech_frames = max(1, frames(min_speech_seconds))
+        self.max_utterance_frames = int(max_utterance_seconds / frame) if max_utterance_seconds else None
+        self.calibration_frames = max(1, frames(calibration_seconds))
+        self.margin_db = margin_db
+        self.hysteresis_db = hysteresis_db
+        self.absolute_floor_dbfs = absolute_floor_dbfs
+        self.noise_floor_dbfs: Optional[float] = None
+        self.speech_heard = False
+        self._remainder = np.zeros(0, dtype=np.float32)
+        self._frame_index = 0  # index of the next frame to decide
+        self._pending: list = []  # (samples, level) of frames waiting for the calibration
+        self._pre_roll: collections.deque = collections.deque(maxlen=max(1, self.pre_roll_frames))
+        self._utterance: list = []  # frames of the utterance in progress
+        self._utterance_start = 0  # frame index of its first frame
+        self._last_speech = 0  # number of frames up to and including its last speech frame
+        self._speech_frames = 0
+        self._silent_run = 0
+
+    # Levels ----------------------------------------------------------------------------------
+    @property
+    def threshold_dbfs(self) -> float:
+        """Level above which a frame counts as speech."""
+        floor = self.noise_floor_dbfs if self.noise_floor_dbfs is not None else -np.inf
+        return max(floor + self.margin_db, self.absolute_floor_dbfs)
+
+    @property
+    def in_speech(self) -> bool:
+        return bool(self._utterance)
+
+    def _track_noise(self, level: float, *, speech: bool = False) -> None:
+        """Move the noise floor towards ``level``: quickly down, slowly up (about 1.5 s), and very slowly
+        (about 15 s) during speech, so that a noise that stays loud (a fan) stops counting as speech."""
+        floor = self.noise_floor_dbfs
+        level = max(level, -120.0)
+        rate = 0.002 if speech else (0.3 if level < floor else 0.02)
+        self.noise_floor_dbfs = floor + rate * (level - floor)
+
+    # Feeding ---------------------------------------------------------------------------------
+    def feed(self, samples: np.ndarray) -> list:
+        """Add ``samples`` (float32); return the :class:`Utterance` objects that ended in them."""
+        samples = np.asarray(samples, dtype=np.float32).ravel()
+        if self._remainder.size:
+            samples = np.concatenate([self._remainder, samples])
+        count = samples.size // self.frame_samples
+        self._remainder = samples[count * self.frame_samples:].copy()
+        if count == 0:
+            return []
+        frames = samples[: count * self.frame_samples].reshape(count, self.frame_samples)
+        powers = np.mean(np.square(frames, dtype=np.float64), axis=1)
+        levels = 10 * np.log10(np.maximum(powers, 1e-12))
+        finished = []
+        for frame, level in zip(frames, levels):
+            if self.noise_floor_dbfs is None:
+                self._pending.append((frame, float(level)))
+                if len(self._pending) < self.calibration_frames:
+                    continue
+                self.noise_floor_dbfs = float(np.percentile([item[1] for item in self._pending], 20))
+                pending, self._pending = self._pending, []
+                for pending_frame, pending_level in pending:
+                    finished += self._step(pending_frame, pending_level)
+            else:
+                finished += self._step(frame, float(level))
+        return finished
+
+    def _step(self, frame: np.ndarray, level: float) -> list:
+        """Decide one frame; return the utterance it ends, if any."""
+        index = self._frame_index
+        self._frame_index += 1
+        threshold = self.threshold_dbfs
+        if not self._utterance:
+            if level <= threshold:
+                self._track_noise(level)
+                self._pre_roll.append(frame)
+                return []
+            pre_roll = list(self._pre_roll)[-self.pre_roll_frames:] if self.pre_roll_frames else []
+            self._utterance = pre_roll + [frame]
+            self._utterance_start = index - len(pre_roll)
+            self._last_speech = len(self._utterance)
+            self._speech_frames, self._silent_run = 1, 0
+            self._pre_roll.clear()
+            self.speech_heard = True
+            return self._cut_if_too_long()
+        self._utterance.append(frame)
+        if level > threshold - self.hysteresis_db:
+            self._speech_frames += 1
+            self._silent_run = 0
+            self._last_speech = len(self._utterance)
+            self._track_noise(level, speech=True)
+        else:
+            self._silent_run += 1
+            self._track_noise(level)
+            if self._silent_run >= self.pause_frames:
+                return self._finish()
+        return self._cut_if_too_long()
+
+    def _cut_if_too_long(self) -> list:
+        if self.max_utterance_frames and len(self._utterance) >= self.max_utterance_frames:
+            self._last_speech = len(self._utterance)
+            return self._finish()
+        return []
+
+    def _finish(self) -> list:
+        """Close the utterance in progress: keep ``tail`` frames after its last speech frame."""
+        frames, self._utterance = self._utterance, []
+        end = min(len(frames), self._last_speech + self.tail_frames)
+        for frame in frames[end:]:  # the pause becomes the pre-roll of the next utterance
+            self._pre_roll.append(frame)
+        if self._speech_frames < self.min_speech_frames:
+            return []
+        start_seconds = self._utterance_start * self.frame_samples / self.sample_rate
+        return [Utterance(
+            samples=np.concatenate(frames[:end]).astype(np.float32, copy=False),
+            start_seconds=start_seconds,
+            end_seconds=start_seconds + end * self.frame_samples / self.sample_rate,
+            speech_seconds=self._speech_frames * self.frame_samples / self.sample_rate,
+        )]
+
+    def flush(self) -> list:
+        """End of input: the utterances still open (trailing non-speech cut to the tail), usually 0 or 1."""
+        finished = []
+        if self.noise_floor_dbfs is None and self._pending:  # less input than the calibration needs
+            self.noise_floor_dbfs = float(np.percentile([item[1] for item in self._pending], 20))
+            pending, self._pending = self._pending, []
+            for frame, level in pending:
+                finished += self._step(frame, level)
+        if self._utterance:
+            finished += self._finish()
+        return finished
+
+
+def detect_utterances(signal: np.ndarray, sample_rate: int, **options) -> list:
+    """All :class:`Utterance` objects in a whole signal (options as for :class:`VoiceActivityDetector`)."""
+    detector = VoiceActivityDetector(sample_rate, **options)
+    return detector.feed(signal) + detector.flush()
+
+
+# Listening for speech ---------------------------------------------------------------------------
+def record_utterance(sample_rate: int, *, max_seconds: float = 6.0, alternatives: str,
+                     on_start: Optional[Callable[[], None]] = None, pause_seconds: float = 0.5) -> tuple:
+    """Listen until speech was heard and then a pause, or for at most ``max_seconds``.
+
+    Returns ``(signal, speech_detected)``: the utterance (with 0.2 s before and after), or, when no
+    speech was heard, everything that was recorded. ``on_start`` is called once the microphone is live.
+    """
+    if max_seconds <= 0:
+        raise BadParameterError(f"max_seconds must be positive, not {max_seconds}.")
+    detector = VoiceActivityDetector(sample_rate, pause_seconds=pause_seconds)
+    chunks, recorded, total = [], 0, int(round(max_seconds * sample_rate))
+    with Microphone(sample_rate, alternatives=alternatives, on_start=on_start) as microphone:
+        while recorded < total:
+            chunk = microphone.read()[: total - recorded]
+            chunks.append(chunk)
+            recorded += chunk.size
+            utterances = detector.feed(chunk)
+            if utterances:
+                return utterances[0].samples, True
+    last = detector.flush()
+    if last:
+        return last[0].samples, True
+    return np.concatenate(chunks), False
+
+
+def stream_utterances(sample_rate: int, *, alternatives: str, max_utterance_seconds: float = 6.0,
+                      on_start: Optional[Callable[[], None]] = None, pause_seconds: float = 0.5) -> Iterator[np.ndarray]:
+    """Yield each utterance (float32) as soon as its trailing pause is heard, until the caller stops.
+
+    The stream stays open between utterances, so nothing is lost while the caller works (up to the
+    device's buffer). Ctrl-C (KeyboardInterrupt) propagates; the stream is closed either way.
+    """
+    detector = VoiceActivityDetector(sample_rate, pause_seconds=pause_seconds,
+                                     max_utterance_seconds=max_utterance_seconds)
+    with Microphone(sample_rate, alternatives=alternatives, on_start=on_start) as microphone:
+        while True:
+            for utterance in detector.feed(microphone.read()):
+                yield utterance.samples
