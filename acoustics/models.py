@@ -1,0 +1,388 @@
+"""The three Keras models, the training glue, and ``.h5`` save/load with the project's metadata.
+
+Choices (the workshop's, kept small enough to train on a laptop CPU):
+
+- Input: windows of ``settings.frames`` MFCC frames (1 s at the defaults) cut by
+  :func:`acoustics.features.windows` with 50 % overlap; clips shorter than one window are tiled.
+  Every window of a clip carries the clip's label; a clip's P(male) is the **mean of its windows'
+  probabilities**, so a clip of any length gets one verdict and a short pause or cough weighs little.
+- Normalisation: per-coefficient mean and standard deviation of the *training speakers'* frames,
+  applied in the data pipeline (:func:`acoustics.training.normalise`) and stored in the ``.h5`` as
+  attributes. The networks hold no normalisation layer and no Lambda layer, so any ``.h5`` loads with
+  plain ``keras.models.load_model`` and with ``safe_mode=True``.
+- Output: ``Dense(1, sigmoid)`` = P(male); ``CLASS_NAMES = ["female", "male"]``; threshold 0.5.
+- Training: Adam, binary cross-entropy with balanced class weights (every speaker is kept),
+  EarlyStopping on the validation loss (best weights restored), an epoch cap, and Ctrl-C keeps the
+  best weights so far. Seeds come from the settings; TensorFlow ops run deterministically.
+- Saving is atomic: a temporary file in the same folder, then ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+
+def _import_keras_quietly():
+    """Import Keras (and TensorFlow) with the C++ start-up lines (oneDNN notices) kept off stderr.
+
+    TF_CPP_MIN_LOG_LEVEL=2 hides most of them, but TensorFlow 2.21 still writes two absl lines
+    before its logging starts; they would bury the one-line messages of the stage scripts.
+    Python errors raised by the import still propagate as usual.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import keras
+            import tensorflow  # noqa: F401  (the backend: its notices come at first import)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return keras
+
+
+keras = _import_keras_quietly()
+
+from . import __version__  # noqa: E402
+from .database import FeatureDatabase  # noqa: E402
+from .errors import BadModelError  # noqa: E402
+from .features import windows as cut_windows  # noqa: E402
+from .settings import FEATURE_FIELDS, Settings  # noqa: E402
+from .training import CLASS_NAMES, clip_batches, normalise, read_matrices, window_counts  # noqa: E402
+
+MODEL_NAMES = ("cnn", "lstm", "cnnlstm")
+#: Prefix of the HDF5 attributes this project adds next to Keras' own.
+ATTRIBUTE_PREFIX = "acoustics_"
+TRAIN_AGAIN = "train one with 'python train_models.py'"
+
+
+# Builders (Functional API; input (frames, n_mfcc), output P(male)) -------------------------------
+def build_cnn(frames: int, n_mfcc: int) -> keras.Model:
+    """1-D convolutions over time (coefficients as channels), global average pooling."""
+    inputs = keras.Input(shape=(frames, n_mfcc), name="mfcc_window")
+    x = inputs
+    for filters, kernel in ((32, 5), (64, 3), (64, 3)):
+        x = keras.layers.Conv1D(filters, kernel, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.Activation("relu")(x)
+        x = keras.layers.MaxPooling1D(2)(x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    x = keras.layers.Dropout(0.3)(x)
+    x = keras.layers.Dense(32, activation="relu")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="p_male")(x)
+    return keras.Model(inputs, outputs, name="cnn")
+
+
+def build_lstm(frames: int, n_mfcc: int) -> keras.Model:
+    """One LSTM over the frames; its last state decides."""
+    inputs = keras.Input(shape=(frames, n_mfcc), name="mfcc_window")
+    x = keras.layers.LSTM(64)(inputs)
+    x = keras.layers.Dropout(0.3)(x)
+    x = keras.layers.Dense(32, activation="relu")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="p_male")(x)
+    return keras.Model(inputs, outputs, name="lstm")
+
+
+def build_cnnlstm(frames: int, n_mfcc: int) -> keras.Model:
+    """A convolutional front end over time (4x shorter sequence), then an LSTM."""
+    inputs = keras.Input(shape=(frames, n_mfcc), name="mfcc_window")
+    x = inputs
+    for filters, kernel in ((32, 5), (64, 3)):
+        x = keras.layers.Conv1D(filters, kernel, padding="same", activation="relu")(x)
+        x = keras.layers.MaxPooling1D(2)(x)
+    x = keras.layers.LSTM(48)(x)
+    x = keras.layers.Dropout(0.3)(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="p_male")(x)
+    return keras.Model(inputs, outputs, name="cnnlstm")
+
+
+BUILDERS = {"cnn": build_cnn, "lstm": build_lstm, "cnnlstm": build_cnnlstm}
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow, and make TensorFlow's ops deterministic."""
+    import tensorflow
+
+    keras.utils.set_random_seed(int(seed))
+    tensorflow.config.experimental.enable_op_determinism()
+
+
+def build_model(name: str, settings: Settings, seed: int, learning_rate: float = 1e-3) -> keras.Model:
+    """A freshly seeded, compiled model ``name`` (one of :data:`MODEL_NAMES`)."""
+    if name not in BUILDERS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    set_seed(seed)
+    model = BUILDERS[name](settings.frames, settings.n_mfcc)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+# Streaming windows from SQLite -------------------------------------------------------------------
+class WindowBatches(keras.utils.PyDataset):
+    """Batches of ``batch_size`` normalised windows read from the database, a few recordings at a time.
+
+    Each epoch the clips are shuffled with ``(seed, epoch)``; batch ``i`` holds windows
+    ``i*batch_size ... (i+1)*batch_size`` of that order, so it reads only the clips it needs (each
+    clip is read about once per epoch) and memory stays at one batch. Training batches also carry
+    balanced class weights as sample weights. A connection is opened per batch, because Keras may
+    call ``__getitem__`` from another thread.
+    """
+
+    def __init__(self, database_path, index, settings: Settings, mean, std, *, batch_size: int = 64,
+                 shuffle: bool = False, seed: int = 0, class_weights=None) -> None:
+        super().__init__(workers=1, use_multiprocessing=False)
+        if len(index) == 0:
+            raise ValueError("WindowBatches: no clips")
+        self.database_path = Path(database_path)
+        self.feature_ids = index["feature_id"].to_numpy(dtype=np.int64)
+        self.labels = index["label"].to_numpy(dtype=np.int64)
+        self.counts = window_counts(index["frame_count"].to_numpy(), settings.frames)
+        self.settings, self.mean, self.std = settings, mean, std
+        self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, int(seed)
+        self.class_weights = class_weights
+        self.epoch = 0
+        self._set_order()
+
+    def _set_order(self) -> None:
+        self.order = (np.random.default_rng([self.seed, self.epoch]).permutation(len(self.feature_ids))
+                      if self.shuffle else np.arange(len(self.feature_ids)))
+        self.ends = np.cumsum(self.counts[self.order])  # window position after each clip of the order
+
+    def __len__(self) -> int:
+        return int(-(-int(self.counts.sum()) // self.batch_size))
+
+    def __getitem__(self, batch: int):
+        first, last = batch * self.batch_size, min((batch + 1) * self.batch_size, int(self.ends[-1]))
+        start, stop = np.searchsorted(self.ends, first, side="right"), np.searchsorted(self.ends, last - 1, side="right") + 1
+        positions = self.order[start:stop]
+        with FeatureDatabase(self.database_path, readonly=True) as database:
+            matrices = read_matrices(database, self.feature_ids[positions].tolist(), self.settings.n_mfcc)
+        pieces = [cut_windows(normalise(matrices[int(self.feature_ids[p])], self.mean, self.std), self.settings.frames)
+                  for p in positions]
+        offset = first - (int(self.ends[start - 1]) if start else 0)
+        x = np.concatenate(pieces)[offset : offset + last - first]
+        y = np.concatenate([np.full(len(piece), self.labels[p]) for piece, p in zip(pieces, positions)])[offset : offset + last - first]
+        if self.shuffle:
+            permutation = np.random.default_rng([self.seed, self.epoch, batch]).permutation(len(x))
+            x, y = x[permutation], y[permutation]
+        y = y.astype(np.float32)[:, None]
+        if self.class_weights is None:
+            return x, y
+        return x, y, np.where(y[:, 0] > 0.5, self.class_weights[1], self.class_weights[0]).astype(np.float32)
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self._set_order()
+
+
+# Training glue -----------------------------------------------------------------------------------
+class _KeepBest(keras.callbacks.Callback):
+    """Remember the history and the weights of the best validation loss, for Ctrl-C."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history, self.best_loss, self.best_weights, self.best_epoch = {}, np.inf, None, 0
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+        loss = (logs or {}).get("val_loss", np.inf)
+        if loss < self.best_loss:
+            self.best_loss, self.best_weights, self.best_epoch = loss, self.model.get_weights(), epoch + 1
+
+
+def fit_model(model: keras.Model, train: WindowBatches, validation: WindowBatches, *, epochs: int,
+              patience: int = 5, verbose: int = 2) -> dict:
+    """Train with early stopping on the validation loss; return what happened.
+
+    Returns ``{"history": {metric: [per epoch]}, "epochs": run, "best_epoch": n, "interrupted": bool,
+    "seconds": s}``. Ctrl-C (KeyboardInterrupt) ends training with the best weights so far; if no
+    epoch had finished, it is raised again.
+    """
+    keeper = _KeepBest()
+    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+    started, interrupted = time.perf_counter(), False
+    try:
+        model.fit(train, validation_data=validation, epochs=int(epochs), shuffle=False,
+                  callbacks=[stopper, keeper], verbose=verbose)
+    except KeyboardInterrupt:
+        interrupted = True
+        if keeper.best_weights is None:
+            raise
+    if keeper.best_weights is not None:
+        model.set_weights(keeper.best_weights)
+    return {"history": keeper.history, "epochs": len(keeper.history.get("loss", [])), "best_epoch": keeper.best_epoch,
+            "interrupted": interrupted, "seconds": time.perf_counter() - started}
+
+
+# Prediction --------------------------------------------------------------------------------------
+def predict_windows(model: keras.Model, window_batch: np.ndarray, multiple: int = 64) -> np.ndarray:
+    """P(male) of each window. The batch is zero-padded to a multiple of ``multiple`` rows so that
+    TensorFlow compiles the prediction for a few batch sizes only (and a given input always gives the
+    same output)."""
+    count = len(window_batch)
+    padded = -(-count // multiple) * multiple
+    if padded != count:
+        window_batch = np.concatenate([window_batch, np.zeros((padded - count, *window_batch.shape[1:]), np.float32)])
+    return model.predict_on_batch(window_batch)[:count, 0]
+
+
+def predict_clip(model: keras.Model, metadata: dict, mfcc_matrix: np.ndarray) -> float:
+    """P(male) of one clip from its (frames, n_mfcc) MFCC matrix: the mean over its windows."""
+    settings = metadata["settings"]
+    matrix = np.asarray(mfcc_matrix, dtype=np.float32)
+    if matrix.ndim != 2 or matrix.shape[1] != settings.n_mfcc:
+        raise ValueError(f"predict_clip: expected a (frames, {settings.n_mfcc}) MFCC matrix, got shape {matrix.shape}")
+    window_batch = cut_windows(normalise(matrix, metadata["mean"], metadata["std"]), settings.frames)
+    return float(np.mean(predict_windows(model, window_batch)))
+
+
+def predict_signal(model: keras.Model, metadata: dict, signal: np.ndarray) -> float:
+    """P(male) of a float32 mono signal at the model's sample rate: trim silence, MFCC, :func:`predict_clip`."""
+    from .audio import trim_silence
+    from .features import mfcc
+
+    settings = metadata["settings"]
+    return predict_clip(model, metadata, mfcc(trim_silence(np.asarray(signal, dtype=np.float32), settings.trim_top_db), settings))
+
+
+def predict_clips(model: keras.Model, database: FeatureDatabase, index, settings: Settings, mean, std) -> np.ndarray:
+    """P(male) of every row of ``index`` (mean over each clip's windows), streamed from ``database``."""
+    probabilities = np.empty(len(index), dtype=np.float64)
+    done = 0
+    for feature_ids, window_batch, owners in clip_batches(database, index, settings, mean, std):
+        window_probabilities = predict_windows(model, window_batch, multiple=256).astype(np.float64)
+        sums = np.bincount(owners, weights=window_probabilities, minlength=len(feature_ids))
+        probabilities[done : done + len(feature_ids)] = sums / np.bincount(owners, minlength=len(feature_ids))
+        done += len(feature_ids)
+    return probabilities
+
+
+# Saving and loading ------------------------------------------------------------------------------
+def save_model(model: keras.Model, path, metadata: dict) -> Path:
+    """Write ``model`` and its ``metadata`` to ``path`` (.h5) atomically.
+
+    ``metadata`` needs ``model_name``, ``settings`` (Settings), ``mean`` and ``std`` (n_mfcc floats);
+    optional: ``scores`` and ``history`` (JSON-able dicts), ``class_names``. Stored as HDF5 attributes
+    ``acoustics_*`` beside Keras' own, with the project version.
+    """
+    import h5py
+
+    path = Path(path)
+    settings = metadata["settings"]
+    attributes = {
+        "version": __version__,
+        "model_name": str(metadata["model_name"]),
+        "settings": settings.to_json(),
+        "class_names": json.dumps(list(metadata.get("class_names", CLASS_NAMES))),
+        "normalisation_mean": np.asarray(metadata["mean"], dtype=np.float32),
+        "normalisation_std": np.asarray(metadata["std"], dtype=np.float32),
+        "scores": json.dumps(metadata.get("scores", {}), sort_keys=True),
+        "history": json.dumps(metadata.get("history", {}), sort_keys=True),
+        "saved_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    for key in ("normalisation_mean", "normalisation_std"):
+        if attributes[key].shape != (settings.n_mfcc,):
+            raise ValueError(f"save_model: {key} must hold {settings.n_mfcc} values, not shape {attributes[key].shape}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.h5", dir=path.parent)
+    os.close(handle)
+    try:
+        absl_logger = logging.getLogger("absl")
+        level = absl_logger.level
+        absl_logger.setLevel(logging.ERROR)  # Keras warns that .h5 is a "legacy" format
+        try:
+            model.save(temporary, overwrite=True)
+        finally:
+            absl_logger.setLevel(level)
+        with h5py.File(temporary, "a") as handle_h5:
+            for key, value in attributes.items():
+                handle_h5.attrs[ATTRIBUTE_PREFIX + key] = value
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; a model is meant to be shared
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _read_metadata(path: Path) -> dict:
+    import h5py
+
+    not_ours = BadModelError(f"{path}: not a model made by train_models.py; {TRAIN_AGAIN}.")
+    if not h5py.is_hdf5(path):
+        raise not_ours
+    try:
+        with h5py.File(path, "r") as handle:
+            attributes = {key[len(ATTRIBUTE_PREFIX):]: handle.attrs[key] for key in handle.attrs if key.startswith(ATTRIBUTE_PREFIX)}
+            has_weights = "model_weights" in handle
+    except (OSError, RuntimeError, ValueError):
+        raise BadModelError(f"{path}: the model file is damaged (cut short or corrupt); {TRAIN_AGAIN}.") from None
+    if "version" not in attributes or not has_weights:
+        raise not_ours
+    version = str(attributes["version"])
+    if version.split(".")[0] != __version__.split(".")[0]:
+        raise BadModelError(f"{path}: made by version {version} of the project, which this version ({__version__}) cannot read; {TRAIN_AGAIN}.")
+    try:
+        return {
+            "path": str(path),
+            "version": version,
+            "model_name": str(attributes["model_name"]),
+            "settings": Settings.from_json(str(attributes["settings"])),
+            "class_names": json.loads(str(attributes["class_names"])),
+            "mean": np.asarray(attributes["normalisation_mean"], dtype=np.float32),
+            "std": np.asarray(attributes["normalisation_std"], dtype=np.float32),
+            "scores": json.loads(str(attributes.get("scores", "{}"))),
+            "history": json.loads(str(attributes.get("history", "{}"))),
+            "saved_at": str(attributes.get("saved_at", "")),
+        }
+    except (KeyError, ValueError, TypeError):  # BadParameterError is a ValueError
+        raise BadModelError(f"{path}: the model's metadata is incomplete or damaged; {TRAIN_AGAIN}.") from None
+
+
+def load_model(path) -> tuple:
+    """Load a model saved by :func:`save_model`: ``(keras_model, metadata)``.
+
+    ``metadata`` has ``path``, ``version``, ``model_name``, ``settings`` (Settings), ``class_names``,
+    ``mean``, ``std`` (float32 arrays), ``scores``, ``history`` and ``saved_at``. Raises
+    :class:`BadModelError` for a missing, damaged or foreign file, or one of another major version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BadModelError(f"{path}: no model file here; {TRAIN_AGAIN}.")
+    metadata = _read_metadata(path)
+    try:
+        model = keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception:  # Keras raises many types for damaged files
+        raise BadModelError(f"{path}: the model file is damaged (cut short or corrupt); {TRAIN_AGAIN}.") from None
+    expected = (None, metadata["settings"].frames, metadata["settings"].n_mfcc)
+    if tuple(model.input_shape) != expected or tuple(model.output_shape) != (None, 1):
+        raise BadModelError(f"{path}: the network's shape does not match its stored settings; {TRAIN_AGAIN}.")
+    return model, metadata
+
+
+def check_model_settings(metadata: dict, settings: Settings, *, source: str = "The feature database") -> None:
+    """Raise SettingsMismatchError unless the model's feature settings equal ``settings`` (from ``source``)."""
+    metadata["settings"].check_same(
+        settings, this=f"the model {metadata.get('path', metadata.get('model_name'))}", that=source,
+        fix="Retrain the model with 'python train_models.py' on these features, or use the matching database.",
+        fields=FEATURE_FIELDS,
+    )
+
+
+def parameter_count(model: keras.Model) -> int:
+    return int(model.count_params())

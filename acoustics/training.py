@@ -1,0 +1,223 @@
+"""Data handling of stage 4: the speaker split, normalisation statistics, batch plans and clip scores.
+
+Everything here reads the feature database through :class:`FeatureDatabase` in batches of recordings,
+so memory does not grow with the corpus, and nothing here imports TensorFlow: stage 4 refuses bad
+input (no features, one sex only, too few speakers) within a second. ``models.py`` holds the Keras side.
+
+Labels: ``CLASS_NAMES[0]`` is female (0), ``CLASS_NAMES[1]`` male (1); the models output P(male).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .database import SEXES, SUBSETS, FeatureDatabase
+from .errors import BadParameterError, NotEnoughDataError, SettingsMismatchError
+
+CLASS_NAMES = ("female", "male")
+#: One speaker of each sex in each of train, validation and test.
+MIN_SPEAKERS_PER_SEX = 3
+DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
+#: Feature rows read per query when streaming (each row is one clip: ~3 s is ~50 KB of MFCCs).
+ROWS_PER_READ = 200
+
+
+# The speaker-disjoint split ------------------------------------------------------------------------
+def split_speakers(speakers_dataframe, seed: int, fractions=DEFAULT_FRACTIONS) -> dict:
+    """Assign each speaker to train, validation or test: ``{speaker_id: subset}``.
+
+    ``speakers_dataframe`` needs the columns ``id`` and ``sex``. The split is stratified by sex: the
+    speakers of each sex are shuffled with ``seed`` and cut by ``fractions`` (train, validation,
+    test), with at least one speaker of each sex in every subset. All variants (clean, noisy) of a
+    recording belong to its speaker, so they always fall on the same side.
+    """
+    fractions = tuple(float(fraction) for fraction in fractions)
+    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-6:
+        raise BadParameterError(f"split fractions must be three positive numbers summing to 1, not {fractions}.")
+    counts = {sex: int((speakers_dataframe["sex"] == sex).sum()) for sex in SEXES}
+    if min(counts.values()) < MIN_SPEAKERS_PER_SEX:
+        raise NotEnoughDataError(
+            f"The split needs at least {MIN_SPEAKERS_PER_SEX} speakers of each sex (has {counts['female']} female, "
+            f"{counts['male']} male); run 'python speech_prep.py' on more data."
+        )
+    rng = np.random.default_rng(seed)
+    assignment = {}
+    for sex in SEXES:
+        identifiers = np.sort(speakers_dataframe.loc[speakers_dataframe["sex"] == sex, "id"].to_numpy())
+        identifiers = rng.permutation(identifiers)
+        count = len(identifiers)
+        validation = max(1, int(round(count * fractions[1])))
+        test = max(1, int(round(count * fractions[2])))
+        while count - validation - test < 1:  # only with extreme fractions: give train its one speaker
+            if validation >= test and validation > 1:
+                validation -= 1
+            else:
+                test -= 1
+        train = count - validation - test
+        for position, speaker_id in enumerate(identifiers):
+            subset = "train" if position < train else "validation" if position < train + validation else "test"
+            assignment[int(speaker_id)] = subset
+    return assignment
+
+
+def is_usable_split(assignment: dict, speakers_dataframe) -> bool:
+    """True when ``assignment`` covers exactly these speakers and every subset has both sexes."""
+    identifiers = {int(speaker_id) for speaker_id in speakers_dataframe["id"]}
+    if set(assignment) != identifiers:
+        return False
+    sex_of = dict(zip(speakers_dataframe["id"].astype(int), speakers_dataframe["sex"]))
+    present = {(assignment[speaker_id], sex_of[speaker_id]) for speaker_id in identifiers}
+    return all((subset, sex) in present for subset in SUBSETS for sex in SEXES)
+
+
+def prepare_data(database: FeatureDatabase, seed: int, *, new_split: bool = False):
+    """Check the database holds enough data and return ``(index, split, reused)``.
+
+    ``index`` is :meth:`FeatureDatabase.feature_index` with the columns ``label`` (0 female, 1 male)
+    and ``subset``. The stored split is reused when it covers exactly the speakers that have
+    features; otherwise (or with ``new_split``) a new one is drawn with ``seed`` and stored.
+    Raises :class:`NotEnoughDataError` naming the database and the stage to run first.
+    """
+    path = database.path
+    index = database.feature_index()
+    if index.empty:
+        raise NotEnoughDataError(f"{path}: holds no features yet; run 'python speech_prep.py' first.")
+    speakers = index.groupby("speaker_id", as_index=False)["sex"].first().rename(columns={"speaker_id": "id"})
+    counts = {sex: int((speakers["sex"] == sex).sum()) for sex in SEXES}
+    for sex, other in (("male", "female"), ("female", "male")):
+        if counts[other] == 0:
+            raise NotEnoughDataError(
+                f"{path}: holds only {sex} speakers ({counts[sex]}); run 'python speech_prep.py' on recordings of "
+                f"{other} speakers too."
+            )
+    if min(counts.values()) < MIN_SPEAKERS_PER_SEX:
+        raise NotEnoughDataError(
+            f"{path}: needs at least {MIN_SPEAKERS_PER_SEX} speakers of each sex for separate training, validation "
+            f"and test speakers (has {counts['female']} female, {counts['male']} male); run 'python speech_prep.py' "
+            "on more data."
+        )
+    stored = database.load_split()
+    reused = not new_split and is_usable_split(stored, speakers)
+    split = stored if reused else split_speakers(speakers, seed)
+    if not reused:
+        database.save_split(split, seed)
+    index = index.assign(
+        label=(index["sex"] == "male").astype(np.int64),
+        subset=index["speaker_id"].map(lambda speaker_id: split[int(speaker_id)]),
+    )
+    return index, split, reused
+
+
+# Windows, statistics and batches -----------------------------------------------------------------
+def window_counts(frame_counts, frames: int) -> np.ndarray:
+    """How many windows :func:`acoustics.features.windows` cuts from matrices of these frame counts."""
+    frame_counts = np.asarray(frame_counts, dtype=np.int64)
+    hop = max(1, frames // 2)
+    extra = np.maximum(frame_counts - frames, 0)
+    counts = extra // hop + 1
+    return counts + ((extra % hop) != 0)
+
+
+def read_matrices(database: FeatureDatabase, feature_ids, n_mfcc: int) -> dict:
+    """``{feature_id: matrix}``; raises SettingsMismatchError if a matrix has the wrong coefficient count."""
+    matrices = database.load_features(feature_ids)
+    for feature_id, matrix in matrices.items():
+        if matrix.shape[1] != n_mfcc:
+            raise SettingsMismatchError(
+                f"{database.path}: feature row {feature_id} holds {matrix.shape[1]} coefficients per frame but the "
+                f"database settings say n_mfcc {n_mfcc}; rebuild it with 'python set_up_sql.py --reset' and "
+                "'python speech_prep.py'."
+            )
+    return matrices
+
+
+def feature_statistics(database: FeatureDatabase, feature_ids, n_mfcc: int) -> tuple:
+    """Per-coefficient mean and standard deviation (float32) over every frame of the given rows.
+
+    Streamed: ``ROWS_PER_READ`` rows at a time, merged with Chan's parallel formula in float64.
+    """
+    count, mean, squares = 0, np.zeros(n_mfcc), np.zeros(n_mfcc)
+    feature_ids = [int(feature_id) for feature_id in feature_ids]
+    for start in range(0, len(feature_ids), ROWS_PER_READ):
+        matrices = read_matrices(database, feature_ids[start : start + ROWS_PER_READ], n_mfcc)
+        for matrix in matrices.values():
+            block = matrix.astype(np.float64)
+            block_count, block_mean = block.shape[0], block.mean(axis=0)
+            block_squares = ((block - block_mean) ** 2).sum(axis=0)
+            delta = block_mean - mean
+            total = count + block_count
+            mean = mean + delta * block_count / total
+            squares = squares + block_squares + delta**2 * count * block_count / total
+            count = total
+    if count == 0:
+        raise NotEnoughDataError(f"{database.path}: no training frames to compute statistics from; run 'python speech_prep.py' first.")
+    std = np.sqrt(squares / count)
+    return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
+
+
+def normalise(matrix: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """``(matrix - mean) / std`` per coefficient, float32."""
+    return ((np.asarray(matrix, dtype=np.float32) - mean) / std).astype(np.float32, copy=False)
+
+
+def balanced_class_weights(labels, window_count) -> dict:
+    """``{0: weight, 1: weight}`` so that both classes weigh the same in the loss (sklearn's 'balanced')."""
+    labels = np.asarray(labels)
+    window_count = np.asarray(window_count)
+    totals = np.array([window_count[labels == label].sum() for label in (0, 1)], dtype=np.float64)
+    if np.any(totals == 0):
+        raise NotEnoughDataError("The training speakers lack one of the two sexes; run 'python speech_prep.py' on more data.")
+    return {label: float(totals.sum() / (2 * totals[label])) for label in (0, 1)}
+
+
+def clip_batches(database: FeatureDatabase, index, settings, mean, std, windows_per_batch: int = 256):
+    """Yield ``(feature_ids, windows, owners)`` for whole clips, about ``windows_per_batch`` windows each.
+
+    ``windows`` is normalised, shape (count, frames, n_mfcc); ``owners[i]`` is the position in
+    ``feature_ids`` of the clip that window ``i`` comes from.
+    """
+    from .features import windows as cut_windows
+
+    feature_ids = index["feature_id"].to_numpy()
+    counts = window_counts(index["frame_count"].to_numpy(), settings.frames)
+    start = 0
+    while start < len(feature_ids):
+        stop = start + 1
+        while stop < len(feature_ids) and counts[start : stop + 1].sum() <= windows_per_batch:
+            stop += 1
+        batch_ids = [int(feature_id) for feature_id in feature_ids[start:stop]]
+        matrices = read_matrices(database, batch_ids, settings.n_mfcc)
+        pieces = [cut_windows(normalise(matrices[feature_id], mean, std), settings.frames) for feature_id in batch_ids]
+        owners = np.concatenate([np.full(len(piece), position) for position, piece in enumerate(pieces)])
+        yield batch_ids, np.concatenate(pieces), owners
+        start = stop
+
+
+# Scores ------------------------------------------------------------------------------------------
+def variant_order(index) -> list:
+    """Variants of ``index`` in the order of the summary: clean first, then by falling SNR."""
+    snr_of = index.groupby("variant")["snr_db"].first().astype(float).fillna(np.inf)
+    return sorted(snr_of.index, key=lambda variant: (variant != "clean", -snr_of[variant], variant))
+
+
+def clip_scores(index, probabilities) -> dict:
+    """Clip-level scores of P(male) ``probabilities`` (one per row of ``index``, threshold 0.5).
+
+    Returns ``accuracy``, ``balanced_accuracy`` (mean of the per-class recalls), ``per_variant``
+    (accuracy of each variant), ``speakers``, ``clips`` and ``confusion`` (rows true female/male,
+    columns predicted female/male).
+    """
+    labels = index["label"].to_numpy()
+    predicted = (np.asarray(probabilities) >= 0.5).astype(np.int64)
+    confusion = np.zeros((2, 2), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    recalls = [confusion[label, label] / confusion[label].sum() for label in (0, 1) if confusion[label].sum()]
+    correct = predicted == labels
+    return {
+        "accuracy": float(correct.mean()) if len(correct) else float("nan"),
+        "balanced_accuracy": float(np.mean(recalls)) if recalls else float("nan"),
+        "per_variant": {variant: float(correct[(index["variant"] == variant).to_numpy()].mean()) for variant in variant_order(index)},
+        "speakers": int(index["speaker_id"].nunique()),
+        "clips": int(len(index)),
+        "confusion": confusion.tolist(),
+    }

@@ -1,0 +1,303 @@
+"""acoustics.training and acoustics.models on a real feature database made from espeak-ng speech."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas
+import pytest
+
+from acoustics import features, training
+from acoustics.database import FeatureDatabase
+from acoustics.errors import BadModelError, NotEnoughDataError, SettingsMismatchError
+from acoustics.settings import Settings
+
+models = pytest.importorskip("acoustics.models")  # imports TensorFlow (~4 s), once for the module
+import keras  # noqa: E402
+
+
+def speakers_frame(males: int, females: int) -> pandas.DataFrame:
+    sexes = ["male"] * males + ["female"] * females
+    return pandas.DataFrame({"id": range(1, len(sexes) + 1), "sex": sexes})
+
+
+def one_line(error) -> str:
+    text = str(error)
+    assert "\n" not in text and text.strip() == text
+    return text
+
+
+# Split -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("males, females", [(8, 8), (15, 5), (3, 3), (40, 7)])
+def test_split_is_stratified_with_both_sexes_everywhere(males, females):
+    speakers = speakers_frame(males, females)
+    split = training.split_speakers(speakers, seed=7)
+    assert set(split) == set(speakers["id"])
+    assert training.is_usable_split(split, speakers)
+    for sex, count in (("male", males), ("female", females)):
+        ids = speakers.loc[speakers["sex"] == sex, "id"]
+        test_count = sum(split[i] == "test" for i in ids)
+        validation_count = sum(split[i] == "validation" for i in ids)
+        assert test_count == max(1, round(count * 0.15)) and validation_count == max(1, round(count * 0.15))
+
+
+def test_split_depends_on_the_seed_only():
+    speakers = speakers_frame(20, 20)
+    assert training.split_speakers(speakers, 1) == training.split_speakers(speakers.sample(frac=1, random_state=3), 1)
+    assert training.split_speakers(speakers, 1) != training.split_speakers(speakers, 2)
+
+
+@pytest.mark.parametrize("males, females", [(2, 8), (8, 0), (1, 1)])
+def test_split_refuses_too_few_speakers(males, females):
+    with pytest.raises(NotEnoughDataError) as caught:
+        training.split_speakers(speakers_frame(males, females), seed=1)
+    assert "at least 3 speakers of each sex" in one_line(caught.value) and "speech_prep.py" in str(caught.value)
+
+
+def test_split_is_stored_and_reused_while_the_speakers_stay(model_database_copy):
+    with FeatureDatabase(model_database_copy) as database:
+        index, split, reused = training.prepare_data(database, seed=5)
+        assert not reused and database.load_split() == split
+        index_again, split_again, reused_again = training.prepare_data(database, seed=99)
+        assert reused_again and split_again == split
+        _, redrawn, reused_third = training.prepare_data(database, seed=99, new_split=True)
+        assert not reused_third and database.load_split() == redrawn
+    # every variant of a recording sits in its speaker's subset; no speaker is in two subsets
+    assert (index.groupby("recording_id")["subset"].nunique() == 1).all()
+    assert (index.groupby("speaker_id")["subset"].nunique() == 1).all()
+    assert set(index["variant"]) == {"clean", "snr10", "snr0"}
+
+
+# Windows, statistics, batches --------------------------------------------------------------------
+def test_window_counts_match_the_windows_cut():
+    frames = 100
+    for count in (1, 37, 99, 100, 101, 149, 150, 151, 199, 200, 201, 1234):
+        matrix = np.zeros((count, 4), np.float32)
+        assert training.window_counts([count], frames)[0] == len(features.windows(matrix, frames)), count
+
+
+def test_streamed_statistics_equal_in_memory_ones(model_database):
+    with FeatureDatabase(model_database, readonly=True) as database:
+        ids = database.feature_index()["feature_id"].tolist()
+        mean, std = training.feature_statistics(database, ids, 40)
+        everything = np.concatenate(list(database.load_features(ids).values())).astype(np.float64)
+    np.testing.assert_allclose(mean, everything.mean(axis=0), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(std, everything.std(axis=0), rtol=1e-5, atol=1e-4)
+
+
+def test_training_batches_hold_only_training_speakers_and_every_window_once(model_database_copy):
+    with FeatureDatabase(model_database_copy) as database:
+        index, split, _ = training.prepare_data(database, seed=3)
+        stored_split = database.load_split()
+        settings = database.settings
+    train_rows = index[index["subset"] == "train"]
+    test_speakers = {speaker for speaker, subset in stored_split.items() if subset == "test"}
+    batches = models.WindowBatches(model_database_copy, train_rows, settings, np.zeros(40, np.float32),
+                                   np.ones(40, np.float32), batch_size=32, shuffle=True, seed=3,
+                                   class_weights={0: 1.0, 1: 2.0})
+    training_speakers = set(index.set_index("feature_id").loc[batches.feature_ids, "speaker_id"])
+    assert training_speakers and not training_speakers & test_speakers
+    assert all(stored_split[speaker] == "train" for speaker in training_speakers)
+    expected = int(training.window_counts(train_rows["frame_count"], settings.frames).sum())
+    first_epoch = [batches[i] for i in range(len(batches))]
+    assert sum(len(x) for x, _, _ in first_epoch) == expected
+    assert all(len(x) == 32 for x, _, _ in first_epoch[:-1])
+    assert all(np.array_equal(np.where(y[:, 0] > 0.5, 2.0, 1.0), weights) for _, y, weights in first_epoch)
+    males = sum(float(y.sum()) for _, y, _ in first_epoch)
+    assert males == training.window_counts(train_rows.loc[train_rows["label"] == 1, "frame_count"], settings.frames).sum()
+    again = batches[0]
+    assert np.array_equal(again[0], first_epoch[0][0])  # the same batch twice: same windows
+    batches.on_epoch_end()
+    assert not np.array_equal(batches[0][0], first_epoch[0][0])  # a new epoch: new order
+
+
+# Models ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", models.MODEL_NAMES)
+def test_builders_give_p_male_from_a_window(name):
+    model = models.build_model(name, Settings(), seed=1)
+    assert model.input_shape == (None, 100, 40) and model.output_shape == (None, 1)
+    assert not any(type(layer).__name__ in ("Lambda", "Normalization") for layer in model.layers)
+    assert model.count_params() < 100_000
+
+
+@pytest.fixture(scope="module")
+def trained(model_database, tmp_path_factory):
+    """A CNN trained for 2 epochs on a copy of the test database, saved; and its training data."""
+    folder = tmp_path_factory.mktemp("trained")
+    database_path = folder / "features.db"
+    database_path.write_bytes(model_database.read_bytes())
+    with FeatureDatabase(database_path) as database:
+        settings = database.settings
+        index, _, _ = training.prepare_data(database, seed=settings.seed)
+        train_rows = index[index["subset"] == "train"]
+        mean, std = training.feature_statistics(database, train_rows["feature_id"], settings.n_mfcc)
+
+    def train_once():
+        weights = training.balanced_class_weights(train_rows["label"], training.window_counts(train_rows["frame_count"], 100))
+        train = models.WindowBatches(database_path, train_rows, settings, mean, std, batch_size=64, shuffle=True,
+                                     seed=settings.seed, class_weights=weights)
+        validation = models.WindowBatches(database_path, index[index["subset"] == "validation"], settings, mean, std)
+        model = models.build_model("cnn", settings, settings.seed)
+        fit = models.fit_model(model, train, validation, epochs=2, verbose=0)
+        return model, fit
+
+    model, fit = train_once()
+    metadata = {"model_name": "cnn", "settings": settings, "mean": mean, "std": std, "scores": {"test": {"accuracy": 0.5}},
+                "history": fit["history"]}
+    path = models.save_model(model, folder / "cnn.h5", metadata)
+    return {"path": path, "model": model, "fit": fit, "train_once": train_once, "database": database_path,
+            "index": index, "settings": settings, "mean": mean, "std": std}
+
+
+def test_fit_reports_history_and_keeps_best_epoch(trained):
+    fit = trained["fit"]
+    assert fit["epochs"] == 2 and not fit["interrupted"] and 1 <= fit["best_epoch"] <= 2
+    assert set(fit["history"]) >= {"loss", "val_loss", "accuracy", "val_accuracy"}
+
+
+def test_saved_model_loads_with_metadata_and_with_plain_keras(trained):
+    model, metadata = models.load_model(trained["path"])
+    assert metadata["settings"] == trained["settings"] and metadata["class_names"] == ["female", "male"]
+    assert metadata["model_name"] == "cnn" and metadata["version"] == models.__version__
+    np.testing.assert_array_equal(metadata["mean"], trained["mean"])
+    np.testing.assert_array_equal(metadata["std"], trained["std"])
+    assert metadata["scores"] == {"test": {"accuracy": 0.5}} and len(metadata["history"]["loss"]) == 2
+    plain = keras.models.load_model(trained["path"], compile=False)
+    window_batch = np.random.default_rng(0).standard_normal((5, 100, 40)).astype(np.float32)
+    expected = trained["model"].predict_on_batch(window_batch)
+    np.testing.assert_array_equal(model.predict_on_batch(window_batch), expected)
+    np.testing.assert_array_equal(plain.predict_on_batch(window_batch), expected)
+    with h5py.File(trained["path"], "r") as handle:
+        assert {"acoustics_settings", "acoustics_normalisation_mean", "acoustics_version"} <= set(handle.attrs)
+
+
+def test_predictions_are_deterministic_and_clip_level(trained, model_clips):
+    from acoustics import audio
+
+    model, metadata = models.load_model(trained["path"])
+    again, metadata_again = models.load_model(trained["path"])
+    signal, _ = audio.load_audio(model_clips[0]["path"], 16000)
+    matrix = features.mfcc(audio.trim_silence(signal, 30.0), metadata["settings"])
+    first = models.predict_clip(model, metadata, matrix)
+    assert 0.0 <= first <= 1.0
+    assert models.predict_clip(model, metadata, matrix) == first == models.predict_clip(again, metadata_again, matrix)
+    assert models.predict_signal(model, metadata, signal) == first
+    window_probabilities = model.predict_on_batch(
+        features.windows(training.normalise(matrix, metadata["mean"], metadata["std"]), 100))[:, 0]
+    assert first == pytest.approx(float(window_probabilities.mean()), abs=1e-6)
+    with pytest.raises(ValueError):
+        models.predict_clip(model, metadata, matrix[:, :13])
+
+
+def test_training_twice_with_the_same_seed_gives_the_same_model(trained):
+    model_again, fit_again = trained["train_once"]()
+    assert fit_again["history"] == trained["fit"]["history"]
+    window_batch = np.random.default_rng(1).standard_normal((8, 100, 40)).astype(np.float32)
+    np.testing.assert_array_equal(model_again.predict_on_batch(window_batch), trained["model"].predict_on_batch(window_batch))
+
+
+def test_clip_scores_on_test_speakers(trained):
+    index = trained["index"]
+    test_rows = index[index["subset"] == "test"]
+    with FeatureDatabase(trained["database"], readonly=True) as database:
+        probabilities = models.predict_clips(trained["model"], database, test_rows, trained["settings"], trained["mean"], trained["std"])
+    model, metadata = models.load_model(trained["path"])
+    with FeatureDatabase(trained["database"], readonly=True) as database:
+        first_id = int(test_rows["feature_id"].iloc[0])
+        matrix = database.load_features([first_id])[first_id]
+    assert probabilities[0] == pytest.approx(models.predict_clip(model, metadata, matrix), abs=1e-5)
+    scores = training.clip_scores(test_rows, probabilities)
+    assert list(scores["per_variant"]) == ["clean", "snr10", "snr0"]
+    assert scores["speakers"] == 2 and scores["clips"] == len(test_rows) == 2 * 3 * 3
+    assert np.sum(scores["confusion"]) == len(test_rows)
+    assert 0 <= scores["balanced_accuracy"] <= 1 and 0 <= scores["accuracy"] <= 1
+
+
+def test_model_settings_mismatch_is_one_clear_line(trained):
+    _, metadata = models.load_model(trained["path"])
+    models.check_model_settings(metadata, trained["settings"])
+    with pytest.raises(SettingsMismatchError) as caught:
+        models.check_model_settings(metadata, trained["settings"].replace(n_mfcc=13), source="The database x.db")
+    message = one_line(caught.value)
+    assert "n_mfcc" in message and str(trained["path"]) in message and "train_models.py" in message
+
+
+# Bad model files ---------------------------------------------------------------------------------
+def test_bad_model_files_are_refused_with_one_line(trained, tmp_path):
+    text_file = tmp_path / "notes.h5"
+    text_file.write_text("not a model")
+    foreign = tmp_path / "foreign.h5"
+    keras.models.load_model(trained["path"], compile=False).save(foreign)  # a Keras file without our metadata
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(trained["path"].read_bytes()[:5000])
+    newer = tmp_path / "newer.h5"
+    newer.write_bytes(trained["path"].read_bytes())
+    with h5py.File(newer, "a") as handle:
+        handle.attrs["acoustics_version"] = "9.0.0"
+    for path, words in ((tmp_path / "missing.h5", "no model file"), (text_file, "not a model made by"),
+                        (foreign, "not a model made by"), (truncated, "damaged"), (newer, "version 9.0.0")):
+        with pytest.raises(BadModelError) as caught:
+            models.load_model(path)
+        message = one_line(caught.value)
+        assert str(path) in message and words in message and "python train_models.py" in message
+
+
+def test_failed_save_keeps_the_previous_file_and_leaves_no_temporary(trained, tmp_path):
+    path = tmp_path / "cnn.h5"
+    path.write_bytes(trained["path"].read_bytes())
+    before = path.read_bytes()
+    model, metadata = models.load_model(path)
+    with pytest.raises(ValueError):
+        models.save_model(model, path, dict(metadata, mean=np.zeros(3)))  # refused before writing
+    with pytest.raises(TypeError):
+        models.save_model(model, path, dict(metadata, scores={"bad": object()}))  # not JSON: refused before writing
+    occupied = tmp_path / "folder.h5"
+    occupied.mkdir()
+    with pytest.raises(OSError):  # fails at the final rename, after the temporary file was written
+        models.save_model(model, occupied, metadata)
+    assert path.read_bytes() == before
+    assert sorted(item.name for item in tmp_path.iterdir()) == ["cnn.h5", "folder.h5"]
+
+
+def test_killed_save_keeps_a_loadable_file(trained, tmp_path):
+    """SIGKILL in the middle of a save (of a 6 MB model, to hit the write): the old file survives whole."""
+    path = tmp_path / "cnn.h5"
+    path.write_bytes(trained["path"].read_bytes())
+    script = textwrap.dedent(f"""
+        import time
+        from acoustics import models
+        keras = models.keras
+        _, metadata = models.load_model({str(path)!r})
+        inputs = keras.Input((100, 40))
+        big = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dense(400)(keras.layers.Flatten()(inputs))))
+        for number in range(1000):
+            started = time.perf_counter()
+            print("saving", number, flush=True)
+            models.save_model(big, {str(tmp_path / "big.h5")!r} if number < 3 else {str(path)!r}, metadata)
+            print("took", time.perf_counter() - started, flush=True)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                               cwd=str(Path(models.__file__).parents[1]))
+    took = []
+    try:
+        for line in process.stdout:
+            if line.startswith("took"):
+                took.append(float(line.split()[1]))
+            if line.strip() == "saving 3":
+                time.sleep(min(took) / 2)
+                process.kill()  # SIGKILL in the middle of the first save over cnn.h5
+                break
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    _, metadata = models.load_model(path)
+    assert metadata["model_name"] == "cnn"
+    assert path.read_bytes() == trained["path"].read_bytes()
+    leftovers = [item.name for item in tmp_path.iterdir() if item.name.startswith(".cnn.h5.")]
+    assert leftovers, "the kill came after the save; the test did not exercise a half-written file"

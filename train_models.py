@@ -1,0 +1,174 @@
+"""Stage 4: train a CNN, an LSTM and a CNN+LSTM to tell male from female speech, and keep the best.
+
+Reads the MFCCs that speech_prep.py stored in the feature database (and its settings: no number is
+declared here), splits the speakers into training, validation and test speakers (stored in the
+database and reused while the speakers stay the same), trains each model with early stopping, scores
+it on the test speakers' clips (clean and at every SNR), and saves
+
+    data/models/<model>.h5                 the network, its settings, normalisation and scores
+    data/models/<model>_training.png       loss and accuracy per epoch
+    data/models/<model>_confusion.png      test clips: true against predicted sex
+    data/models/best.h5                    a copy of the model with the best validation balanced accuracy
+
+Ctrl-C during training keeps the best weights so far, saves that model and skips the remaining ones.
+
+    python train_models.py                      # all three models, at most 30 epochs each
+    python train_models.py --model cnn --epochs 5
+    python train_models.py --check data/models/best.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from acoustics import training
+from acoustics.database import FeatureDatabase
+from acoustics.errors import AcousticsError
+from acoustics.settings import Paths
+
+MODEL_CHOICES = ("cnn", "lstm", "cnnlstm")
+
+
+def positive_integer(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def parse_arguments(argv=None) -> argparse.Namespace:
+    paths = Paths()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", type=Path, default=paths.database, help=f"feature database (default {paths.database})")
+    parser.add_argument("--model", choices=MODEL_CHOICES + ("all",), default="all", help="which model to train (default all)")
+    parser.add_argument("--epochs", type=positive_integer, default=30, help="most epochs per model; early stopping may end sooner (default 30)")
+    parser.add_argument("--batch-size", type=positive_integer, default=64, help="windows per training batch (default 64)")
+    parser.add_argument("--out", type=Path, default=paths.models, help=f"folder for the models and pictures (default {paths.models})")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the split, the shuffling and the weights (default: the database's)")
+    parser.add_argument("--new-split", action="store_true", help="draw a new speaker split even if the stored one still fits")
+    parser.add_argument("--check", type=Path, metavar="MODEL", help="only check that MODEL.h5 loads and matches the database, and show its scores")
+    return parser.parse_args(argv)
+
+
+def describe_split(index) -> str:
+    lines = []
+    for subset in ("train", "validation", "test"):
+        rows = index[index["subset"] == subset]
+        speakers = rows.groupby("sex")["speaker_id"].nunique()
+        lines.append(f"  {subset:<10} {speakers.get('female', 0):>4} female, {speakers.get('male', 0):>4} male speakers, {len(rows):>6} clips")
+    return "\n".join(lines)
+
+
+def copy_atomically(source: Path, destination: Path) -> None:
+    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp.h5", dir=destination.parent)
+    os.close(handle)
+    try:
+        shutil.copyfile(source, temporary)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, destination)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def check(arguments) -> int:
+    from acoustics import models
+
+    model, metadata = models.load_model(arguments.check)
+    if arguments.db.exists():
+        with FeatureDatabase(arguments.db, readonly=True) as database:
+            models.check_model_settings(metadata, database.settings, source=f"The feature database {arguments.db}")
+    test = metadata["scores"].get("test", {})
+    print(f"{arguments.check}: {metadata['model_name']} model, {model.count_params()} parameters, saved {metadata['saved_at']} "
+          f"by version {metadata['version']}; test accuracy {test.get('accuracy', float('nan')):.3f} on "
+          f"{test.get('speakers', '?')} speakers; settings match {arguments.db}.")
+    return 0
+
+
+def train_all(arguments) -> int:
+    with FeatureDatabase(arguments.db) as database:
+        settings = database.settings
+        seed = settings.seed if arguments.seed is None else arguments.seed
+        index, _, reused = training.prepare_data(database, seed, new_split=arguments.new_split)
+        print(f"Speaker split ({'stored, reused' if reused else f'new, seed {seed}'}):\n{describe_split(index)}", flush=True)
+        subsets = {subset: index[index["subset"] == subset] for subset in ("train", "validation", "test")}
+        train_rows = subsets["train"]
+        mean, std = training.feature_statistics(database, train_rows["feature_id"], settings.n_mfcc)
+        class_weights = training.balanced_class_weights(
+            train_rows["label"], training.window_counts(train_rows["frame_count"], settings.frames))
+        print("Loading TensorFlow ...", flush=True)
+        from acoustics import models, plots
+
+        arguments.out.mkdir(parents=True, exist_ok=True)
+        names = MODEL_CHOICES if arguments.model == "all" else (arguments.model,)
+        results = []
+        for name in names:
+            print(f"\n=== {name}: at most {arguments.epochs} epochs ===", flush=True)
+            train = models.WindowBatches(arguments.db, train_rows, settings, mean, std, batch_size=arguments.batch_size,
+                                         shuffle=True, seed=seed, class_weights=class_weights)
+            validation = models.WindowBatches(arguments.db, subsets["validation"], settings, mean, std, batch_size=256)
+            model = models.build_model(name, settings, seed)
+            fit = models.fit_model(model, train, validation, epochs=arguments.epochs)
+            scores = {subset: training.clip_scores(subsets[subset], models.predict_clips(model, database, subsets[subset], settings, mean, std))
+                      for subset in ("validation", "test")}
+            scores.update(epochs=fit["epochs"], best_epoch=fit["best_epoch"], interrupted=fit["interrupted"], seed=seed,
+                          training_seconds=round(fit["seconds"], 1), parameters=models.parameter_count(model))
+            path = models.save_model(model, arguments.out / f"{name}.h5", {
+                "model_name": name, "settings": settings, "mean": mean, "std": std, "scores": scores, "history": fit["history"]})
+            plots.plot_training_curves(fit["history"], arguments.out / f"{name}_training.png", f"{name}: training curves")
+            plots.plot_confusion_matrix(scores["test"]["confusion"], list(training.CLASS_NAMES), arguments.out / f"{name}_confusion.png",
+                                        f"{name}: test clips ({scores['test']['speakers']} speakers)")
+            test = scores["test"]
+            database.record_run(model=name, path=path, scores=scores, test_accuracy=test["accuracy"],
+                                balanced_accuracy=test["balanced_accuracy"], test_speakers=test["speakers"],
+                                epochs=fit["epochs"], training_seconds=fit["seconds"], parameters=scores["parameters"])
+            results.append((name, path, scores))
+            print(f"Saved {path} (best epoch {fit['best_epoch']} of {fit['epochs']}).", flush=True)
+            if fit["interrupted"]:
+                print("Stopped by Ctrl-C: kept the best weights so far; the remaining models are skipped.", flush=True)
+                break
+
+    best_name, best_path, best_scores = max(results, key=lambda result: result[2]["validation"]["balanced_accuracy"])
+    copy_atomically(best_path, arguments.out / "best.h5")
+    print("\nTest speakers' clips (accuracy at clip level; a clip's verdict is the mean over its 1 s windows):")
+    print(summary_table(results, index).to_string(index=False, float_format=lambda value: f"{value:.3f}"))
+    print(f"\nBest by validation balanced accuracy: {best_name} ({best_scores['validation']['balanced_accuracy']:.3f}); "
+          f"copied to {arguments.out / 'best.h5'}. Pictures are beside the models in {arguments.out}.")
+    print("Next: python implement_model.py")
+    return 0
+
+
+def summary_table(results, index):
+    import pandas
+
+    variants = training.variant_order(index)
+    rows = []
+    for name, _, scores in results:
+        test = scores["test"]
+        row = {"model": name, "accuracy": test["accuracy"]}
+        row.update({variant: test["per_variant"].get(variant, float("nan")) for variant in variants})
+        row.update({"balanced accuracy": test["balanced_accuracy"], "test speakers": test["speakers"],
+                    "seconds": scores["training_seconds"], "parameters": scores["parameters"]})
+        rows.append(row)
+    return pandas.DataFrame(rows)
+
+
+def main(argv=None) -> int:
+    arguments = parse_arguments(argv)
+    try:
+        return check(arguments) if arguments.check else train_all(arguments)
+    except AcousticsError as error:
+        print(error, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nInterrupted; the models saved before this point are complete (saving is atomic).", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
