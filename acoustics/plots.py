@@ -6,18 +6,26 @@ matplotlib.use("Agg")
 
 
 def _save(figure, path) -> "Path":
-    """Save ``figure`` to ``path`` atomically (temporary file, then rename) and close it."""
+    """Save ``figure`` to ``path`` atomically (a temporary file of its own, then a rename) and close it."""
     import os
+    import tempfile
     from pathlib import Path
 
     import matplotlib.pyplot as pyplot
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    figure.savefig(temporary, dpi=110)
-    pyplot.close(figure)
-    os.replace(temporary, path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        figure.savefig(temporary, dpi=110)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    finally:
+        pyplot.close(figure)
     return path
 
 
