@@ -3,12 +3,18 @@
 
 By default it listens to the microphone: speak "Guten Morgen, wie geht es Ihnen" and pause, and it
 answers. --wav classifies files (or folders) instead; --stream keeps listening until Ctrl-C.
+
+Start-up: importing Keras takes about 6 s, so the microphone modes check the model's settings with
+h5py alone, open the microphone and say "Speak now" at once, while a background thread imports Keras
+and loads the model (acoustics.verdict.ModelLoader); the person speaks meanwhile.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import io
 import os
 import sys
 import time
@@ -21,6 +27,10 @@ from acoustics.settings import Paths
 
 WAV_ALTERNATIVE = "use --wav FILE to classify a recording instead"
 SENTENCE = "Guten Morgen, wie geht es Ihnen"
+#: Length of one microphone read: one detector frame, so a verdict follows the pause within ~30 ms.
+CHUNK_SECONDS = 0.03
+#: The background loader of the model (see start_loading), once started.
+_loader = None
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
@@ -37,26 +47,28 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def load(arguments):
-    """The model and its metadata, checked against the feature database where one exists."""
-    from acoustics import database, models
+def start_loading(arguments):
+    """Check the model file and its settings against the database (no TensorFlow, milliseconds), then
+    load it in the background: ``(settings, loader)``."""
+    from acoustics import verdict
 
-    model, metadata = models.load_model(arguments.model)
-    if os.path.exists(arguments.db):
-        with database.FeatureDatabase(arguments.db, readonly=True) as feature_database:
-            models.check_model_settings(metadata, feature_database.settings, source=f"The feature database {arguments.db}")
-    models.predict_clip(model, metadata, _silence_features(metadata))  # warm up: the first prediction compiles
-    return model, metadata
-
-
-def _silence_features(metadata):
-    import numpy as np
-
-    settings = metadata["settings"]
-    return np.zeros((settings.frames, settings.n_mfcc), dtype=np.float32)
+    global _loader
+    settings = verdict.read_model_settings(arguments.model)
+    verdict.check_against_database(arguments.model, settings, arguments.db)
+    _loader = verdict.ModelLoader(
+        arguments.model,
+        on_ready=lambda model, metadata: print(f"Loaded the {metadata['model_name']} model from {arguments.model}.",
+                                               flush=True),
+    )
+    return settings, _loader
 
 
-def classify_files(arguments, model, metadata) -> int:
+def _loading() -> bool:
+    """True while the background thread still imports Keras or loads the model."""
+    return _loader is not None and not _loader.ready
+
+
+def classify_files(arguments, loader) -> int:
     from pathlib import Path
 
     from acoustics import audio, corpus, verdict
@@ -66,6 +78,7 @@ def classify_files(arguments, model, metadata) -> int:
         paths += corpus.audio_files(Path(name)) if Path(name).is_dir() else [Path(name)]
     if not paths:
         raise AcousticsError(f"No audio files in {' '.join(arguments.wav)}; give WAV files or folders that hold them.")
+    model, metadata = loader.get()
     rows = []
     for path in paths:
         try:
@@ -84,6 +97,15 @@ def classify_files(arguments, model, metadata) -> int:
     return 0
 
 
+def check_writable(path) -> None:
+    """Refuse a --csv path whose folder is missing or read-only before any work is done."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise AcousticsError(f"Cannot write {path} (there is no folder {folder}); choose another --csv path.")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise AcousticsError(f"Cannot write {path} (not writable); choose another --csv path.")
+
+
 def write_csv(path, paths, rows) -> None:
     import pandas
 
@@ -96,8 +118,13 @@ def write_csv(path, paths, rows) -> None:
         "note": [row.note for row in rows],
     })
     temporary = f"{path}.tmp"
-    table.to_csv(temporary, index=False)
-    os.replace(temporary, path)
+    try:
+        table.to_csv(temporary, index=False)
+        os.replace(temporary, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise AcousticsError(f"Cannot write {path} ({error.strerror or error}); choose another --csv path.") from None
 
 
 def keep(signal, result, metadata, arguments) -> None:
@@ -109,41 +136,50 @@ def keep(signal, result, metadata, arguments) -> None:
     paths = Paths()
     settings = metadata["settings"]
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
-    wav = audio.write_wav(paths.recordings / f"{stamp}.wav", signal, settings.sample_rate)
-    picture = plots.plot_verdict(signal, features.mfcc(signal, settings), settings.sample_rate, settings.hop_ms,
-                                 paths.pictures / f"verdict-{stamp}.png", title=f"Verdict: {result.sentence()}")
+    try:
+        wav = audio.write_wav(paths.recordings / f"{stamp}.wav", signal, settings.sample_rate)
+        picture = plots.plot_verdict(signal, features.mfcc(signal, settings), settings.sample_rate, settings.hop_ms,
+                                     paths.pictures / f"verdict-{stamp}.png", title=f"Verdict: {result.sentence()}")
+    except OSError as error:
+        print(f"Warning: could not save the recording and its picture under {paths.data_dir} "
+              f"({error.strerror or error}); use --no-save, or free the disk.", file=sys.stderr)
+        return
     print(f"Saved the recording as {wav} and a picture as {picture}.")
 
 
-def listen_once(arguments, model, metadata) -> int:
+def listen_once(arguments, settings, loader) -> int:
     from acoustics import microphone, verdict
 
-    settings = metadata["settings"]
     signal, detected = microphone.record_utterance(
-        settings.sample_rate, max_seconds=arguments.seconds, alternatives=WAV_ALTERNATIVE,
+        settings.sample_rate, max_seconds=arguments.seconds, alternatives=WAV_ALTERNATIVE, chunk_seconds=CHUNK_SECONDS,
         on_start=lambda: print(f"Speak now: '{SENTENCE}' (listening for up to {arguments.seconds:g} s)", flush=True),
     )
     if not detected:
         print("No speech detected: the microphone heard only silence or steady noise. Speak closer and louder, "
               "check that it is not muted, and try again.")
         return 0
+    model, metadata = loader.get()
     result = verdict.classify_signal(model, metadata, signal, "the recording")
-    print(f"Verdict: {result.sentence()}.")
+    if result.label is None:
+        print(f"No verdict: {result.note.removeprefix('no verdict: ')}")
+    else:
+        print(f"Verdict: {result.sentence()}.", flush=True)
     keep(signal, result, metadata, arguments)
     return 0
 
 
-def listen_stream(arguments, model, metadata) -> int:
+def listen_stream(arguments, settings, loader) -> int:
     from acoustics import microphone, verdict
 
-    settings = metadata["settings"]
     heard = 0
     try:
         for utterance in microphone.stream_utterances(
             settings.sample_rate, alternatives=WAV_ALTERNATIVE, max_utterance_seconds=arguments.seconds,
+            chunk_seconds=CHUNK_SECONDS,
             on_start=lambda: print("Listening: speak, pause, and a verdict follows each sentence. Ctrl-C stops.", flush=True),
         ):
             heard += 1
+            model, metadata = loader.get()
             result = verdict.classify_signal(model, metadata, utterance, f"utterance {heard}")
             print(f"[{time.strftime('%H:%M:%S')}] utterance {heard} ({utterance.size / settings.sample_rate:.1f} s): "
                   f"{result.sentence()}", flush=True)
@@ -158,14 +194,19 @@ def main(argv=None) -> int:
     if arguments.csv and not arguments.wav:
         print("Error: --csv needs --wav FILE...", file=sys.stderr)
         return 1
+    # Keras' import (in the loader thread) points file descriptor 2 at /dev/null for seconds: this
+    # process's own messages go through a duplicate of it.
+    sys.stderr.flush()
+    sys.stderr = io.TextIOWrapper(io.FileIO(os.dup(2), "w"), line_buffering=True, errors="backslashreplace")
     try:
-        model, metadata = load(arguments)
-        print(f"Loaded the {metadata['model_name']} model from {arguments.model}.", flush=True)
+        if arguments.csv:
+            check_writable(arguments.csv)
+        settings, loader = start_loading(arguments)
         if arguments.wav:
-            return classify_files(arguments, model, metadata)
+            return classify_files(arguments, loader)
         if arguments.stream:
-            return listen_stream(arguments, model, metadata)
-        return listen_once(arguments, model, metadata)
+            return listen_stream(arguments, settings, loader)
+        return listen_once(arguments, settings, loader)
     except AcousticsError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 1
@@ -175,4 +216,19 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        status = main()
+    except BaseException:  # a bug: keep its traceback
+        if not _loading():
+            raise
+        import traceback
+
+        traceback.print_exc()
+        status = 1
+    if _loading():
+        # Leaving while TensorFlow is half imported in the loader thread can abort the interpreter's
+        # shutdown (exit status 134); nothing is left to clean up, so leave at once.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)

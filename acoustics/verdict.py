@@ -1,21 +1,29 @@
-"""Turn a model's probability into words, and classify one clip the way every stage-5 path does.
+"""Turn a model's probability into words, classify one clip the way every stage-5 path does, and load
+the model in the background while the microphone listens.
 
-Kept free of TensorFlow so that it is cheap to import; the model is passed in.
+Kept free of TensorFlow so that it is cheap to import; the model is passed in. Importing Keras costs
+about 6 s, more than the start-up goal of stage 5 (5 s to "Speak now"), so the microphone modes read
+the model's settings with h5py alone (:func:`read_model_settings`, a few milliseconds), check them
+against the feature database, open the microphone and say "Speak now" while a :class:`ModelLoader`
+thread imports Keras, loads the model and runs one warm-up prediction. The person speaks meanwhile.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from . import audio, features
-from .errors import BadAudioError
+from . import __version__, audio, features
+from .errors import AcousticsError, BadAudioError, BadModelError
+from .settings import FEATURE_FIELDS, Settings
 
-#: |P(male) - 0.5| below this is "a close call" (the 2019 workshop's 0.4 to 0.6 band).
+#: |P(male) - 0.5| up to this is "a close call" (the 2019 workshop's 0.4 to 0.6 band, both ends included) ...
 CLOSE_CALL = 0.1
-#: ... below this "fairly sure", above it "sure".
+#: ... below this "fairly sure", from it on "sure" (P(male) <= 0.15 or >= 0.85).
 FAIRLY_SURE = 0.35
 
 
@@ -33,8 +41,9 @@ class Verdict:
     def confidence(self) -> str:
         if self.probability_male is None:
             return ""
-        distance = abs(self.probability_male - 0.5)
-        return "a close call" if distance < CLOSE_CALL else "fairly sure" if distance < FAIRLY_SURE else "sure"
+        # Decided on the probability as printed (two decimals), so that the words agree with the number.
+        distance = round(abs(round(self.probability_male, 2) - 0.5), 6)
+        return "a close call" if distance <= CLOSE_CALL else "fairly sure" if distance < FAIRLY_SURE else "sure"
 
     @property
     def probability(self) -> Optional[float]:
@@ -72,3 +81,113 @@ def classify_signal(model, metadata: dict, signal: np.ndarray, name) -> Verdict:
                        "no speech detected (only silence or steady noise); speak a sentence, closer to the microphone.")
     probability = predict_clip(model, metadata, features.mfcc(speech, settings))
     return Verdict("male" if probability >= 0.5 else "female", probability, duration, speech.size / settings.sample_rate)
+
+
+# The model, checked without TensorFlow and loaded in the background ------------------------------
+#: Same wording as :mod:`acoustics.models` (which cannot be imported without importing Keras).
+TRAIN_AGAIN = "train one with 'python train_models.py'"
+ATTRIBUTE_PREFIX = "acoustics_"
+
+
+def read_model_settings(path) -> Settings:
+    """The feature settings stored in a model ``.h5`` by ``models.save_model``, read with h5py alone.
+
+    Raises :class:`BadModelError` for a missing, foreign or damaged file, or one of another major
+    version, with the same messages as ``models.load_model`` (which checks all of it again, and the
+    weights, when it loads the network).
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadModelError(f"{path}: no model file here; {TRAIN_AGAIN}.")
+    not_ours = BadModelError(f"{path}: not a model made by train_models.py; {TRAIN_AGAIN}.")
+    if not h5py.is_hdf5(path):
+        raise not_ours
+    try:
+        with h5py.File(path, "r") as handle:
+            version = handle.attrs.get(ATTRIBUTE_PREFIX + "version")
+            stored = handle.attrs.get(ATTRIBUTE_PREFIX + "settings")
+            has_weights = "model_weights" in handle
+    except (OSError, RuntimeError, ValueError, KeyError):
+        raise BadModelError(f"{path}: the model file is damaged (cut short or corrupt); {TRAIN_AGAIN}.") from None
+    if version is None or not has_weights:
+        raise not_ours
+    version = str(version)
+    if version.split(".")[0] != __version__.split(".")[0]:
+        raise BadModelError(f"{path}: made by version {version} of the project, which this version ({__version__}) "
+                            f"cannot read; {TRAIN_AGAIN}.")
+    try:
+        return Settings.from_json(str(stored))
+    except (AcousticsError, ValueError, TypeError):
+        raise BadModelError(f"{path}: the model's metadata is incomplete or damaged; {TRAIN_AGAIN}.") from None
+
+
+def check_against_database(model_path, model_settings: Settings, database_path) -> None:
+    """Raise SettingsMismatchError when the feature database at ``database_path`` (if it exists) uses
+    other feature settings than the model (the check of ``models.check_model_settings``)."""
+    from .database import FeatureDatabase
+
+    if not Path(database_path).exists():
+        return
+    with FeatureDatabase(database_path, readonly=True) as database:
+        database_settings = database.settings
+    model_settings.check_same(
+        database_settings, this=f"the model {model_path}", that=f"The feature database {database_path}",
+        fix="Retrain the model with 'python train_models.py' on these features, or use the matching database.",
+        fields=FEATURE_FIELDS,
+    )
+
+
+def warm_up(model, metadata: dict) -> None:
+    """One prediction on a silent window: the first prediction builds TensorFlow's function (~0.3 s)."""
+    from .models import predict_clip
+
+    settings = metadata["settings"]
+    predict_clip(model, metadata, np.zeros((settings.frames, settings.n_mfcc), dtype=np.float32))
+
+
+class ModelLoader:
+    """Imports Keras, loads the model and warms it up in a background thread; :meth:`get` waits for it.
+
+    ``on_ready(model, metadata)`` is called in that thread once the model is ready.
+    Any exception of the thread is raised again by :meth:`get`. Keras' import sends file descriptor 2
+    to /dev/null for a few seconds (``models._import_keras_quietly``): callers that print to stderr
+    meanwhile must write through a duplicate of it (implement_model.py rebinds ``sys.stderr``).
+    """
+
+    def __init__(self, path, on_ready=None) -> None:
+        self.path = path
+        self._on_ready = on_ready
+        self.seconds = 0.0
+        self._result = None
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, name="model-loader", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import time
+
+        started = time.perf_counter()
+        try:
+            from . import models
+
+            model, metadata = models.load_model(self.path)
+            warm_up(model, metadata)
+            self._result = (model, metadata)
+        except BaseException as error:  # re-raised in the caller's thread by get()
+            self._error = error
+        self.seconds = time.perf_counter() - started
+        if self._error is None and self._on_ready is not None:
+            self._on_ready(*self._result)
+
+    @property
+    def ready(self) -> bool:
+        return not self._thread.is_alive()
+
+    def get(self) -> tuple:
+        """``(model, metadata)`` once loaded (waits); raises what the loading raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import sqlite3
 import struct
@@ -211,4 +212,87 @@ def run_hostile_inputs(folder: Path) -> tuple:
     (zips / "male_speech.zip").unlink()
     cases.check("zip cut short", stage("speech_prep.py", "--db", db, "--noise", noise, "--svd", zips), exit_code=1,
                 expect="not a complete zip file", one_line=True)
+    return cases.count, cases.failures
+
+
+# Stage 5 ---------------------------------------------------------------------------------------
+def run_hostile_stage5(folder: Path, model_path: Path, database: Path = None) -> tuple:
+    """Stage 5 against every hostile file and against bad models: (number of cases, list of failures).
+
+    Needs a trained model (training one here would take longer than all other hostile cases), so it
+    is separate from :func:`run_hostile_inputs`: tests/test_stage5.py calls it with the model it trains.
+    ``database`` is the feature database the model belongs to (None: a path that does not exist).
+    Every file must get one line, ``PATH: no verdict: REASON`` for a bad file and ``PATH: male|female
+    voice ...`` for a usable one; every bad model one line on stderr and exit status 1; no traceback.
+    """
+    import h5py
+
+    folder.mkdir(parents=True, exist_ok=True)
+    database = database or folder / "no-database.db"
+    env = dict(os.environ, ACOUSTICS_DATA=str(folder / "data"))  # recordings and pictures go here, not to data/
+
+    def stage5(*arguments, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(ROOT / "implement_model.py"), *map(str, arguments)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=timeout, env=env)
+
+    cases = Cases()
+    files = make_hostile_files(folder / "clips")
+    if not (folder / "clips" / "loop").is_symlink():
+        (folder / "clips" / "loop").symlink_to(folder / "clips", target_is_directory=True)  # a symlink loop
+    out_csv = folder / "verdicts.csv"
+    result = cases.check("stage 5 --wav on the hostile folder",
+                         stage5("--model", model_path, "--db", database, "--wav", folder / "clips", folder / "none.wav",
+                                "--csv", out_csv),
+                         exit_code=0, expect=f"Wrote {len(files) + 1} rows")
+    cases.count += 1
+    if f"{folder / 'none.wav'}: no verdict: no such file" not in result.stdout:
+        cases.failures.append(f"stage 5: a missing file is not reported as such: {result.stdout.strip()[-300:]}")
+    for name, (path, reason) in files.items():
+        cases.count += 1
+        named = [line for line in result.stdout.splitlines() if line.startswith(f"{path}: ")]
+        if len(named) != 1:
+            cases.failures.append(f"stage 5: {name!r} got {len(named)} lines: {named}")
+        elif reason is None and not re.match(r"(male|female) voice \(probability", named[0][len(f"{path}: "):]):
+            cases.failures.append(f"stage 5: usable file {name!r} got no verdict: {named[0]}")
+        elif reason is not None and not (named[0].startswith(f"{path}: no verdict: ") and reason in named[0]):
+            cases.failures.append(f"stage 5: bad file {name!r} not reported with {reason!r}: {named[0]}")
+    if out_csv.exists():
+        rows = out_csv.read_text(encoding="utf-8").splitlines()
+        if not rows[0].startswith("path,label,probability,duration,speech_seconds") or len(rows) != len(files) + 2:
+            cases.failures.append(f"stage 5: the CSV has {len(rows)} lines, header {rows[0]!r}")
+    (folder / "empty").mkdir(exist_ok=True)
+    cases.check("stage 5 --wav on an empty folder", stage5("--model", model_path, "--db", database, "--wav", folder / "empty"),
+                exit_code=1, expect="No audio files in", one_line=True)
+    cases.check("stage 5 --csv into a missing folder",
+                stage5("--model", model_path, "--db", database, "--wav", files["14-O'Brien; DROP TABLE speakers;--.wav"][0],
+                       "--csv", folder / "no" / "such" / "folder.csv"),
+                exit_code=1, expect="Cannot write", one_line=True)
+
+    # Models that are missing, not ours, cut short, of another version, or of other features.
+    models = folder / "models"
+    models.mkdir(exist_ok=True)
+    (models / "text.h5").write_text("this is not a model\n")
+    (models / "truncated.h5").write_bytes(Path(model_path).read_bytes()[:20_000])
+    with h5py.File(models / "foreign.h5", "w") as handle:
+        handle.create_dataset("x", data=np.zeros(3))
+    shutil.copy(model_path, models / "newer.h5")
+    with h5py.File(models / "newer.h5", "a") as handle:
+        handle.attrs["acoustics_version"] = "9.0.0"
+    other_db = folder / "n_mfcc13.db"
+    if not other_db.exists():
+        from acoustics.database import create_database
+        from acoustics.settings import Settings
+
+        create_database(other_db, Settings(n_mfcc=13))
+    clip = files["12-eight bit.wav"][0]
+    for label, model, db, expect in (
+        ("missing model", models / "none.h5", database, "no model file here"),
+        ("text file as model", models / "text.h5", database, "not a model made by train_models.py"),
+        ("HDF5 file of someone else", models / "foreign.h5", database, "not a model made by train_models.py"),
+        ("model cut short", models / "truncated.h5", database, "damaged"),
+        ("model of version 9", models / "newer.h5", database, "made by version 9.0.0"),
+        ("model and database disagree", model_path, other_db, "different feature settings"),
+    ):
+        cases.check(f"stage 5 --wav: {label}", stage5("--model", model, "--db", db, "--wav", clip), exit_code=1,
+                    expect=expect, one_line=True)
     return cases.count, cases.failures
