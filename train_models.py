@@ -9,11 +9,17 @@ it on the test speakers' clips (clean and at every SNR), and saves
     data/models/<model>_training.png       loss and accuracy per epoch
     data/models/<model>_confusion.png      test clips: true against predicted sex
     data/models/best.h5                    a copy of the model with the best validation balanced accuracy
+                                           (--name NAME: data/models/NAME.h5 instead)
+
+It trains on whatever the database holds (any mix of corpora: stage 3 takes --manifest repeatedly and
+--demo). Training uses the defaults that scored best in bench/accuracy.py: per-window cepstral mean
+normalisation (training.CMN) and other voices mixed into training windows (training.BABBLE_*).
 
 Ctrl-C during training keeps the best weights so far, saves that model and skips the remaining ones.
 
     python train_models.py                      # all three models, at most 30 epochs each
     python train_models.py --model cnn --epochs 5
+    python train_models.py --model cnnlstm --name reference   # data/models/reference.h5
     python train_models.py --check data/models/best.h5
 """
 
@@ -41,6 +47,13 @@ def positive_integer(text: str) -> int:
     return value
 
 
+def file_name(text: str) -> str:
+    name = text[:-3] if text.endswith(".h5") else text
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise argparse.ArgumentTypeError(f"must be a plain file name such as 'reference', not {text!r}")
+    return name
+
+
 def parse_arguments(argv=None) -> argparse.Namespace:
     paths = Paths()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -50,6 +63,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=positive_integer, default=64, help="windows per training batch (default 64)")
     parser.add_argument("--out", type=Path, default=paths.models, help=f"folder for the models and pictures (default {paths.models})")
     parser.add_argument("--seed", type=int, default=None, help="seed of the split, the shuffling and the weights (default: the database's)")
+    parser.add_argument("--name", type=file_name, default="best", help="file name (without .h5) of the copy of the best model (default best)")
     parser.add_argument("--new-split", action="store_true", help="draw a new speaker split even if the stored one still fits")
     parser.add_argument("--check", type=Path, metavar="MODEL", help="only check that MODEL.h5 loads and matches the database, and show its scores")
     return parser.parse_args(argv)
@@ -98,7 +112,8 @@ def train_all(arguments) -> int:
         print(f"Speaker split ({'stored, reused' if reused else f'new, seed {seed}'}):\n{describe_split(index)}", flush=True)
         subsets = {subset: index[index["subset"] == subset] for subset in ("train", "validation", "test")}
         train_rows = subsets["train"]
-        mean, std = training.feature_statistics(database, train_rows["feature_id"], settings.n_mfcc)
+        cmn = training.CMN
+        mean, std = training.feature_statistics(database, train_rows["feature_id"], settings.n_mfcc, cmn=cmn)
         class_weights = training.balanced_class_weights(
             train_rows["label"], training.window_counts(train_rows["frame_count"], settings.frames))
         print("Loading TensorFlow ...", flush=True)
@@ -110,16 +125,17 @@ def train_all(arguments) -> int:
         for name in names:
             print(f"\n=== {name}: at most {arguments.epochs} epochs ===", flush=True)
             train = models.WindowBatches(arguments.db, train_rows, settings, mean, std, batch_size=arguments.batch_size,
-                                         shuffle=True, seed=seed, class_weights=class_weights)
-            validation = models.WindowBatches(arguments.db, subsets["validation"], settings, mean, std, batch_size=256)
+                                         shuffle=True, seed=seed, class_weights=class_weights, cmn=cmn,
+                                         babble=training.BABBLE_PROBABILITY)
+            validation = models.WindowBatches(arguments.db, subsets["validation"], settings, mean, std, batch_size=256, cmn=cmn)
             model = models.build_model(name, settings, seed)
             fit = models.fit_model(model, train, validation, epochs=arguments.epochs)
-            scores = {subset: training.clip_scores(subsets[subset], models.predict_clips(model, database, subsets[subset], settings, mean, std))
+            scores = {subset: training.clip_scores(subsets[subset], models.predict_clips(model, database, subsets[subset], settings, mean, std, cmn=cmn))
                       for subset in ("validation", "test")}
             scores.update(epochs=fit["epochs"], best_epoch=fit["best_epoch"], interrupted=fit["interrupted"], seed=seed,
                           training_seconds=round(fit["seconds"], 1), parameters=models.parameter_count(model))
             path = models.save_model(model, arguments.out / f"{name}.h5", {
-                "model_name": name, "settings": settings, "mean": mean, "std": std, "scores": scores, "history": fit["history"]})
+                "model_name": name, "settings": settings, "mean": mean, "std": std, "cmn": cmn, "scores": scores, "history": fit["history"]})
             plots.plot_training_curves(fit["history"], arguments.out / f"{name}_training.png", f"{name}: training curves")
             plots.plot_confusion_matrix(scores["test"]["confusion"], list(training.CLASS_NAMES), arguments.out / f"{name}_confusion.png",
                                         f"{name}: test clips ({scores['test']['speakers']} speakers)")
@@ -134,11 +150,13 @@ def train_all(arguments) -> int:
                 break
 
     best_name, best_path, best_scores = max(results, key=lambda result: result[2]["validation"]["balanced_accuracy"])
-    copy_atomically(best_path, arguments.out / "best.h5")
+    best_copy = arguments.out / f"{arguments.name}.h5"
+    if best_copy != best_path:
+        copy_atomically(best_path, best_copy)
     print("\nTest speakers' clips (accuracy at clip level; a clip's verdict is the mean over its 1 s windows):")
     print(summary_table(results, index).to_string(index=False, float_format=lambda value: f"{value:.3f}"))
     print(f"\nBest by validation balanced accuracy: {best_name} ({best_scores['validation']['balanced_accuracy']:.3f}); "
-          f"copied to {arguments.out / 'best.h5'}. Pictures are beside the models in {arguments.out}.")
+          f"copied to {best_copy}. Pictures are beside the models in {arguments.out}.")
     print("Next: python implement_model.py")
     return 0
 

@@ -258,3 +258,31 @@ def unpack_svd_zips(data_dir) -> list:
         if archive.is_file() and not folder.exists():
             unpacked.append(unpack_svd_zip(archive, folder))
     return unpacked
+
+
+#: Babble talkers (voice, pitch, speed, sex): espeak-ng voices of other languages than the demo
+#: corpus's German ones, half male, half female, each reading a few sentences (see make_babble_voices).
+BABBLE_TALKERS = (("en+m3", 40, 170, "male"), ("fr+m4", 30, 160, "male"), ("it+m2", 50, 175, "male"),
+                  ("en+f2", 65, 165, "female"), ("fr+f4", 70, 170, "female"), ("it+f3", 60, 160, "female"))
+BABBLE_TEXT = ("One, two, three, the quick brown fox jumps over the lazy dog while everybody keeps talking. "
+               "Meanwhile at the station the trains were late again, and nobody knew why.")
+
+
+def make_babble_voices(folder) -> list:
+    """Speak :data:`BABBLE_TALKERS` with espeak-ng into ``folder`` (once): the WAV paths, one per talker.
+
+    Mix them with :func:`acoustics.audio.babble_noise` to get babble (several voices at once).
+    """
+    folder = Path(folder)
+    if shutil.which("espeak-ng") is None:
+        raise AcousticsError("espeak-ng is not installed, so no babble can be spoken; run 'make install'.")
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for voice, pitch, speed, sex in BABBLE_TALKERS:
+        path = folder / f"babble-{sex}-{voice.replace('+', '-')}-p{pitch}.wav"
+        if not path.exists():
+            temporary = path.with_name(f".{path.name}.tmp.wav")
+            _speak(BABBLE_TEXT, temporary, voice, pitch, speed)
+            os.replace(temporary, path)
+        paths.append(path)
+    return paths

@@ -60,7 +60,7 @@ from .database import FeatureDatabase  # noqa: E402
 from .errors import BadModelError  # noqa: E402
 from .features import windows as cut_windows  # noqa: E402
 from .settings import FEATURE_FIELDS, Settings  # noqa: E402
-from .training import CLASS_NAMES, clip_batches, normalise, read_matrices, window_counts  # noqa: E402
+from .training import CLASS_NAMES, babble_augment, clip_batches, normalise, read_matrices, window_counts  # noqa: E402
 
 MODEL_NAMES = ("cnn", "lstm", "cnnlstm")
 #: Prefix of the HDF5 attributes this project adds next to Keras' own.
@@ -141,8 +141,10 @@ class WindowBatches(keras.utils.PyDataset):
     """
 
     def __init__(self, database_path, index, settings: Settings, mean, std, *, batch_size: int = 64,
-                 shuffle: bool = False, seed: int = 0, class_weights=None) -> None:
+                 shuffle: bool = False, seed: int = 0, class_weights=None, cmn: bool = False,
+                 babble: float = 0.0) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
+        self.cmn, self.babble = bool(cmn), float(babble)
         if len(index) == 0:
             raise ValueError("WindowBatches: no clips")
         self.database_path = Path(database_path)
@@ -169,18 +171,63 @@ class WindowBatches(keras.utils.PyDataset):
         positions = self.order[start:stop]
         with FeatureDatabase(self.database_path, readonly=True) as database:
             matrices = read_matrices(database, self.feature_ids[positions].tolist(), self.settings.n_mfcc)
-        pieces = [cut_windows(normalise(matrices[int(self.feature_ids[p])], self.mean, self.std), self.settings.frames)
-                  for p in positions]
+        pieces = [cut_windows(matrices[int(self.feature_ids[p])], self.settings.frames) for p in positions]
         offset = first - (int(self.ends[start - 1]) if start else 0)
         x = np.concatenate(pieces)[offset : offset + last - first]
         y = np.concatenate([np.full(len(piece), self.labels[p]) for piece, p in zip(pieces, positions)])[offset : offset + last - first]
         if self.shuffle:
             permutation = np.random.default_rng([self.seed, self.epoch, batch]).permutation(len(x))
             x, y = x[permutation], y[permutation]
+        if self.babble > 0:
+            x = babble_augment(x, self.settings, np.random.default_rng([self.seed, self.epoch, batch, 1]), probability=self.babble)
+        x = normalise(x, self.mean, self.std, cmn=self.cmn)
         y = y.astype(np.float32)[:, None]
         if self.class_weights is None:
             return x, y
         return x, y, np.where(y[:, 0] > 0.5, self.class_weights[1], self.class_weights[0]).astype(np.float32)
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self._set_order()
+
+
+class ArrayBatches(keras.utils.PyDataset):
+    """Like :class:`WindowBatches`, but from MFCC matrices held in memory (benchmarks, small corpora).
+
+    All windows are cut and normalised once; each epoch they are shuffled with ``(seed, epoch)``.
+    """
+
+    def __init__(self, matrices, labels, settings: Settings, mean, std, *, batch_size: int = 64,
+                 shuffle: bool = False, seed: int = 0, class_weights=None, cmn: bool = False,
+                 babble: float = 0.0) -> None:
+        super().__init__(workers=1, use_multiprocessing=False)
+        if len(matrices) == 0:
+            raise ValueError("ArrayBatches: no clips")
+        self.settings, self.mean, self.std, self.cmn, self.babble = settings, mean, std, bool(cmn), float(babble)
+        pieces = [cut_windows(matrix, settings.frames) for matrix in matrices]
+        self.x = np.concatenate(pieces)
+        self.y = np.concatenate([np.full(len(piece), label, np.float32) for piece, label in zip(pieces, labels)])[:, None]
+        self.weights = (None if class_weights is None else
+                        np.where(self.y[:, 0] > 0.5, class_weights[1], class_weights[0]).astype(np.float32))
+        self.batch_size, self.shuffle, self.seed, self.epoch = int(batch_size), shuffle, int(seed), 0
+        self._set_order()
+
+    def _set_order(self) -> None:
+        self.order = (np.random.default_rng([self.seed, self.epoch]).permutation(len(self.x))
+                      if self.shuffle else np.arange(len(self.x)))
+
+    def __len__(self) -> int:
+        return int(-(-len(self.x) // self.batch_size))
+
+    def __getitem__(self, batch: int):
+        positions = self.order[batch * self.batch_size : (batch + 1) * self.batch_size]
+        x = self.x[positions]
+        if self.babble > 0:
+            x = babble_augment(x, self.settings, np.random.default_rng([self.seed, self.epoch, batch, 1]), probability=self.babble)
+        x = normalise(x, self.mean, self.std, cmn=self.cmn)
+        if self.weights is None:
+            return x, self.y[positions]
+        return x, self.y[positions], self.weights[positions]
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
@@ -245,7 +292,8 @@ def predict_clip(model: keras.Model, metadata: dict, mfcc_matrix: np.ndarray) ->
     matrix = np.asarray(mfcc_matrix, dtype=np.float32)
     if matrix.ndim != 2 or matrix.shape[1] != settings.n_mfcc:
         raise ValueError(f"predict_clip: expected a (frames, {settings.n_mfcc}) MFCC matrix, got shape {matrix.shape}")
-    window_batch = cut_windows(normalise(matrix, metadata["mean"], metadata["std"]), settings.frames)
+    window_batch = normalise(cut_windows(matrix, settings.frames), metadata["mean"], metadata["std"],
+                             cmn=metadata.get("cmn", False))
     return float(np.mean(predict_windows(model, window_batch)))
 
 
@@ -258,15 +306,33 @@ def predict_signal(model: keras.Model, metadata: dict, signal: np.ndarray) -> fl
     return predict_clip(model, metadata, mfcc(trim_silence(np.asarray(signal, dtype=np.float32), settings.trim_top_db), settings))
 
 
-def predict_clips(model: keras.Model, database: FeatureDatabase, index, settings: Settings, mean, std) -> np.ndarray:
+def predict_clips(model: keras.Model, database: FeatureDatabase, index, settings: Settings, mean, std, *,
+                  cmn: bool = False) -> np.ndarray:
     """P(male) of every row of ``index`` (mean over each clip's windows), streamed from ``database``."""
     probabilities = np.empty(len(index), dtype=np.float64)
     done = 0
-    for feature_ids, window_batch, owners in clip_batches(database, index, settings, mean, std):
+    for feature_ids, window_batch, owners in clip_batches(database, index, settings, mean, std, cmn=cmn):
         window_probabilities = predict_windows(model, window_batch, multiple=256).astype(np.float64)
         sums = np.bincount(owners, weights=window_probabilities, minlength=len(feature_ids))
         probabilities[done : done + len(feature_ids)] = sums / np.bincount(owners, minlength=len(feature_ids))
         done += len(feature_ids)
+    return probabilities
+
+
+def predict_matrices(model: keras.Model, matrices, settings: Settings, mean, std, *, cmn: bool = False,
+                     windows_per_batch: int = 1024) -> np.ndarray:
+    """P(male) of each MFCC matrix held in memory (the mean over its windows), like :func:`predict_clips`."""
+    probabilities = np.empty(len(matrices), dtype=np.float64)
+    start = 0
+    while start < len(matrices):
+        pieces, stop = [], start
+        while stop < len(matrices) and (not pieces or sum(map(len, pieces)) < windows_per_batch):
+            pieces.append(normalise(cut_windows(matrices[stop], settings.frames), mean, std, cmn=cmn))
+            stop += 1
+        window_probabilities = predict_windows(model, np.concatenate(pieces), multiple=256).astype(np.float64)
+        owners = np.concatenate([np.full(len(piece), position) for position, piece in enumerate(pieces)])
+        probabilities[start:stop] = np.bincount(owners, weights=window_probabilities) / np.bincount(owners)
+        start = stop
     return probabilities
 
 
@@ -275,7 +341,8 @@ def save_model(model: keras.Model, path, metadata: dict) -> Path:
     """Write ``model`` and its ``metadata`` to ``path`` (.h5) atomically.
 
     ``metadata`` needs ``model_name``, ``settings`` (Settings), ``mean`` and ``std`` (n_mfcc floats);
-    optional: ``scores`` and ``history`` (JSON-able dicts), ``class_names``. Stored as HDF5 attributes
+    optional: ``scores`` and ``history`` (JSON-able dicts), ``class_names``, ``cmn`` (True when the
+    model was trained on per-clip cepstral-mean-normalised features; default False). Stored as HDF5 attributes
     ``acoustics_*`` beside Keras' own, with the project version.
     """
     import h5py
@@ -289,6 +356,7 @@ def save_model(model: keras.Model, path, metadata: dict) -> Path:
         "class_names": json.dumps(list(metadata.get("class_names", CLASS_NAMES))),
         "normalisation_mean": np.asarray(metadata["mean"], dtype=np.float32),
         "normalisation_std": np.asarray(metadata["std"], dtype=np.float32),
+        "normalisation_cmn": int(bool(metadata.get("cmn", False))),
         "scores": json.dumps(metadata.get("scores", {}), sort_keys=True),
         "history": json.dumps(metadata.get("history", {}), sort_keys=True),
         "saved_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -346,6 +414,7 @@ def _read_metadata(path: Path) -> dict:
             "class_names": json.loads(str(attributes["class_names"])),
             "mean": np.asarray(attributes["normalisation_mean"], dtype=np.float32),
             "std": np.asarray(attributes["normalisation_std"], dtype=np.float32),
+            "cmn": bool(int(attributes.get("normalisation_cmn", 0))),
             "scores": json.loads(str(attributes.get("scores", "{}"))),
             "history": json.loads(str(attributes.get("history", "{}"))),
             "saved_at": str(attributes.get("saved_at", "")),
@@ -358,7 +427,7 @@ def load_model(path) -> tuple:
     """Load a model saved by :func:`save_model`: ``(keras_model, metadata)``.
 
     ``metadata`` has ``path``, ``version``, ``model_name``, ``settings`` (Settings), ``class_names``,
-    ``mean``, ``std`` (float32 arrays), ``scores``, ``history`` and ``saved_at``. Raises
+    ``mean``, ``std`` (float32 arrays), ``cmn`` (bool; False for models saved before it existed), ``scores``, ``history`` and ``saved_at``. Raises
     :class:`BadModelError` for a missing, damaged or foreign file, or one of another major version.
     """
     path = Path(path)

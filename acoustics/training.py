@@ -18,6 +18,14 @@ CLASS_NAMES = ("female", "male")
 #: One speaker of each sex in each of train, validation and test.
 MIN_SPEAKERS_PER_SEX = 3
 DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
+#: Per-clip cepstral mean normalisation (see :func:`normalise`) in training and in every model trained
+#: by train_models.py (stored in the .h5; models without the flag are read without it).
+CMN = True
+#: Training-time babble: each training window gets, with this probability, 3 to 6 other windows of its
+#: batch (other voices) mixed in, in the mel power domain, at an SNR drawn uniformly from this range
+#: (see :func:`babble_augment`). 0 turns it off.
+BABBLE_PROBABILITY = 0.5
+BABBLE_SNR_DB = (0.0, 20.0)
 #: Feature rows read per query when streaming (each row is one clip: ~3 s is ~50 KB of MFCCs).
 ROWS_PER_READ = 200
 
@@ -131,33 +139,97 @@ def read_matrices(database: FeatureDatabase, feature_ids, n_mfcc: int) -> dict:
     return matrices
 
 
-def feature_statistics(database: FeatureDatabase, feature_ids, n_mfcc: int) -> tuple:
+def feature_statistics(database: FeatureDatabase, feature_ids, n_mfcc: int, *, cmn: bool = False) -> tuple:
     """Per-coefficient mean and standard deviation (float32) over every frame of the given rows.
 
     Streamed: ``ROWS_PER_READ`` rows at a time, merged with Chan's parallel formula in float64.
+    With ``cmn`` each clip's own mean is subtracted first (see :func:`normalise`).
+    """
+    feature_ids = [int(feature_id) for feature_id in feature_ids]
+
+    def blocks():
+        for start in range(0, len(feature_ids), ROWS_PER_READ):
+            yield from read_matrices(database, feature_ids[start : start + ROWS_PER_READ], n_mfcc).values()
+
+    try:
+        return matrix_statistics(blocks(), n_mfcc, cmn=cmn)
+    except NotEnoughDataError:
+        raise NotEnoughDataError(f"{database.path}: no training frames to compute statistics from; run 'python speech_prep.py' first.") from None
+
+
+def matrix_statistics(matrices, n_mfcc: int, *, cmn: bool = False) -> tuple:
+    """Per-coefficient mean and standard deviation (float32) over every frame of ``matrices`` (an iterable).
+
+    Merged clip by clip with Chan's parallel formula in float64; with ``cmn`` each clip's own mean is
+    subtracted first.
     """
     count, mean, squares = 0, np.zeros(n_mfcc), np.zeros(n_mfcc)
-    feature_ids = [int(feature_id) for feature_id in feature_ids]
-    for start in range(0, len(feature_ids), ROWS_PER_READ):
-        matrices = read_matrices(database, feature_ids[start : start + ROWS_PER_READ], n_mfcc)
-        for matrix in matrices.values():
-            block = matrix.astype(np.float64)
-            block_count, block_mean = block.shape[0], block.mean(axis=0)
-            block_squares = ((block - block_mean) ** 2).sum(axis=0)
-            delta = block_mean - mean
-            total = count + block_count
-            mean = mean + delta * block_count / total
-            squares = squares + block_squares + delta**2 * count * block_count / total
-            count = total
+    for matrix in matrices:
+        block = matrix.astype(np.float64)
+        if cmn:
+            block = block - block.mean(axis=0)
+        block_count, block_mean = block.shape[0], block.mean(axis=0)
+        block_squares = ((block - block_mean) ** 2).sum(axis=0)
+        delta = block_mean - mean
+        total = count + block_count
+        mean = mean + delta * block_count / total
+        squares = squares + block_squares + delta**2 * count * block_count / total
+        count = total
     if count == 0:
-        raise NotEnoughDataError(f"{database.path}: no training frames to compute statistics from; run 'python speech_prep.py' first.")
+        raise NotEnoughDataError("No training frames to compute statistics from; run 'python speech_prep.py' first.")
     std = np.sqrt(squares / count)
     return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
 
 
-def normalise(matrix: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """``(matrix - mean) / std`` per coefficient, float32."""
-    return ((np.asarray(matrix, dtype=np.float32) - mean) / std).astype(np.float32, copy=False)
+def normalise(matrix: np.ndarray, mean: np.ndarray, std: np.ndarray, *, cmn: bool = False) -> np.ndarray:
+    """``(matrix - mean) / std`` per coefficient, float32.
+
+    ``matrix`` is one (frames, n_mfcc) matrix or a (count, frames, n_mfcc) stack of windows. With
+    ``cmn`` (cepstral mean normalisation) each matrix's (each window's) own mean of each coefficient is
+    subtracted first, so that a steady channel or level (microphone, room) does not decide; ``mean``
+    and ``std`` should then come from statistics computed with ``cmn`` too.
+    """
+    matrix = np.asarray(matrix, dtype=np.float32)
+    if cmn:
+        matrix = matrix - matrix.mean(axis=-2, keepdims=True, dtype=np.float64).astype(np.float32)
+    return ((matrix - mean) / std).astype(np.float32, copy=False)
+
+
+def babble_augment(windows: np.ndarray, settings, rng: np.random.Generator, *, probability: float = BABBLE_PROBABILITY,
+                   snr_range=BABBLE_SNR_DB) -> np.ndarray:
+    """Mix other voices into some of a batch's raw MFCC ``windows`` (count, frames, n_mfcc): babble.
+
+    Each window is chosen with ``probability``; its babble is the sum of 3 to 6 other windows of the
+    batch (each at the same power, shifted in time by a random amount), added at an SNR drawn from
+    ``snr_range`` (power over the window, as :func:`acoustics.audio.mix_at_snr`). The mixing is done in
+    the mel power domain, which the orthonormal DCT gives back exactly when ``n_mfcc == n_mels``
+    (the defaults); otherwise, or with fewer than 4 windows, the windows come back unchanged. The
+    labels stay those of the windows: the louder voice is still the one to classify.
+    """
+    import scipy.fft
+
+    from .features import AMIN
+
+    windows = np.asarray(windows, dtype=np.float32)
+    count = len(windows)
+    if probability <= 0 or count < 4 or settings.n_mfcc != settings.n_mels:
+        return windows
+    chosen = np.flatnonzero(rng.random(count) < probability)
+    if chosen.size == 0:
+        return windows
+    power = 10.0 ** (scipy.fft.idct(windows.astype(np.float64), type=2, norm="ortho", axis=-1) / 10.0)
+    power_of_window = power.mean(axis=(1, 2))
+    mixed = windows.copy()
+    frames = windows.shape[1]
+    for position in chosen:
+        talkers = rng.choice(count - 1, size=min(int(rng.integers(3, 7)), count - 1), replace=False)
+        talkers = talkers + (talkers >= position)
+        babble = sum(np.roll(power[talker], int(rng.integers(0, frames)), axis=0) / max(power_of_window[talker], 1e-20)
+                     for talker in talkers)
+        gain = power_of_window[position] / (babble.mean() * 10 ** (rng.uniform(*snr_range) / 10))
+        log_mel = 10.0 * np.log10(np.maximum(power[position] + gain * babble, AMIN))
+        mixed[position] = scipy.fft.dct(log_mel, type=2, norm="ortho", axis=-1)[:, : settings.n_mfcc]
+    return mixed
 
 
 def balanced_class_weights(labels, window_count) -> dict:
@@ -170,7 +242,7 @@ def balanced_class_weights(labels, window_count) -> dict:
     return {label: float(totals.sum() / (2 * totals[label])) for label in (0, 1)}
 
 
-def clip_batches(database: FeatureDatabase, index, settings, mean, std, windows_per_batch: int = 256):
+def clip_batches(database: FeatureDatabase, index, settings, mean, std, windows_per_batch: int = 256, *, cmn: bool = False):
     """Yield ``(feature_ids, windows, owners)`` for whole clips, about ``windows_per_batch`` windows each.
 
     ``windows`` is normalised, shape (count, frames, n_mfcc); ``owners[i]`` is the position in
@@ -187,7 +259,7 @@ def clip_batches(database: FeatureDatabase, index, settings, mean, std, windows_
             stop += 1
         batch_ids = [int(feature_id) for feature_id in feature_ids[start:stop]]
         matrices = read_matrices(database, batch_ids, settings.n_mfcc)
-        pieces = [cut_windows(normalise(matrices[feature_id], mean, std), settings.frames) for feature_id in batch_ids]
+        pieces = [normalise(cut_windows(matrices[feature_id], settings.frames), mean, std, cmn=cmn) for feature_id in batch_ids]
         owners = np.concatenate([np.full(len(piece), position) for position, piece in enumerate(pieces)])
         yield batch_ids, np.concatenate(pieces), owners
         start = stop
