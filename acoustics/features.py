@@ -2,9 +2,15 @@
 
 The MFCCs are librosa's (same mel filter bank, periodic Hann window, power spectrum, dB with
 ``amin=1e-10`` and no ``top_db`` clamp, orthonormal DCT-II, ``center=False``), computed with
-scipy.fft on float32 frames and a filter bank built once per settings: ``tests/test_features.py``
-checks they match ``librosa.feature.mfcc`` to float32 rounding, and ``bench/speech_prep`` measures
-why this is worth it.
+scipy.fft and matrices built once per settings; ``reference_mfcc`` (librosa alone) is what they are
+checked against, to float32 rounding.
+
+librosa is not imported: ``import librosa.filters`` costs about 2 s per process (it pulls in
+scipy.signal, numba and scikit-learn), more than all the feature computation of a 500-file corpus on
+two cores (see ``bench/speech_prep.py``). So the mel filter bank below is librosa's ``filters.mel``
+(Slaney scale and norm) written with the same numpy operations, which gives the same float32 weights,
+and the periodic Hann window is numpy's. scipy.fft stays: its batched FFT of short frames is about 5
+times faster than numpy.fft's, which outweighs its 0.3 s import.
 
 Windowing for the models: a recording of ``n`` frames gives windows of ``settings.frames`` frames
 with 50 % overlap, the last window aligned to the end. A recording shorter than one window is
@@ -17,21 +23,64 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.fft
-import scipy.signal
 
 from .settings import Settings
 
 AMIN = 1e-10
 
 
+# Slaney's mel scale, as librosa (htk=False): linear below 1 kHz, logarithmic above.
+_MEL_STEP_HZ = 200.0 / 3
+_LOG_START_HZ = 1000.0
+_LOG_START_MEL = _LOG_START_HZ / _MEL_STEP_HZ
+_LOG_STEP = np.log(6.4) / 27.0
+
+
+def _hz_to_mel(frequency: float) -> float:
+    if frequency >= _LOG_START_HZ:
+        return _LOG_START_MEL + np.log(frequency / _LOG_START_HZ) / _LOG_STEP
+    return frequency / _MEL_STEP_HZ
+
+
+def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    frequencies = _MEL_STEP_HZ * mels
+    log_region = mels >= _LOG_START_MEL
+    frequencies[log_region] = _LOG_START_HZ * np.exp(_LOG_STEP * (mels[log_region] - _LOG_START_MEL))
+    return frequencies
+
+
+def mel_filter_bank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """Triangular mel filters with Slaney normalisation, shape (n_mels, 1 + n_fft // 2), float32.
+
+    The same weights as ``librosa.filters.mel(sr=..., n_fft=..., n_mels=..., fmin=..., fmax=...)``.
+    """
+    fft_frequencies = np.fft.rfftfreq(n=n_fft, d=1.0 / sample_rate)
+    mel_frequencies = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    widths = np.diff(mel_frequencies)
+    ramps = np.subtract.outer(mel_frequencies, fft_frequencies)
+    weights = np.zeros((n_mels, 1 + n_fft // 2), dtype=np.float32)
+    for band in range(n_mels):
+        rising = -ramps[band] / widths[band]
+        falling = ramps[band + 2] / widths[band + 1]
+        weights[band] = np.maximum(0, np.minimum(rising, falling))
+    weights *= (2.0 / (mel_frequencies[2 : n_mels + 2] - mel_frequencies[:n_mels]))[:, np.newaxis]
+    return weights
+
+
+def dct_matrix(size: int, count: int) -> np.ndarray:
+    """Orthonormal DCT-II as a (size, count) matrix: ``x @ dct_matrix(n, k)`` is ``dct(x, norm="ortho")[..., :k]``."""
+    matrix = np.cos(np.pi / size * np.outer(np.arange(size) + 0.5, np.arange(count))) * np.sqrt(2.0 / size)
+    matrix[:, 0] /= np.sqrt(2.0)
+    return matrix
+
+
 @lru_cache(maxsize=8)
 def _filters(settings_key: tuple) -> tuple:
-    sample_rate, n_fft, n_mels, fmin, fmax = settings_key
-    import librosa.filters  # lazy: only the filter bank, built once
-
-    mel_basis = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
-    window = scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32)
-    return np.ascontiguousarray(mel_basis.T, dtype=np.float32), window
+    """(mel filter bank transposed (float32), periodic Hann window, DCT matrix (float64)), once per settings."""
+    sample_rate, n_fft, n_mels, n_mfcc, fmin, fmax = settings_key
+    mel_basis = mel_filter_bank(sample_rate, n_fft, n_mels, fmin, fmax)
+    window = np.hanning(n_fft + 1)[:-1]  # periodic ("fftbins") Hann, as scipy.signal.get_window("hann", n_fft)
+    return np.ascontiguousarray(mel_basis.T), window, dct_matrix(n_mels, n_mfcc)
 
 
 def frame_count(samples: int, settings: Settings) -> int:
@@ -40,20 +89,26 @@ def frame_count(samples: int, settings: Settings) -> int:
 
 
 def mfcc(signal: np.ndarray, settings: Settings) -> np.ndarray:
-    """MFCCs of a mono float32 signal at ``settings.sample_rate``: shape (frames, n_mfcc), float32."""
-    mel_basis_t, window = _filters(
-        (settings.sample_rate, settings.n_fft, settings.n_mels, float(settings.fmin), float(settings.fmax))
-    )
-    signal = np.asarray(signal, dtype=np.float32)
+    """MFCCs of a mono float32 signal at ``settings.sample_rate``: shape (frames, n_mfcc), float32.
+
+    As in librosa, the frames are windowed and transformed in float64: in float32, the FFT's rounding
+    (relative to a frame's loudest bin) moves the quietest mel bands by up to 2e-3 dB, which put some
+    EmoDB coefficients 1.1e-3 away from librosa's. The power spectrum, mel bands and dB are float32;
+    the DCT is a float64 matrix product (for 40 bands, a tenth of scipy.fft.dct's call overhead).
+    """
+    mel_basis_t, window, dct = _filters((settings.sample_rate, settings.n_fft, settings.n_mels, settings.n_mfcc,
+                                         float(settings.fmin), float(settings.fmax)))
+    signal = np.ascontiguousarray(signal, dtype=np.float32)
     if signal.size < settings.n_fft:
         signal = np.pad(signal, (0, settings.n_fft - signal.size))
-    frames = np.lib.stride_tricks.sliding_window_view(signal, settings.n_fft)[:: settings.hop_length]
-    spectrum = scipy.fft.rfft(frames * window, axis=1)
-    power = spectrum.real**2 + spectrum.imag**2
-    mel_power = power @ mel_basis_t
-    log_mel = 10.0 * np.log10(np.maximum(mel_power, AMIN))
-    coefficients = scipy.fft.dct(log_mel, type=2, norm="ortho", axis=1)[:, : settings.n_mfcc]
-    return np.ascontiguousarray(coefficients, dtype=np.float32)
+    frames = np.lib.stride_tricks.as_strided(  # a view: frame i starts at sample i * hop_length
+        signal, shape=(frame_count(signal.size, settings), settings.n_fft),
+        strides=(settings.hop_length * signal.itemsize, signal.itemsize), writeable=False,
+    )
+    spectrum = scipy.fft.rfft(frames * window, axis=1)  # float64 window: float64 frames
+    power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
+    log_mel = 10.0 * np.log10(np.maximum(power @ mel_basis_t, AMIN))
+    return (log_mel @ dct).astype(np.float32)
 
 
 def reference_mfcc(signal: np.ndarray, settings: Settings) -> np.ndarray:

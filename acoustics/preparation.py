@@ -10,7 +10,10 @@ recording's content hash, so a rerun gives the same numbers whatever the order).
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
+import threading
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -83,6 +86,10 @@ def prepare(task: Task, noise: np.ndarray, noise_id: int, settings: Settings) ->
 
 
 # Worker pool -----------------------------------------------------------------------------------
+#: Recordings per task sent to a worker (a chunk is about 25 ms of work) ...
+CHUNK_SIZE = 4
+#: ... and chunks per worker given out ahead of the results taken.
+CHUNKS_AHEAD = 4
 _worker_state: dict = {}
 
 
@@ -97,6 +104,13 @@ def _initialise_worker(noise: np.ndarray, noise_id: int, settings: Settings) -> 
     _worker_state.update(noise=noise, noise_id=noise_id, settings=settings)
 
 
+def _initialise_pool_worker(noise: np.ndarray, noise_id: int, settings: Settings) -> None:
+    _initialise_worker(noise, noise_id, settings)
+    # A worker waits for tasks forever: if the main process is killed (SIGKILL), end with it.
+    parent = multiprocessing.parent_process()
+    threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True).start()
+
+
 def _prepare_or_skip(task: Task):
     try:
         return prepare(task, _worker_state["noise"], _worker_state["noise_id"], _worker_state["settings"])
@@ -104,19 +118,32 @@ def _prepare_or_skip(task: Task):
         return Skipped(str(task.recording.path), str(error).split(": ", 1)[-1])
 
 
+def _prepare_chunk(tasks: list) -> list:
+    return [_prepare_or_skip(task) for task in tasks]
+
+
 def prepare_all(tasks: list, noise: np.ndarray, noise_id: int, settings: Settings, *, workers: int = 1):
     """Yield a database item or a :class:`Skipped` for each task, in order.
 
     With ``workers > 1`` the recordings are processed by that many processes while this one writes.
+    They get the tasks in chunks of :data:`CHUNK_SIZE`, and at most :data:`CHUNKS_AHEAD` chunks per
+    worker are given out before their results are taken: memory stays flat however long the corpus,
+    even when the caller is slower than the workers.
     """
     if workers <= 1 or len(tasks) < 16:
         _initialise_worker(noise, noise_id, settings)
         yield from map(_prepare_or_skip, tasks)
         return
-    with ProcessPoolExecutor(max_workers=workers, initializer=_initialise_worker,
+    with ProcessPoolExecutor(max_workers=workers, initializer=_initialise_pool_worker,
                              initargs=(noise, noise_id, settings)) as executor:
+        pending = deque()
         try:
-            yield from executor.map(_prepare_or_skip, tasks, chunksize=8)
+            for start in range(0, len(tasks), CHUNK_SIZE):
+                pending.append(executor.submit(_prepare_chunk, tasks[start : start + CHUNK_SIZE]))
+                if len(pending) >= workers * CHUNKS_AHEAD:
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
         except BaseException:
             executor.shutdown(wait=False, cancel_futures=True)
             raise
