@@ -22,7 +22,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from acoustics.errors import AcousticsError
+from acoustics.errors import AcousticsError, reason_of
 from acoustics.settings import Paths
 
 WAV_ALTERNATIVE = "use --wav FILE to classify a recording instead"
@@ -85,7 +85,7 @@ def classify_files(arguments, loader) -> int:
             signal, _ = audio.load_audio(path, metadata["settings"].sample_rate)
             result = verdict.classify_signal(model, metadata, signal, path)
         except AcousticsError as error:
-            result = verdict.Verdict(None, None, 0.0, 0.0, f"no verdict: {str(error).split(': ', 1)[-1]}")
+            result = verdict.Verdict(None, None, 0.0, 0.0, f"no verdict: {reason_of(error, path)}")
         print(f"{path}: {result.sentence()}")
         rows.append(result)
     if arguments.csv:

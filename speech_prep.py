@@ -17,7 +17,7 @@ import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # BLAS threads fight on small machines
 
-from acoustics.errors import AcousticsError
+from acoustics.errors import AcousticsError, reason_of
 from acoustics.settings import Paths
 
 BATCH_SIZE = 32  # recordings per database transaction
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
             try:
                 task = preparation.make_task(recording)
             except AcousticsError as error:
-                skipped.append(Skipped(str(recording.path), str(error).split(": ", 1)[-1]))
+                skipped.append(Skipped(str(recording.path), reason_of(error, recording.path)))
                 continue
             if task.sha256 in known:
                 already += 1

@@ -7,6 +7,7 @@ All signals are 1-D ``numpy.float32`` arrays in [-1, 1]; all durations are in se
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,13 +64,22 @@ def probe(path, *, max_seconds: float = MAX_FILE_SECONDS) -> AudioInfo:
         raise BadAudioError(f"{path}: the header declares {info.channels} channels at {info.samplerate} Hz; re-export the file.")
     if info.frames <= 0:
         raise BadAudioError(f"{path}: the file holds no samples; record or copy it again.")
+    if info.format in ("WAV", "WAVEX"):
+        declared = re.search(r"^data\s*:\s*(\d+) \(should be \d+\)", info.extra_info, re.MULTILINE)
+        if declared and int(declared.group(1)) not in (0, 0xFFFFFFFF):  # 0 and 0xFFFFFFFF: streamed WAVs
+            raise BadAudioError(f"{path}: the file is cut short (its header promises more audio than it holds); "
+                                "copy or export it again.")
     duration = info.frames / info.samplerate
     if duration > max_seconds:
         raise BadAudioError(
-            f"{path}: {duration / 60:.1f} minutes long, above the limit of {max_seconds / 60:.0f} minutes; "
+            f"{path}: {_minutes(duration)} long, above the limit of {_minutes(max_seconds)}; "
             "cut it into shorter clips (e.g. with 'sox in.wav out.wav trim 0 60 : newfile : restart')."
         )
     return AudioInfo(str(path), int(info.samplerate), int(info.channels), int(info.frames), str(info.subtype))
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} minutes" if seconds >= 120 else f"{seconds:.0f} seconds"
 
 
 def resample(signal: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
@@ -173,10 +183,11 @@ def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float, rng: np.ran
     speech64 = speech.astype(np.float64)
     speech_power = np.mean(speech64**2)
     noise_power = np.mean(segment**2)
-    if noise_power == 0:  # the chosen stretch is digital silence: fall back to the start
-        if not np.any(noise):  # checked only here: scanning a long noise costs more than the mix
+    if noise_power == 0:  # the chosen stretch is digital silence: start at the first sound instead
+        sounding = np.flatnonzero(noise)  # looked for only here: scanning a long noise costs more than the mix
+        if sounding.size == 0:
             raise BadParameterError("mix_at_snr: the noise signal is empty or silent.")
-        segment = _looped(noise, 0, speech.size).astype(np.float64)
+        segment = _looped(noise, int(sounding[0]), speech.size).astype(np.float64)
         noise_power = np.mean(segment**2)
     if speech_power == 0 or noise_power == 0:
         raise BadParameterError("mix_at_snr: speech or noise has no power.")
@@ -231,6 +242,7 @@ def write_wav(path, signal: np.ndarray, sample_rate: int) -> Path:
     os.close(handle)
     try:
         soundfile.write(temporary, np.clip(signal, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; a recording is an ordinary file
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -35,3 +35,9 @@ class NoInputDeviceError(AcousticsError):
 
 class NotEnoughDataError(AcousticsError):
     """The database holds too little data for the requested step (e.g. one sex only)."""
+
+
+def reason_of(error: Exception, path) -> str:
+    """The message of ``error`` without its leading ``"<path>: "`` (for lists that name the file already)."""
+    message, prefix = str(error), f"{path}: "
+    return message[len(prefix):] if message.startswith(prefix) else message

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import audio, features
 from .corpus import LabelledRecording, Skipped
-from .errors import AcousticsError
+from .errors import AcousticsError, reason_of
 from .settings import Settings
 
 
@@ -115,7 +115,7 @@ def _prepare_or_skip(task: Task):
     try:
         return prepare(task, _worker_state["noise"], _worker_state["noise_id"], _worker_state["settings"])
     except AcousticsError as error:
-        return Skipped(str(task.recording.path), str(error).split(": ", 1)[-1])
+        return Skipped(str(task.recording.path), reason_of(error, task.recording.path))
 
 
 def _prepare_chunk(tasks: list) -> list:

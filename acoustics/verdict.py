@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 
 from . import __version__, audio, features
-from .errors import AcousticsError, BadAudioError, BadModelError
+from .errors import AcousticsError, BadAudioError, BadModelError, reason_of
 from .settings import FEATURE_FIELDS, Settings
 
 #: |P(male) - 0.5| up to this is "a close call" (the 2019 workshop's 0.4 to 0.6 band, both ends included) ...
@@ -75,7 +75,7 @@ def classify_signal(model, metadata: dict, signal: np.ndarray, name) -> Verdict:
     try:
         audio.check_speech(speech, settings.sample_rate, name)
     except BadAudioError as error:
-        return Verdict(None, None, duration, 0.0, f"no verdict: {str(error).split(': ', 1)[-1]}")
+        return Verdict(None, None, duration, 0.0, f"no verdict: {reason_of(error, name)}")
     if has_speech(signal, settings.sample_rate) == 0.0:
         return Verdict(None, None, duration, 0.0,
                        "no speech detected (only silence or steady noise); speak a sentence, closer to the microphone.")

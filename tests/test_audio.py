@@ -252,11 +252,6 @@ CUT_SHORT = [("cut-in-the-middle", cut_in_the_middle), ("header-then-garbage", h
              ("claims-ten-hours", header_claims_ten_hours)]
 
 
-@pytest.mark.xfail(
-    reason="BUG: audio.probe trusts libsndfile, which silently shortens a WAV whose data chunk promises more bytes "
-    "than the file holds; a cut-short file is loaded instead of refused",
-    strict=True,
-)
 @pytest.mark.parametrize("case, make", CUT_SHORT, ids=[case[0] for case in CUT_SHORT])
 def test_cut_short_wav_is_refused(tmp_path, case, make):
     path = tmp_path / f"{case}.wav"
@@ -494,11 +489,6 @@ def test_mix_at_snr_refuses_empty_or_silent_speech(speech):
         audio.mix_at_snr(speech, np.ones(100, np.float32) * 0.1, 10.0, np.random.default_rng(0))
 
 
-@pytest.mark.xfail(
-    reason="BUG: mix_at_snr falls back to the start of the noise when the random stretch is digital silence, but "
-    "the start may be silent too (a noise recording that begins with zeros): BadParameterError 'no power'",
-    strict=True,
-)
 def test_mix_at_snr_with_noise_that_starts_with_digital_silence():
     # 1 s of digital silence, then 1 s of noise; 0.25 s of speech: about 3 offsets in 8 fall into the silence.
     noise = np.concatenate([np.zeros(RATE), np.random.default_rng(9).standard_normal(RATE) * 0.05]).astype(np.float32)

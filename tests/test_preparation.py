@@ -204,11 +204,6 @@ def test_prepare_all_reasons(noise, tmp_path, problem):
     assert {"silent": "silent", "clipped": "clipped", "too-short": "minimum"}[problem] in reason
 
 
-@pytest.mark.xfail(
-    reason="BUG: _prepare_or_skip strips the path from the message with str(error).split(': ', 1)[-1], which cuts "
-    "at the first ': ' inside the path, so the reason starts with part of the file name",
-    strict=True,
-)
 def test_skip_reason_of_a_file_with_colon_space_in_its_name(noise, tmp_path):
     path = tmp_path / "Take: 2.wav"
     soundfile.write(path, np.zeros(RATE, np.float32), RATE)
