@@ -12,6 +12,7 @@ fewer trials (tests/test_faults.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -78,6 +79,23 @@ def stored(db_path) -> int:
         return connection.execute("SELECT count(*) FROM recordings").fetchone()[0]
 
 
+def survivors(marker: str, wait_seconds: float = 3.0) -> list:
+    """PIDs of processes whose command line still names ``marker`` (e.g. orphaned pool workers)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != os.getpid():
+                try:
+                    if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                        found.append(int(entry.name))
+                except OSError:
+                    continue
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
 def kill_and_resume(trials: int, folder: Path, seed: int = 0) -> list:
     """SIGKILL stage 3 ``trials`` times at random moments, checking the database after each; then finish."""
     generator = random.Random(seed)
@@ -89,6 +107,12 @@ def kill_and_resume(trials: int, folder: Path, seed: int = 0) -> list:
         process.send_signal(signal.SIGKILL)
         process.wait()
         failures += [f"kill {trial}: {problem}" for problem in consistency(space["db"])]
+        orphans = survivors(str(space["db"]))
+        if orphans:
+            failures.append(f"kill {trial}: processes {orphans} outlived the killed stage 3")
+            for pid in orphans:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
         if stored(space["db"]) >= space["files"]:
             break  # everything was stored before the kill: nothing left to interrupt
     finished = subprocess.run(prep_command(space), cwd=ROOT, capture_output=True, text=True, timeout=600)
