@@ -50,7 +50,8 @@ reference: install
 	$(PY) set_up_sql.py --db $(REFERENCE_DB)
 	test -f data/background_noise.wav || $(PY) collect_background_noise.py --synthetic
 	$(PY) speech_prep.py --db $(REFERENCE_DB) --demo $(if $(wildcard $(EMODB)),--manifest $(EMODB))
-	$(PY) train_models.py --db $(REFERENCE_DB) --model cnnlstm --name reference
+	$(PY) train_models.py --db $(REFERENCE_DB) --out data/models/reference --name reference
+	cp data/models/reference/reference.h5 data/models/.reference.h5.tmp && mv data/models/.reference.h5.tmp data/models/reference.h5
 	$(PY) implement_model.py --db $(REFERENCE_DB) --model data/models/reference.h5 --wav data/demo_corpus/holdout
 
 clean:
