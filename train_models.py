@@ -12,8 +12,8 @@ it on the test speakers' clips (clean and at every SNR), and saves
                                            (--name NAME: data/models/NAME.h5 instead)
 
 It trains on whatever the database holds (any mix of corpora: stage 3 takes --manifest repeatedly and
---demo). Training uses the defaults that scored best in bench/accuracy.py: per-window cepstral mean
-normalisation (training.CMN) and other voices mixed into training windows (training.BABBLE_*).
+--demo). Training uses the defaults that scored best in bench/accuracy.py: other voices mixed into half
+of the training windows (training.BABBLE_*), and no per-window cepstral mean normalisation (training.CMN).
 
 Ctrl-C during training keeps the best weights so far, saves that model and skips the remaining ones.
 
