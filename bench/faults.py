@@ -97,13 +97,22 @@ def survivors(marker: str, wait_seconds: float = 3.0) -> list:
 
 
 def kill_and_resume(trials: int, folder: Path, seed: int = 0) -> list:
-    """SIGKILL stage 3 ``trials`` times at random moments, checking the database after each; then finish."""
+    """SIGKILL stage 3 ``trials`` times while it is writing, checking the database after each; then finish.
+
+    Each kill lands at a random moment between 0 and 0.3 s after the run stored its first new batch, so
+    that it hits the middle of the work (stage 3 stores 535 files in about 3 s). When a database is
+    complete, the next trial starts on a fresh one. Every database is finally resumed to completion.
+    """
     generator = random.Random(seed)
-    space = workspace(folder)
-    failures = []
+    failures, spaces = [], [workspace(folder / "cycle0", files=535)]
     for trial in range(trials):
+        space = spaces[-1]
+        before = stored(space["db"])
         process = subprocess.Popen(prep_command(space), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(generator.uniform(0.3, 4.0))
+        deadline = time.monotonic() + 60
+        while stored(space["db"]) == before and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(generator.uniform(0.0, 0.3))
         process.send_signal(signal.SIGKILL)
         process.wait()
         failures += [f"kill {trial}: {problem}" for problem in consistency(space["db"])]
@@ -114,13 +123,14 @@ def kill_and_resume(trials: int, folder: Path, seed: int = 0) -> list:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
         if stored(space["db"]) >= space["files"]:
-            break  # everything was stored before the kill: nothing left to interrupt
-    finished = subprocess.run(prep_command(space), cwd=ROOT, capture_output=True, text=True, timeout=600)
-    if finished.returncode != 0:
-        failures.append(f"resume failed: {finished.stderr.strip()[-300:]}")
-    failures += [f"after resume: {problem}" for problem in consistency(space["db"])]
-    if stored(space["db"]) != space["files"]:
-        failures.append(f"after resume: {stored(space['db'])} recordings stored, expected {space['files']}")
+            spaces.append(workspace(folder / f"cycle{len(spaces)}", files=535))
+    for space in spaces:
+        finished = subprocess.run(prep_command(space), cwd=ROOT, capture_output=True, text=True, timeout=600)
+        if finished.returncode != 0:
+            failures.append(f"resume failed: {finished.stderr.strip()[-300:]}")
+        failures += [f"after resume: {problem}" for problem in consistency(space["db"])]
+        if stored(space["db"]) != space["files"]:
+            failures.append(f"after resume: {stored(space['db'])} recordings stored, expected {space['files']}")
     return failures
 
 
