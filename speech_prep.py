@@ -117,7 +117,7 @@ def open_database(arguments):
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
     paths = Paths()
-    from acoustics import audio, database, preparation
+    from acoustics import audio, preparation
     from acoustics.corpus import Skipped
 
     started = time.perf_counter()

@@ -59,13 +59,11 @@ from . import __version__  # noqa: E402
 from .database import FeatureDatabase  # noqa: E402
 from .errors import BadModelError  # noqa: E402
 from .features import windows as cut_windows  # noqa: E402
-from .settings import FEATURE_FIELDS, Settings  # noqa: E402
+from .modelfile import ATTRIBUTE_PREFIX, TRAIN_AGAIN, check_model_settings, read_metadata  # noqa: E402,F401
+from .settings import Settings  # noqa: E402
 from .training import CLASS_NAMES, babble_augment, clip_batches, normalise, read_matrices, window_counts  # noqa: E402
 
 MODEL_NAMES = ("cnn", "lstm", "cnnlstm")
-#: Prefix of the HDF5 attributes this project adds next to Keras' own.
-ATTRIBUTE_PREFIX = "acoustics_"
-TRAIN_AGAIN = "train one with 'python train_models.py'"
 
 
 # Builders (Functional API; input (frames, n_mfcc), output P(male)) -------------------------------
@@ -388,41 +386,6 @@ def save_model(model: keras.Model, path, metadata: dict) -> Path:
     return path
 
 
-def _read_metadata(path: Path) -> dict:
-    import h5py
-
-    not_ours = BadModelError(f"{path}: not a model made by train_models.py; {TRAIN_AGAIN}.")
-    if not h5py.is_hdf5(path):
-        raise not_ours
-    try:
-        with h5py.File(path, "r") as handle:
-            attributes = {key[len(ATTRIBUTE_PREFIX):]: handle.attrs[key] for key in handle.attrs if key.startswith(ATTRIBUTE_PREFIX)}
-            has_weights = "model_weights" in handle
-    except (OSError, RuntimeError, ValueError):
-        raise BadModelError(f"{path}: the model file is damaged (cut short or corrupt); {TRAIN_AGAIN}.") from None
-    if "version" not in attributes or not has_weights:
-        raise not_ours
-    version = str(attributes["version"])
-    if version.split(".")[0] != __version__.split(".")[0]:
-        raise BadModelError(f"{path}: made by version {version} of the project, which this version ({__version__}) cannot read; {TRAIN_AGAIN}.")
-    try:
-        return {
-            "path": str(path),
-            "version": version,
-            "model_name": str(attributes["model_name"]),
-            "settings": Settings.from_json(str(attributes["settings"])),
-            "class_names": json.loads(str(attributes["class_names"])),
-            "mean": np.asarray(attributes["normalisation_mean"], dtype=np.float32),
-            "std": np.asarray(attributes["normalisation_std"], dtype=np.float32),
-            "cmn": bool(int(attributes.get("normalisation_cmn", 0))),
-            "scores": json.loads(str(attributes.get("scores", "{}"))),
-            "history": json.loads(str(attributes.get("history", "{}"))),
-            "saved_at": str(attributes.get("saved_at", "")),
-        }
-    except (KeyError, ValueError, TypeError):  # BadParameterError is a ValueError
-        raise BadModelError(f"{path}: the model's metadata is incomplete or damaged; {TRAIN_AGAIN}.") from None
-
-
 def load_model(path) -> tuple:
     """Load a model saved by :func:`save_model`: ``(keras_model, metadata)``.
 
@@ -431,9 +394,7 @@ def load_model(path) -> tuple:
     :class:`BadModelError` for a missing, damaged or foreign file, or one of another major version.
     """
     path = Path(path)
-    if not path.is_file():
-        raise BadModelError(f"{path}: no model file here; {TRAIN_AGAIN}.")
-    metadata = _read_metadata(path)
+    metadata = read_metadata(path)
     try:
         model = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception:  # Keras raises many types for damaged files
@@ -442,15 +403,6 @@ def load_model(path) -> tuple:
     if tuple(model.input_shape) != expected or tuple(model.output_shape) != (None, 1):
         raise BadModelError(f"{path}: the network's shape does not match its stored settings; {TRAIN_AGAIN}.")
     return model, metadata
-
-
-def check_model_settings(metadata: dict, settings: Settings, *, source: str = "The feature database") -> None:
-    """Raise SettingsMismatchError unless the model's feature settings equal ``settings`` (from ``source``)."""
-    metadata["settings"].check_same(
-        settings, this=f"the model {metadata.get('path', metadata.get('model_name'))}", that=source,
-        fix="Retrain the model with 'python train_models.py' on these features, or use the matching database.",
-        fields=FEATURE_FIELDS,
-    )
 
 
 def parameter_count(model: keras.Model) -> int:

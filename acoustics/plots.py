@@ -5,7 +5,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 
-def _save(figure, path) -> "Path":
+def _save(figure, path):
     """Save ``figure`` to ``path`` atomically (a temporary file of its own, then a rename) and close it."""
     import os
     import tempfile

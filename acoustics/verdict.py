@@ -17,9 +17,10 @@ from typing import Optional
 
 import numpy as np
 
-from . import __version__, audio, features
-from .errors import AcousticsError, BadAudioError, BadModelError, reason_of
-from .settings import FEATURE_FIELDS, Settings
+from . import audio, features
+from .errors import BadAudioError, reason_of
+from .modelfile import check_model_settings, read_metadata
+from .settings import Settings
 
 #: |P(male) - 0.5| up to this is "a close call" (the 2019 workshop's 0.4 to 0.6 band, both ends included) ...
 CLOSE_CALL = 0.1
@@ -84,59 +85,22 @@ def classify_signal(model, metadata: dict, signal: np.ndarray, name) -> Verdict:
 
 
 # The model, checked without TensorFlow and loaded in the background ------------------------------
-#: Same wording as :mod:`acoustics.models` (which cannot be imported without importing Keras).
-TRAIN_AGAIN = "train one with 'python train_models.py'"
-ATTRIBUTE_PREFIX = "acoustics_"
-
-
 def read_model_settings(path) -> Settings:
-    """The feature settings stored in a model ``.h5`` by ``models.save_model``, read with h5py alone.
-
-    Raises :class:`BadModelError` for a missing, foreign or damaged file, or one of another major
-    version, with the same messages as ``models.load_model`` (which checks all of it again, and the
-    weights, when it loads the network).
-    """
-    import h5py
-
-    path = Path(path)
-    if not path.is_file():
-        raise BadModelError(f"{path}: no model file here; {TRAIN_AGAIN}.")
-    not_ours = BadModelError(f"{path}: not a model made by train_models.py; {TRAIN_AGAIN}.")
-    if not h5py.is_hdf5(path):
-        raise not_ours
-    try:
-        with h5py.File(path, "r") as handle:
-            version = handle.attrs.get(ATTRIBUTE_PREFIX + "version")
-            stored = handle.attrs.get(ATTRIBUTE_PREFIX + "settings")
-            has_weights = "model_weights" in handle
-    except (OSError, RuntimeError, ValueError, KeyError):
-        raise BadModelError(f"{path}: the model file is damaged (cut short or corrupt); {TRAIN_AGAIN}.") from None
-    if version is None or not has_weights:
-        raise not_ours
-    version = str(version)
-    if version.split(".")[0] != __version__.split(".")[0]:
-        raise BadModelError(f"{path}: made by version {version} of the project, which this version ({__version__}) "
-                            f"cannot read; {TRAIN_AGAIN}.")
-    try:
-        return Settings.from_json(str(stored))
-    except (AcousticsError, ValueError, TypeError):
-        raise BadModelError(f"{path}: the model's metadata is incomplete or damaged; {TRAIN_AGAIN}.") from None
+    """The feature settings stored in a model ``.h5`` (h5py alone: milliseconds); raises BadModelError."""
+    return read_metadata(path)["settings"]
 
 
 def check_against_database(model_path, model_settings: Settings, database_path) -> None:
     """Raise SettingsMismatchError when the feature database at ``database_path`` (if it exists) uses
-    other feature settings than the model (the check of ``models.check_model_settings``)."""
+    other feature settings than the model."""
     from .database import FeatureDatabase
 
     if not Path(database_path).exists():
         return
     with FeatureDatabase(database_path, readonly=True) as database:
         database_settings = database.settings
-    model_settings.check_same(
-        database_settings, this=f"the model {model_path}", that=f"The feature database {database_path}",
-        fix="Retrain the model with 'python train_models.py' on these features, or use the matching database.",
-        fields=FEATURE_FIELDS,
-    )
+    check_model_settings({"path": str(model_path), "settings": model_settings}, database_settings,
+                         source=f"The feature database {database_path}")
 
 
 def warm_up(model, metadata: dict) -> None:

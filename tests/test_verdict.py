@@ -98,6 +98,10 @@ def fake_model(path, *, version="1.0.0", settings=Settings(), weights=True):
     with h5py.File(path, "w") as handle:
         handle.attrs["acoustics_version"] = version
         handle.attrs["acoustics_settings"] = settings.to_json()
+        handle.attrs["acoustics_model_name"] = "cnn"  # what models.save_model writes besides
+        handle.attrs["acoustics_class_names"] = '["female", "male"]'
+        handle.attrs["acoustics_normalisation_mean"] = np.zeros(settings.n_mfcc, np.float32)
+        handle.attrs["acoustics_normalisation_std"] = np.ones(settings.n_mfcc, np.float32)
         if weights:
             handle.create_group("model_weights")
     return path

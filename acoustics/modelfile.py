@@ -1,0 +1,75 @@
+"""A model file's project metadata (settings, normalisation, scores), read and checked without Keras.
+
+``models.save_model`` writes these HDF5 attributes beside Keras' own; ``models.load_model`` and stage 5
+(which checks a model in milliseconds, before the seconds-long import of Keras) read them here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import BadModelError
+from .settings import FEATURE_FIELDS, Settings
+
+#: Prefix of the project's HDF5 attributes in a model file.
+ATTRIBUTE_PREFIX = "acoustics_"
+TRAIN_AGAIN = "train one with 'python train_models.py'"
+
+
+def read_metadata(path) -> dict:
+    """The project's metadata of a model ``.h5`` written by ``models.save_model``, read with h5py alone.
+
+    Returns ``path``, ``version``, ``model_name``, ``settings`` (Settings), ``class_names``, ``mean``,
+    ``std`` (float32 arrays), ``cmn`` (bool; False for models saved before it existed), ``scores``,
+    ``history`` and ``saved_at``. Raises :class:`BadModelError` for a missing, foreign or damaged
+    file, or one of another major version of the project.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadModelError(f"{path}: no model file here; {TRAIN_AGAIN}.")
+
+    not_ours = BadModelError(f"{path}: not a model made by train_models.py; {TRAIN_AGAIN}.")
+    if not h5py.is_hdf5(path):
+        raise not_ours
+    try:
+        with h5py.File(path, "r") as handle:
+            attributes = {key[len(ATTRIBUTE_PREFIX):]: handle.attrs[key] for key in handle.attrs if key.startswith(ATTRIBUTE_PREFIX)}
+            has_weights = "model_weights" in handle
+    except (OSError, RuntimeError, ValueError):
+        raise BadModelError(f"{path}: the model file is damaged (cut short or corrupt); {TRAIN_AGAIN}.") from None
+    if "version" not in attributes or not has_weights:
+        raise not_ours
+    version = str(attributes["version"])
+    if version.split(".")[0] != __version__.split(".")[0]:
+        raise BadModelError(f"{path}: made by version {version} of the project, which this version ({__version__}) cannot read; {TRAIN_AGAIN}.")
+    try:
+        return {
+            "path": str(path),
+            "version": version,
+            "model_name": str(attributes["model_name"]),
+            "settings": Settings.from_json(str(attributes["settings"])),
+            "class_names": json.loads(str(attributes["class_names"])),
+            "mean": np.asarray(attributes["normalisation_mean"], dtype=np.float32),
+            "std": np.asarray(attributes["normalisation_std"], dtype=np.float32),
+            "cmn": bool(int(attributes.get("normalisation_cmn", 0))),
+            "scores": json.loads(str(attributes.get("scores", "{}"))),
+            "history": json.loads(str(attributes.get("history", "{}"))),
+            "saved_at": str(attributes.get("saved_at", "")),
+        }
+    except (KeyError, ValueError, TypeError):  # BadParameterError is a ValueError
+        raise BadModelError(f"{path}: the model's metadata is incomplete or damaged; {TRAIN_AGAIN}.") from None
+
+
+def check_model_settings(metadata: dict, settings: Settings, *, source: str = "The feature database") -> None:
+    """Raise SettingsMismatchError unless the model's feature settings equal ``settings`` (from ``source``)."""
+    metadata["settings"].check_same(
+        settings, this=f"the model {metadata.get('path', metadata.get('model_name'))}", that=source,
+        fix="Retrain the model with 'python train_models.py' on these features, or use the matching database.",
+        fields=FEATURE_FIELDS,
+    )
