@@ -23,8 +23,10 @@ import datetime
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -259,13 +261,31 @@ def fit_model(model: keras.Model, train: WindowBatches, validation: WindowBatche
     keeper = _KeepBest()
     stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
     started, interrupted = time.perf_counter(), False
+
+    def stop_after_this_batch(signal_number, frame) -> None:
+        # A KeyboardInterrupt raised in the middle of TensorFlow's work can leave its threads freeing
+        # memory under each other (seen: "free(): invalid next size", SIGABRT). So the first Ctrl-C
+        # asks Keras to stop at the end of the batch; a second one interrupts at once.
+        nonlocal interrupted
+        interrupted = True
+        model.stop_training = True
+        signal.signal(signal.SIGINT, previous_handler)
+        print("\nCtrl-C: stopping after this batch (press it again to stop at once) ...", file=sys.stderr, flush=True)
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.getsignal(signal.SIGINT)
+    if in_main_thread:
+        signal.signal(signal.SIGINT, stop_after_this_batch)
     try:
         model.fit(train, validation_data=validation, epochs=int(epochs), shuffle=False,
                   callbacks=[stopper, keeper], verbose=verbose)
     except KeyboardInterrupt:
         interrupted = True
-        if keeper.best_weights is None:
-            raise
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous_handler)
+    if interrupted and keeper.best_weights is None:
+        raise KeyboardInterrupt
     if keeper.best_weights is not None:
         model.set_weights(keeper.best_weights)
     return {"history": keeper.history, "epochs": len(keeper.history.get("loss", [])), "best_epoch": keeper.best_epoch,
