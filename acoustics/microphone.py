@@ -41,8 +41,9 @@ def _checked_rate(sample_rate) -> int:
 
 # PyAudio and the default device -----------------------------------------------------------------
 @contextlib.contextmanager
-def _stderr_silenced() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null (ALSA and JACK print ~100 lines while PortAudio starts)."""
+def stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null: ALSA and JACK print ~100 lines while PortAudio starts,
+    TensorFlow a few while it is imported (``acoustics.models``)."""
     sys.stderr.flush()
     saved = os.dup(2)
     null = os.open(os.devnull, os.O_WRONLY)
@@ -64,7 +65,7 @@ def open_pyaudio() -> Iterator["object"]:
         raise NoInputDeviceError(
             "PortAudio is missing: run 'make install' (apt package libportaudio2), or use --wav/--from-file."
         ) from None
-    with _stderr_silenced():
+    with stderr_silenced():
         instance = pyaudio.PyAudio()
     try:
         yield instance
@@ -124,7 +125,7 @@ class Microphone:
             host = pa.get_host_api_info_by_index(info["hostApi"])["name"]
             self.device_name = f"{info['name']} ({host})"
             try:
-                with _stderr_silenced():
+                with stderr_silenced():
                     self._stream = pa.open(format=pa.get_format_from_width(2), channels=1, rate=self.sample_rate,
                                            input=True, frames_per_buffer=self.chunk_samples)
             except (OSError, IOError, ValueError) as error:

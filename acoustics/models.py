@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 
 
-
 def _import_keras_quietly():
     """Import Keras (and TensorFlow) with the C++ start-up lines (oneDNN notices) kept off stderr.
 
@@ -41,17 +40,12 @@ def _import_keras_quietly():
     before its logging starts; they would bury the one-line messages of the stage scripts.
     Python errors raised by the import still propagate as usual.
     """
+    from .microphone import stderr_silenced
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import keras
-            import tensorflow  # noqa: F401  (the backend: its notices come at first import)
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    with stderr_silenced():
+        import keras
+        import tensorflow  # noqa: F401  (the backend: its notices come at first import)
     return keras
 
 
