@@ -53,6 +53,22 @@ def test_split_depends_on_the_seed_only():
     assert training.split_speakers(speakers, 1) != training.split_speakers(speakers, 2)
 
 
+@pytest.mark.parametrize("real, synthetic", [((5, 5), (21, 20)), ((3, 4), (2, 30)), ((2, 5), (21, 20))])
+def test_split_keeps_real_voices_in_validation_and_test(real, synthetic):
+    """Mixed corpora (EmoDB + demo): with 3 or more real speakers of each sex, validation and test both
+    hold real speakers of each sex; otherwise the sex-only split is used, still usable."""
+    frame = pandas.concat([speakers_frame(*real).assign(synthetic=0),
+                           speakers_frame(*synthetic).assign(synthetic=1)], ignore_index=True)
+    frame["id"] = range(1, len(frame) + 1)
+    split = training.split_speakers(frame, seed=3)
+    assert training.is_usable_split(split, frame)
+    present = {(split[row.id], row.sex, row.synthetic) for row in frame.itertuples()}
+    if min(real) >= 3:
+        for subset in ("validation", "test"):
+            assert {(subset, "male", 0), (subset, "female", 0)} <= present
+    assert training.split_speakers(frame, seed=3) == split
+
+
 @pytest.mark.parametrize("males, females", [(2, 8), (8, 0), (1, 1)])
 def test_split_refuses_too_few_speakers(males, females):
     with pytest.raises(NotEnoughDataError) as caught:
