@@ -8,8 +8,9 @@ it on the test speakers' clips (clean and at every SNR), and saves
     data/models/<model>.h5                 the network, its settings, normalisation and scores
     data/models/<model>_training.png       loss and accuracy per epoch
     data/models/<model>_confusion.png      test clips: true against predicted sex
+    data/models/ensemble.h5                the three models in one, P(male) their mean (after --model all)
     data/models/best.h5                    a copy of the model with the best validation balanced accuracy
-                                           (--name NAME: data/models/NAME.h5 instead)
+                                           (ties: lower validation log loss; --name NAME: NAME.h5 instead)
 
 It trains on whatever the database holds (any mix of corpora: stage 3 takes --manifest repeatedly and
 --demo). Training uses the defaults that scored best in bench/accuracy.py: other voices mixed into half
@@ -121,7 +122,26 @@ def train_all(arguments) -> int:
 
         arguments.out.mkdir(parents=True, exist_ok=True)
         names = MODEL_CHOICES if arguments.model == "all" else (arguments.model,)
-        results = []
+        results, trained = [], []
+
+        def score_and_save(name, model, fit):
+            scores = {subset: training.clip_scores(subsets[subset], models.predict_clips(model, database, subsets[subset], settings, mean, std, cmn=cmn))
+                      for subset in ("validation", "test")}
+            scores.update(epochs=fit["epochs"], best_epoch=fit["best_epoch"], interrupted=fit["interrupted"], seed=seed,
+                          training_seconds=round(fit["seconds"], 1), parameters=models.parameter_count(model))
+            path = models.save_model(model, arguments.out / f"{name}.h5", {
+                "model_name": name, "settings": settings, "mean": mean, "std": std, "cmn": cmn, "scores": scores, "history": fit["history"]})
+            if fit["history"]:
+                plots.plot_training_curves(fit["history"], arguments.out / f"{name}_training.png", f"{name}: training curves")
+            plots.plot_confusion_matrix(scores["test"]["confusion"], list(training.CLASS_NAMES), arguments.out / f"{name}_confusion.png",
+                                        f"{name}: test clips ({scores['test']['speakers']} speakers)")
+            test = scores["test"]
+            database.record_run(model=name, path=path, scores=scores, test_accuracy=test["accuracy"],
+                                balanced_accuracy=test["balanced_accuracy"], test_speakers=test["speakers"],
+                                epochs=fit["epochs"], training_seconds=fit["seconds"], parameters=scores["parameters"])
+            results.append((name, path, scores))
+            return path
+
         for name in names:
             print(f"\n=== {name}: at most {arguments.epochs} epochs ===", flush=True)
             train = models.WindowBatches(arguments.db, train_rows, settings, mean, std, batch_size=arguments.batch_size,
@@ -130,26 +150,24 @@ def train_all(arguments) -> int:
             validation = models.WindowBatches(arguments.db, subsets["validation"], settings, mean, std, batch_size=256, cmn=cmn)
             model = models.build_model(name, settings, seed)
             fit = models.fit_model(model, train, validation, epochs=arguments.epochs)
-            scores = {subset: training.clip_scores(subsets[subset], models.predict_clips(model, database, subsets[subset], settings, mean, std, cmn=cmn))
-                      for subset in ("validation", "test")}
-            scores.update(epochs=fit["epochs"], best_epoch=fit["best_epoch"], interrupted=fit["interrupted"], seed=seed,
-                          training_seconds=round(fit["seconds"], 1), parameters=models.parameter_count(model))
-            path = models.save_model(model, arguments.out / f"{name}.h5", {
-                "model_name": name, "settings": settings, "mean": mean, "std": std, "cmn": cmn, "scores": scores, "history": fit["history"]})
-            plots.plot_training_curves(fit["history"], arguments.out / f"{name}_training.png", f"{name}: training curves")
-            plots.plot_confusion_matrix(scores["test"]["confusion"], list(training.CLASS_NAMES), arguments.out / f"{name}_confusion.png",
-                                        f"{name}: test clips ({scores['test']['speakers']} speakers)")
-            test = scores["test"]
-            database.record_run(model=name, path=path, scores=scores, test_accuracy=test["accuracy"],
-                                balanced_accuracy=test["balanced_accuracy"], test_speakers=test["speakers"],
-                                epochs=fit["epochs"], training_seconds=fit["seconds"], parameters=scores["parameters"])
-            results.append((name, path, scores))
+            path = score_and_save(name, model, fit)
+            trained.append((model, fit))
             print(f"Saved {path} (best epoch {fit['best_epoch']} of {fit['epochs']}).", flush=True)
             if fit["interrupted"]:
                 print("Stopped by Ctrl-C: kept the best weights so far; the remaining models are skipped.", flush=True)
                 break
+        if len(trained) == len(MODEL_CHOICES) and not any(fit["interrupted"] for _, fit in trained):
+            # The three networks err on different clips; the mean of their P(male) is right more often
+            # and depends less on the seed than any one of them (bench/accuracy.py).
+            ensemble = models.combine_models([model for model, _ in trained], settings)
+            path = score_and_save("ensemble", ensemble, {
+                "history": {}, "epochs": 0, "best_epoch": 0, "interrupted": False,
+                "seconds": sum(fit["seconds"] for _, fit in trained)})
+            print(f"Saved {path}: the mean of the three models' probabilities.", flush=True)
 
-    best_name, best_path, best_scores = max(results, key=lambda result: result[2]["validation"]["balanced_accuracy"])
+    # Best on the validation speakers: balanced accuracy, then (for ties) the lower log loss.
+    best_name, best_path, best_scores = max(results, key=lambda result: (result[2]["validation"]["balanced_accuracy"],
+                                                                        -result[2]["validation"]["log_loss"]))
     best_copy = arguments.out / f"{arguments.name}.h5"
     if best_copy != best_path:
         copy_atomically(best_path, best_copy)

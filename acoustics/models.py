@@ -105,6 +105,26 @@ def build_cnnlstm(frames: int, n_mfcc: int) -> keras.Model:
 BUILDERS = {"cnn": build_cnn, "lstm": build_lstm, "cnnlstm": build_cnnlstm}
 
 
+def combine_models(members, settings: Settings, name: str = "ensemble") -> keras.Model:
+    """One Functional model whose P(male) is the mean of its trained ``members``' P(male): an ensemble.
+
+    The members (distinctly named models with the same input) are nested unchanged; their outputs are
+    concatenated and averaged by a frozen ``Dense(1)`` with weights ``1/len(members)``, so the result
+    saves and loads like any single model (plain ``keras.models.load_model``, ``safe_mode=True``).
+    Averaging networks of different architectures cancels much of each one's speaker-specific error:
+    measured by bench/accuracy.py.
+    """
+    members = list(members)
+    names = [member.name for member in members]
+    if len(members) < 2 or len(set(names)) != len(names):
+        raise ValueError(f"combine_models: needs two or more distinctly named models, not {names}")
+    inputs = keras.Input(shape=(settings.frames, settings.n_mfcc), name="mfcc_window")
+    outputs = keras.layers.Concatenate(name="member_p_male")([member(inputs) for member in members])
+    average = keras.layers.Dense(1, use_bias=False, trainable=False, name="p_male",
+                                 kernel_initializer=keras.initializers.Constant(1.0 / len(members)))(outputs)
+    return keras.Model(inputs, average, name=name)
+
+
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow, and make TensorFlow's ops deterministic."""
     import tensorflow

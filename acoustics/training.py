@@ -297,7 +297,8 @@ def variant_order(index) -> list:
 def clip_scores(index, probabilities) -> dict:
     """Clip-level scores of P(male) ``probabilities`` (one per row of ``index``, threshold 0.5).
 
-    Returns ``accuracy``, ``balanced_accuracy`` (mean of the per-class recalls), ``per_variant``
+    Returns ``accuracy``, ``balanced_accuracy`` (mean of the per-class recalls), ``log_loss`` (mean
+    binary cross-entropy of the clip probabilities), ``per_variant``
     (accuracy of each variant), ``speakers``, ``clips`` and ``confusion`` (rows true female/male,
     columns predicted female/male).
     """
@@ -307,7 +308,10 @@ def clip_scores(index, probabilities) -> dict:
     np.add.at(confusion, (labels, predicted), 1)
     recalls = [confusion[label, label] / confusion[label].sum() for label in (0, 1) if confusion[label].sum()]
     correct = predicted == labels
+    clipped = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-7, 1 - 1e-7)
+    log_loss = -np.mean(np.where(labels == 1, np.log(clipped), np.log(1 - clipped))) if len(labels) else float("nan")
     return {
+        "log_loss": float(log_loss),
         "accuracy": float(correct.mean()) if len(correct) else float("nan"),
         "balanced_accuracy": float(np.mean(recalls)) if recalls else float("nan"),
         "per_variant": {variant: float(correct[(index["variant"] == variant).to_numpy()].mean()) for variant in variant_order(index)},

@@ -233,6 +233,15 @@ def test_clip_scores_on_test_speakers(trained):
     assert scores["speakers"] == 2 and scores["clips"] == len(test_rows) == 2 * 3 * 3
     assert np.sum(scores["confusion"]) == len(test_rows)
     assert 0 <= scores["balanced_accuracy"] <= 1 and 0 <= scores["accuracy"] <= 1
+    labels = test_rows["label"].to_numpy()
+    expected_loss = -np.mean(labels * np.log(probabilities) + (1 - labels) * np.log(1 - probabilities))
+    assert scores["log_loss"] == pytest.approx(expected_loss, rel=1e-6)
+
+
+@pytest.mark.parametrize("probabilities, loss", [([1.0, 0.0], 0.0), ([0.0, 1.0], -np.log(1e-7)), ([0.5, 0.5], np.log(2))])
+def test_clip_log_loss_is_finite_at_the_extremes(probabilities, loss):
+    index = pandas.DataFrame({"label": [1, 0], "variant": ["clean", "clean"], "snr_db": [None, None], "speaker_id": [1, 2]})
+    assert training.clip_scores(index, probabilities)["log_loss"] == pytest.approx(loss, rel=1e-4, abs=1e-6)
 
 
 def test_model_settings_mismatch_is_one_clear_line(trained):

@@ -13,7 +13,7 @@ from conftest import PYTHON, ROOT, build_feature_database, run_stage
 from acoustics.database import FeatureDatabase, create_database
 from acoustics.settings import Settings
 
-MODEL_FILES = ("cnn.h5", "lstm.h5", "cnnlstm.h5", "best.h5")
+MODEL_FILES = ("cnn.h5", "lstm.h5", "cnnlstm.h5", "ensemble.h5", "best.h5")
 
 
 def assert_one_line_failure(result: subprocess.CompletedProcess, *words: str) -> str:
@@ -48,6 +48,7 @@ def test_training_saves_three_models_pictures_and_the_best(trained_run):
         assert (models_folder / name).stat().st_size > 10_000
     for name in ("cnn", "lstm", "cnnlstm"):
         assert (models_folder / f"{name}_training.png").stat().st_size > 1000
+    for name in ("cnn", "lstm", "cnnlstm", "ensemble"):
         assert (models_folder / f"{name}_confusion.png").stat().st_size > 1000
     assert not [path for path in models_folder.iterdir() if path.name.startswith(".")]  # no temporary files left
 
@@ -68,10 +69,25 @@ def test_saved_models_load_and_carry_the_database_settings(trained_run):
         assert set(metadata["scores"]["test"]["per_variant"]) == {"clean", "snr10", "snr0"}
         plain = keras.models.load_model(models_folder / name, compile=False)
         assert plain.count_params() == model.count_params()
-    assert list(runs["model"]) == ["cnn", "lstm", "cnnlstm"]
-    assert runs["test_speakers"].tolist() == [2, 2, 2] and runs["test_accuracy"].between(0, 1).all()
+    assert list(runs["model"]) == ["cnn", "lstm", "cnnlstm", "ensemble"]
+    assert runs["test_speakers"].tolist() == [2, 2, 2, 2] and runs["test_accuracy"].between(0, 1).all()
     best_name = models.load_model(models_folder / "best.h5")[1]["model_name"]
     assert (models_folder / "best.h5").read_bytes() == (models_folder / f"{best_name}.h5").read_bytes()
+
+
+def test_the_ensemble_is_the_mean_of_the_three_models(trained_run):
+    import numpy as np
+
+    from acoustics import models
+
+    _, _, models_folder = trained_run
+    ensemble, metadata = models.load_model(models_folder / "ensemble.h5")
+    windows = np.random.default_rng(0).normal(size=(64, metadata["settings"].frames, metadata["settings"].n_mfcc)).astype(np.float32)
+    members = [models.load_model(models_folder / f"{name}.h5")[0] for name in ("cnn", "lstm", "cnnlstm")]
+    expected = np.mean([models.predict_windows(member, windows) for member in members], axis=0)
+    np.testing.assert_allclose(models.predict_windows(ensemble, windows), expected, atol=1e-5)
+    assert ensemble.count_params() == sum(member.count_params() for member in members) + 3
+    assert metadata["model_name"] == "ensemble" and 0 <= metadata["scores"]["test"]["log_loss"]
 
 
 def test_the_split_is_stored_speaker_disjoint_and_stratified(trained_run):
