@@ -14,14 +14,17 @@ project's (builders, normalisation, windows, class weights, ``fit_model``) with 
   languages, three male and three female, ``audio.babble_noise``) at 20, 10, 5 and 0 dB SNR.
 - Baselines, fitted on the same training speakers: the median F0 (librosa.pyin) against a threshold
   fitted on the clean training clips, and a logistic regression on per-clip MFCC means and stds.
-- Seed spread: fold 0 is trained again with ``--seeds`` seeds.
+- ``ensemble``: the mean of the three models' P(male) (``models.combine_models``, train_models.py's
+  ensemble.h5), when all three are run.
+- Seed spread: every fold is trained with ``--seeds`` seeds; the spread is max - min over the seeds of
+  the accuracy pooled over the folds (the table's rows are the first seed, the pipeline's default).
 - ``synthetic_only``: the default model trained on the demo corpus alone, tested on all of EmoDB.
 
 Accuracy is per clip, pooled over the folds, with Wilson 95 % intervals (clips of one speaker are not
 independent: the intervals are optimistic). The table goes to bench/results/accuracy.csv; the last
 line is one JSON object. F0 values are cached in bench/results/ (pyin is the slowest part).
 
-    python bench/accuracy.py                 # everything (about 15 minutes on 2 cores)
+    python bench/accuracy.py                 # everything (about an hour on 2 cores)
     python bench/accuracy.py --folds 0 1 --models cnnlstm --seeds 1 --no-baselines
 """
 
@@ -57,9 +60,8 @@ def parse_arguments(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--folds", type=int, nargs="+", default=list(range(5)), help="folds to run (0-4; default all)")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
-    parser.add_argument("--seeds", type=int, default=3, help="seeds trained on fold 0 for the spread (default 3)")
-    parser.add_argument("--seed-models", nargs="+", choices=MODELS, default=None,
-                        help="models trained with several seeds (default: all of --models)")
+    parser.add_argument("--seeds", type=int, default=2,
+                        help="every fold is trained with this many seeds (settings.seed, +1, ...) for the spread (default 2)")
     parser.add_argument("--epochs", type=int, default=30, help="epoch cap; early stopping ends sooner (default 30)")
     parser.add_argument("--cmn", type=int, choices=(0, 1), default=None, help=f"override training.CMN ({training.CMN})")
     parser.add_argument("--babble", type=float, default=None,
@@ -185,14 +187,12 @@ def train_model(name, train, validation, settings, seed, epochs, cmn, babble):
     return model, mean, std, fit
 
 
-def evaluate(model, clips, conditions, settings, mean, std, cmn):
+def predict(model, clips, conditions, settings, mean, std, cmn):
+    """{condition: P(male) of each clip}."""
     from acoustics import models
 
-    out = {}
-    for condition in conditions:
-        probabilities = models.predict_matrices(model, [clip["mfcc"][condition] for clip in clips], settings, mean, std, cmn=cmn)
-        out[condition] = (probabilities >= 0.5).astype(int) == np.array([clip["label"] for clip in clips])
-    return out
+    return {condition: models.predict_matrices(model, [clip["mfcc"][condition] for clip in clips], settings, mean, std, cmn=cmn)
+            for condition in conditions}
 
 
 def clip_stats(matrix):
@@ -225,8 +225,15 @@ def main(argv=None) -> int:
 
     folds = folds_of(emodb)
     correct = {}  # (system, condition) -> list of bool arrays
-    seed_runs = {}  # model -> [(seed, {condition: accuracy})]
-    fold_log = []
+    per_seed = {}  # (system, seed, condition) -> list of bool arrays, one per fold
+    seeds = [settings.seed + k for k in range(max(1, arguments.seeds))]
+
+    def log_line(fold_number, name, seed, fit, probabilities, labels):
+        accuracies = {c: float(((probabilities[c] >= 0.5).astype(int) == labels).mean()) for c in probabilities}
+        trained = f"epochs {fit['epochs']} (best {fit['best_epoch']}), {fit['seconds']:.0f} s; " if fit else ""
+        print(f"fold {fold_number} {name} seed {seed}: {trained}clean {accuracies['clean']:.3f} room5 {accuracies['room@5']:.3f} "
+              f"babble5 {accuracies['babble@5']:.3f} babble0 {accuracies['babble@0']:.3f} [{time.perf_counter() - started:.0f} s]",
+              flush=True)
     for fold_number in arguments.folds:
         fold = folds[fold_number]
         test = [clip for clip in emodb if clip["speaker"] in fold["test"]]
@@ -261,28 +268,25 @@ def main(argv=None) -> int:
             for condition in test_conditions:
                 predicted = classifier.predict(np.stack([clip_stats(c["mfcc"][condition]) for c in test]))
                 correct.setdefault(("logreg", condition), []).append(predicted == labels)
-        for name in arguments.models:
-            seeds = [settings.seed]
-            if fold_number == arguments.folds[0] and name in (arguments.seed_models or arguments.models):
-                seeds = [settings.seed + k for k in range(max(1, arguments.seeds))]
-            for seed in seeds:
+        for seed in seeds:
+            fold_probabilities = {}
+            for name in arguments.models:
                 model, mean, std, fit = train_model(name, train, validation, settings, seed, arguments.epochs, cmn, babble)
-                result = evaluate(model, test, test_conditions, settings, mean, std, cmn)
-                accuracies = {c: float(v.mean()) for c, v in result.items()}
-                if seed == settings.seed:
-                    for condition, values in result.items():
-                        correct.setdefault((name, condition), []).append(values)
-                if len(seeds) > 1:
-                    seed_runs.setdefault(name, []).append((seed, accuracies))
-                line = (f"fold {fold_number} {name} seed {seed}: epochs {fit['epochs']} (best {fit['best_epoch']}), "
-                        f"{fit['seconds']:.0f} s; clean {accuracies['clean']:.3f} room5 {accuracies['room@5']:.3f} "
-                        f"babble5 {accuracies['babble@5']:.3f} babble0 {accuracies['babble@0']:.3f} "
-                        f"[{time.perf_counter() - started:.0f} s]")
-                fold_log.append(line)
-                print(line, flush=True)
+                fold_probabilities[name] = predict(model, test, test_conditions, settings, mean, std, cmn)
+                log_line(fold_number, name, seed, fit, fold_probabilities[name], labels)
                 import keras
 
                 keras.backend.clear_session()
+            if set(MODELS) <= set(arguments.models):
+                fold_probabilities["ensemble"] = {condition: np.mean([fold_probabilities[name][condition] for name in MODELS], axis=0)
+                                                  for condition in test_conditions}
+                log_line(fold_number, "ensemble", seed, None, fold_probabilities["ensemble"], labels)
+            for name, probabilities in fold_probabilities.items():
+                for condition, values in probabilities.items():
+                    hits = (values >= 0.5).astype(int) == labels
+                    per_seed.setdefault((name, seed, condition), []).append(hits)
+                    if seed == settings.seed:
+                        correct.setdefault((name, condition), []).append(hits)
 
     synthetic_only = {}
     if not arguments.no_synthetic_only:
@@ -291,8 +295,9 @@ def main(argv=None) -> int:
         train = training_rows(demo, set(speakers) - validation_speakers, train_conditions)
         validation = training_rows(demo, validation_speakers, train_conditions)
         model, mean, std, fit = train_model("cnnlstm", train, validation, settings, settings.seed, arguments.epochs, cmn, babble)
-        result = evaluate(model, emodb, test_conditions, settings, mean, std, cmn)
-        synthetic_only = {c: float(v.mean()) for c, v in result.items()}
+        labels = np.array([clip["label"] for clip in emodb])
+        result = predict(model, emodb, test_conditions, settings, mean, std, cmn)
+        synthetic_only = {c: float(((v >= 0.5).astype(int) == labels).mean()) for c, v in result.items()}
         print(f"synthetic only (cnnlstm, demo corpus -> all EmoDB): clean {synthetic_only['clean']:.3f} "
               f"room5 {synthetic_only['room@5']:.3f} babble5 {synthetic_only['babble@5']:.3f}", flush=True)
 
@@ -319,9 +324,10 @@ def main(argv=None) -> int:
         return float(values.mean()) if values is not None else float("nan")
 
     columns = ["clean"] + [f"{noise}@{snr:g}" for noise in ("room", "babble") for snr in snrs]
-    systems = [name for name in arguments.models] + ([] if arguments.no_baselines else ["logreg", "f0"])
+    models_run = list(arguments.models) + (["ensemble"] if set(MODELS) <= set(arguments.models) else [])
+    systems = models_run + ([] if arguments.no_baselines else ["logreg", "f0"])
     for noise in ("room", "babble"):
-        print(f"\nAccuracy (clips pooled over folds {arguments.folds}; Wilson 95 % interval), noise = {noise}:")
+        print(f"\nAccuracy (clips pooled over folds {arguments.folds}; seed {settings.seed}; Wilson 95 % interval), noise = {noise}:")
         shown = pandas.DataFrame({
             system: {condition.split("@")[-1] + ("" if condition == "clean" else " dB"):
                      "{:.3f} [{:.3f}, {:.3f}]".format(*_with_interval(correct.get((system, condition))))
@@ -329,13 +335,19 @@ def main(argv=None) -> int:
             for system in systems}).T
         print(shown.to_string())
     spread = {}
-    for name, runs in seed_runs.items():
-        for condition in ("clean", "babble@5"):
-            values = [accuracies[condition] for _, accuracies in runs]
+    print(f"\nSeed spread (accuracy pooled over folds {arguments.folds}, for each of the seeds {seeds}):")
+    for name in models_run:
+        pooled = {condition: [float(np.concatenate(per_seed[(name, seed, condition)]).mean()) for seed in seeds]
+                  for condition in ("clean", "babble@5")}
+        for condition, values in pooled.items():
             spread[f"{name}_{condition}"] = round(max(values) - min(values), 4)
-        print(f"seed spread, fold {arguments.folds[0]}, {name}: " + "; ".join(
-            f"seed {seed}: clean {a['clean']:.3f}, babble5 {a['babble@5']:.3f}" for seed, a in runs))
-    best = max(arguments.models, key=lambda name: (cell(name, "clean") + cell(name, "babble@5")))
+        print(f"  {name:<9} " + "; ".join(f"{condition}: " + ", ".join(f"{value:.3f}" for value in values)
+                                          + f" (spread {max(values) - min(values):.3f})" for condition, values in pooled.items()))
+    best = max(models_run, key=lambda name: (cell(name, "clean") + cell(name, "babble@5")))
+    at_low_snr = [c for c in columns if c != "clean" and float(c.split("@")[1]) <= 5]
+    if not arguments.no_baselines:
+        beaten = {name: all(cell(name, c) > max(cell("logreg", c), cell("f0", c)) for c in at_low_snr) for name in models_run}
+        print(f"beats both baselines in every condition at 5 dB and below: {json.dumps(beaten)}")
     print(f"seed spread (max - min, accuracy): {json.dumps(spread)}")
     print(f"table: {arguments.csv}; {time.perf_counter() - started:.0f} s in all; cmn={cmn} babble={babble} demo={arguments.demo} {arguments.tag}")
     summary = {
@@ -343,6 +355,7 @@ def main(argv=None) -> int:
         "f0_clean": round(cell("f0", "clean"), 4), "f0_5db_babble": round(cell("f0", "babble@5"), 4),
         "logreg_clean": round(cell("logreg", "clean"), 4), "logreg_5db_babble": round(cell("logreg", "babble@5"), 4),
         "synthetic_only_clean": round(synthetic_only.get("clean", float("nan")), 4),
+        "best_seed_spread_clean": spread.get(f"{best}_clean"), "best_seed_spread_5db_babble": spread.get(f"{best}_babble@5"),
     }
     print(json.dumps(summary))
     return 0
