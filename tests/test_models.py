@@ -142,6 +142,13 @@ def test_builders_give_p_male_from_a_window(name):
     assert model.count_params() < 100_000
 
 
+@pytest.mark.parametrize("names", [("cnn",), ("cnn", "cnn"), ()])
+def test_combine_models_needs_two_distinct_models(names):
+    settings = Settings()
+    with pytest.raises(ValueError, match="two or more distinctly named"):
+        models.combine_models([models.build_model(name, settings, seed=1) for name in names], settings)
+
+
 @pytest.fixture(scope="module")
 def trained(model_database, tmp_path_factory):
     """A CNN trained for 2 epochs on a copy of the test database, saved; and its training data."""
