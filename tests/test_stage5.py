@@ -32,7 +32,7 @@ RATE = 16000
 
 
 def train_plain_cnn(database_path, model_path, epochs: int = 3) -> None:
-    """A CNN trained as stage 4 trains it, on plain normalised windows (no CMN, no babble).
+    """A CNN trained as stage 4 trains it, on plain normalised windows (no CMN, no babble), at 1e-3.
 
     train_models.py's recipe (CMN and babble since bench/accuracy.py) is tuned for real corpora and needs
     more epochs: 3 epochs of it on this small espeak-ng database leave a model at chance on its test
@@ -52,7 +52,7 @@ def train_plain_cnn(database_path, model_path, epochs: int = 3) -> None:
                                  seed=settings.seed, class_weights=weights)
     validation = models.WindowBatches(database_path, index[index["subset"] == "validation"], settings, mean, std,
                                       batch_size=256)
-    model = models.build_model("cnn", settings, settings.seed)
+    model = models.build_model("cnn", settings, settings.seed, learning_rate=1e-3)
     models.fit_model(model, train, validation, epochs=epochs, verbose=0)
     models.save_model(model, model_path, {"model_name": "cnn", "settings": settings, "mean": mean, "std": std})
 
