@@ -14,7 +14,8 @@ it on the test speakers' clips (clean and at every SNR), and saves
 
 It trains on whatever the database holds (any mix of corpora: stage 3 takes --manifest repeatedly and
 --demo). Training uses the defaults that scored best in bench/accuracy.py: other voices mixed into half
-of the training windows (training.BABBLE_*), and no per-window cepstral mean normalisation (training.CMN).
+of the training windows (training.BABBLE_*), no per-window cepstral mean normalisation (training.CMN),
+and each network's own learning rate and early-stopping patience (models.LEARNING_RATES, PATIENCE).
 
 Ctrl-C during training keeps the best weights so far, saves that model and skips the remaining ones.
 
