@@ -136,8 +136,8 @@ def set_seed(seed: int) -> None:
 #: Adam's learning rate and the early-stopping patience (epochs) of each network. At 1e-3 the ConvNet
 #: overfits its few training speakers within 2 or 3 epochs; at 3e-4 with patience 8 it scored 4 points
 #: higher in babble at 5 dB on EmoDB, leave-speakers-out (0.889 vs 0.867, mean of two seeds; clean
-#: the same, 0.951 vs 0.954; bench/accuracy.py). The recurrent models keep 1e-3: slower, they took
-#: twice as long without a gain there.
+#: the same, 0.951 vs 0.954; bench/accuracy.py). The recurrent models keep 1e-3; they were not
+#: measured at 3e-4, and the ConvNet+LSTM must stop early within bench/train.py's 60 s.
 LEARNING_RATES = {"cnn": 3e-4, "lstm": 1e-3, "cnnlstm": 1e-3}
 PATIENCE = {"cnn": 8, "lstm": 5, "cnnlstm": 5}
 
