@@ -59,7 +59,7 @@ def split_speakers(speakers_dataframe, seed: int, fractions=DEFAULT_FRACTIONS) -
     synthetic = (speakers_dataframe["synthetic"].astype(int).to_numpy() if "synthetic" in speakers_dataframe
                  else np.zeros(len(speakers_dataframe), dtype=int))
     real_counts = {sex: int(((speakers_dataframe["sex"] == sex).to_numpy() & (synthetic == 0)).sum()) for sex in SEXES}
-    by_source = 0 < min(real_counts.values()) and min(real_counts.values()) >= MIN_SPEAKERS_PER_SEX and synthetic.any()
+    by_source = bool(synthetic.any()) and min(real_counts.values()) >= MIN_SPEAKERS_PER_SEX
     rng = np.random.default_rng(seed)
     assignment = {}
     for sex in SEXES:
