@@ -158,8 +158,8 @@ def train_all(arguments) -> int:
                 print("Stopped by Ctrl-C: kept the best weights so far; the remaining models are skipped.", flush=True)
                 break
         if len(trained) == len(MODEL_CHOICES) and not any(fit["interrupted"] for _, fit in trained):
-            # The three networks err on different clips; the mean of their P(male) is right more often
-            # and depends less on the seed than any one of them (bench/accuracy.py).
+            # The mean of the three networks' P(male) depends less on the seed than any one of them and
+            # holds up best in loud noise (bench/accuracy.py).
             ensemble = models.combine_models([model for model, _ in trained], settings)
             path = score_and_save("ensemble", ensemble, {
                 "history": {}, "epochs": 0, "best_epoch": 0, "interrupted": False,

@@ -111,8 +111,9 @@ def combine_models(members, settings: Settings, name: str = "ensemble") -> keras
     The members (distinctly named models with the same input) are nested unchanged; their outputs are
     concatenated and averaged by a frozen ``Dense(1)`` with weights ``1/len(members)``, so the result
     saves and loads like any single model (plain ``keras.models.load_model``, ``safe_mode=True``).
-    Averaging networks of different architectures cancels much of each one's speaker-specific error:
-    measured by bench/accuracy.py.
+    On EmoDB, leave-speakers-out (bench/accuracy.py), the mean of the three networks depended least on
+    the training seed (0.75 points clean, 0 in babble at 5 dB between two seeds) and held up best in
+    room noise and loud babble; clean, the ConvNet alone was as good.
     """
     members = list(members)
     names = [member.name for member in members]
