@@ -24,7 +24,9 @@ def read_metadata(path) -> dict:
     """The project's metadata of a model ``.h5`` written by ``models.save_model``, read with h5py alone.
 
     Returns ``path``, ``version``, ``model_name``, ``settings`` (Settings), ``class_names``, ``mean``,
-    ``std`` (float32 arrays), ``cmn`` (bool; False for models saved before it existed), ``scores``,
+    ``std`` (float32 arrays), ``cmn`` (bool; False for models saved before it existed),
+    ``coefficients`` (how many normalised MFCCs the model sees, the rest set to 0; all of them for
+    models saved before it existed), ``scores``,
     ``history`` and ``saved_at``. Raises :class:`BadModelError` for a missing, foreign or damaged
     file, or one of another major version of the project.
     """
@@ -49,19 +51,24 @@ def read_metadata(path) -> dict:
     if version.split(".")[0] != __version__.split(".")[0]:
         raise BadModelError(f"{path}: made by version {version} of the project, which this version ({__version__}) cannot read; {TRAIN_AGAIN}.")
     try:
-        return {
+        settings = Settings.from_json(str(attributes["settings"]))
+        metadata = {
             "path": str(path),
             "version": version,
             "model_name": str(attributes["model_name"]),
-            "settings": Settings.from_json(str(attributes["settings"])),
+            "settings": settings,
             "class_names": json.loads(str(attributes["class_names"])),
             "mean": np.asarray(attributes["normalisation_mean"], dtype=np.float32),
             "std": np.asarray(attributes["normalisation_std"], dtype=np.float32),
             "cmn": bool(int(attributes.get("normalisation_cmn", 0))),
+            "coefficients": int(attributes.get("normalisation_coefficients", settings.n_mfcc)),
             "scores": json.loads(str(attributes.get("scores", "{}"))),
             "history": json.loads(str(attributes.get("history", "{}"))),
             "saved_at": str(attributes.get("saved_at", "")),
         }
+        if not 1 <= metadata["coefficients"] <= settings.n_mfcc:
+            raise ValueError("coefficients out of range")
+        return metadata
     except (KeyError, ValueError, TypeError):  # BadParameterError is a ValueError
         raise BadModelError(f"{path}: the model's metadata is incomplete or damaged; {TRAIN_AGAIN}.") from None
 

@@ -168,9 +168,9 @@ class WindowBatches(keras.utils.PyDataset):
 
     def __init__(self, database_path, index, settings: Settings, mean, std, *, batch_size: int = 64,
                  shuffle: bool = False, seed: int = 0, class_weights=None, cmn: bool = False,
-                 babble: float = 0.0) -> None:
+                 coefficients: int | None = None, babble: float = 0.0) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
-        self.cmn, self.babble = bool(cmn), float(babble)
+        self.cmn, self.coefficients, self.babble = bool(cmn), coefficients, float(babble)
         if len(index) == 0:
             raise ValueError("WindowBatches: no clips")
         self.database_path = Path(database_path)
@@ -206,7 +206,7 @@ class WindowBatches(keras.utils.PyDataset):
             x, y = x[permutation], y[permutation]
         if self.babble > 0:
             x = babble_augment(x, self.settings, np.random.default_rng([self.seed, self.epoch, batch, 1]), probability=self.babble)
-        x = normalise(x, self.mean, self.std, cmn=self.cmn)
+        x = normalise(x, self.mean, self.std, cmn=self.cmn, coefficients=self.coefficients)
         y = y.astype(np.float32)[:, None]
         if self.class_weights is None:
             return x, y
@@ -225,11 +225,12 @@ class ArrayBatches(keras.utils.PyDataset):
 
     def __init__(self, matrices, labels, settings: Settings, mean, std, *, batch_size: int = 64,
                  shuffle: bool = False, seed: int = 0, class_weights=None, cmn: bool = False,
-                 babble: float = 0.0) -> None:
+                 coefficients: int | None = None, babble: float = 0.0) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
         if len(matrices) == 0:
             raise ValueError("ArrayBatches: no clips")
         self.settings, self.mean, self.std, self.cmn, self.babble = settings, mean, std, bool(cmn), float(babble)
+        self.coefficients = coefficients
         pieces = [cut_windows(matrix, settings.frames) for matrix in matrices]
         self.x = np.concatenate(pieces)
         self.y = np.concatenate([np.full(len(piece), label, np.float32) for piece, label in zip(pieces, labels)])[:, None]
@@ -250,7 +251,7 @@ class ArrayBatches(keras.utils.PyDataset):
         x = self.x[positions]
         if self.babble > 0:
             x = babble_augment(x, self.settings, np.random.default_rng([self.seed, self.epoch, batch, 1]), probability=self.babble)
-        x = normalise(x, self.mean, self.std, cmn=self.cmn)
+        x = normalise(x, self.mean, self.std, cmn=self.cmn, coefficients=self.coefficients)
         if self.weights is None:
             return x, self.y[positions]
         return x, self.y[positions], self.weights[positions]
@@ -341,7 +342,7 @@ def predict_clip(model: keras.Model, metadata: dict, mfcc_matrix: np.ndarray) ->
     if matrix.ndim != 2 or matrix.shape[1] != settings.n_mfcc:
         raise ValueError(f"predict_clip: expected a (frames, {settings.n_mfcc}) MFCC matrix, got shape {matrix.shape}")
     window_batch = normalise(cut_windows(matrix, settings.frames), metadata["mean"], metadata["std"],
-                             cmn=metadata.get("cmn", False))
+                             cmn=metadata.get("cmn", False), coefficients=metadata.get("coefficients"))
     return float(np.mean(predict_windows(model, window_batch)))
 
 
@@ -355,11 +356,12 @@ def predict_signal(model: keras.Model, metadata: dict, signal: np.ndarray) -> fl
 
 
 def predict_clips(model: keras.Model, database: FeatureDatabase, index, settings: Settings, mean, std, *,
-                  cmn: bool = False) -> np.ndarray:
+                  cmn: bool = False, coefficients: int | None = None) -> np.ndarray:
     """P(male) of every row of ``index`` (mean over each clip's windows), streamed from ``database``."""
     probabilities = np.empty(len(index), dtype=np.float64)
     done = 0
-    for feature_ids, window_batch, owners in clip_batches(database, index, settings, mean, std, cmn=cmn):
+    for feature_ids, window_batch, owners in clip_batches(database, index, settings, mean, std, cmn=cmn,
+                                                                 coefficients=coefficients):
         window_probabilities = predict_windows(model, window_batch, multiple=256).astype(np.float64)
         sums = np.bincount(owners, weights=window_probabilities, minlength=len(feature_ids))
         probabilities[done : done + len(feature_ids)] = sums / np.bincount(owners, minlength=len(feature_ids))
@@ -368,14 +370,14 @@ def predict_clips(model: keras.Model, database: FeatureDatabase, index, settings
 
 
 def predict_matrices(model: keras.Model, matrices, settings: Settings, mean, std, *, cmn: bool = False,
-                     windows_per_batch: int = 1024) -> np.ndarray:
+                     coefficients: int | None = None, windows_per_batch: int = 1024) -> np.ndarray:
     """P(male) of each MFCC matrix held in memory (the mean over its windows), like :func:`predict_clips`."""
     probabilities = np.empty(len(matrices), dtype=np.float64)
     start = 0
     while start < len(matrices):
         pieces, stop = [], start
         while stop < len(matrices) and (not pieces or sum(map(len, pieces)) < windows_per_batch):
-            pieces.append(normalise(cut_windows(matrices[stop], settings.frames), mean, std, cmn=cmn))
+            pieces.append(normalise(cut_windows(matrices[stop], settings.frames), mean, std, cmn=cmn, coefficients=coefficients))
             stop += 1
         window_probabilities = predict_windows(model, np.concatenate(pieces), multiple=256).astype(np.float64)
         owners = np.concatenate([np.full(len(piece), position) for position, piece in enumerate(pieces)])
@@ -390,7 +392,8 @@ def save_model(model: keras.Model, path, metadata: dict) -> Path:
 
     ``metadata`` needs ``model_name``, ``settings`` (Settings), ``mean`` and ``std`` (n_mfcc floats);
     optional: ``scores`` and ``history`` (JSON-able dicts), ``class_names``, ``cmn`` (True when the
-    model was trained on per-clip cepstral-mean-normalised features; default False). Stored as HDF5 attributes
+    model was trained on per-clip cepstral-mean-normalised features; default False), ``coefficients``
+    (how many of the normalised MFCCs the model sees; default None, all). Stored as HDF5 attributes
     ``acoustics_*`` beside Keras' own, with the project version.
     """
     import h5py
@@ -405,10 +408,13 @@ def save_model(model: keras.Model, path, metadata: dict) -> Path:
         "normalisation_mean": np.asarray(metadata["mean"], dtype=np.float32),
         "normalisation_std": np.asarray(metadata["std"], dtype=np.float32),
         "normalisation_cmn": int(bool(metadata.get("cmn", False))),
+        "normalisation_coefficients": settings.n_mfcc if metadata.get("coefficients") is None else int(metadata["coefficients"]),
         "scores": json.dumps(metadata.get("scores", {}), sort_keys=True),
         "history": json.dumps(metadata.get("history", {}), sort_keys=True),
         "saved_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    if not 1 <= attributes["normalisation_coefficients"] <= settings.n_mfcc:
+        raise ValueError(f"save_model: coefficients must be between 1 and {settings.n_mfcc}, not {metadata['coefficients']}")
     for key in ("normalisation_mean", "normalisation_std"):
         if attributes[key].shape != (settings.n_mfcc,):
             raise ValueError(f"save_model: {key} must hold {settings.n_mfcc} values, not shape {attributes[key].shape}")
@@ -440,7 +446,8 @@ def load_model(path) -> tuple:
     """Load a model saved by :func:`save_model`: ``(keras_model, metadata)``.
 
     ``metadata`` has ``path``, ``version``, ``model_name``, ``settings`` (Settings), ``class_names``,
-    ``mean``, ``std`` (float32 arrays), ``cmn`` (bool; False for models saved before it existed), ``scores``, ``history`` and ``saved_at``. Raises
+    ``mean``, ``std`` (float32 arrays), ``cmn``, ``coefficients`` (see :func:`acoustics.modelfile.read_metadata`),
+    ``scores``, ``history`` and ``saved_at``. Raises
     :class:`BadModelError` for a missing, damaged or foreign file, or one of another major version.
     """
     path = Path(path)

@@ -64,6 +64,8 @@ def parse_arguments(argv=None):
                         help="every fold is trained with this many seeds (settings.seed, +1, ...) for the spread (default 2)")
     parser.add_argument("--epochs", type=int, default=30, help="epoch cap; early stopping ends sooner (default 30)")
     parser.add_argument("--cmn", type=int, choices=(0, 1), default=None, help=f"override training.CMN ({training.CMN})")
+    parser.add_argument("--coefficients", type=int, default=None,
+                        help=f"override training.COEFFICIENTS ({training.COEFFICIENTS}): how many MFCCs the networks see")
     parser.add_argument("--babble", type=float, default=None,
                         help=f"override training.BABBLE_PROBABILITY ({training.BABBLE_PROBABILITY})")
     parser.add_argument("--demo", type=int, choices=(0, 1), default=1, help="add the demo corpus to training (default 1)")
@@ -172,26 +174,28 @@ def training_rows(clips, speakers, conditions):
     return [row[0] for row in rows], np.array([row[1] for row in rows])
 
 
-def train_model(name, train, validation, settings, seed, epochs, cmn, babble):
+def train_model(name, train, validation, settings, seed, epochs, normalisation, babble):
+    """Train one network as stage 4 does; ``normalisation`` is ``{"cmn": bool, "coefficients": int}``."""
     from acoustics import models
 
     (train_x, train_y), (val_x, val_y) = train, validation
-    mean, std = training.matrix_statistics(train_x, settings.n_mfcc, cmn=cmn)
+    mean, std = training.matrix_statistics(train_x, settings.n_mfcc, cmn=normalisation["cmn"])
     counts = training.window_counts([len(m) for m in train_x], settings.frames)
     weights = training.balanced_class_weights(train_y, counts)
     batches = models.ArrayBatches(train_x, train_y, settings, mean, std, shuffle=True, seed=seed,
-                                  class_weights=weights, cmn=cmn, babble=babble)
-    val_batches = models.ArrayBatches(val_x, val_y, settings, mean, std, batch_size=256, cmn=cmn)
+                                  class_weights=weights, babble=babble, **normalisation)
+    val_batches = models.ArrayBatches(val_x, val_y, settings, mean, std, batch_size=256, **normalisation)
     model = models.build_model(name, settings, seed)
     fit = models.fit_model(model, batches, val_batches, epochs=epochs, verbose=0)
     return model, mean, std, fit
 
 
-def predict(model, clips, conditions, settings, mean, std, cmn):
+def predict(model, clips, conditions, settings, mean, std, normalisation):
     """{condition: P(male) of each clip}."""
     from acoustics import models
 
-    return {condition: models.predict_matrices(model, [clip["mfcc"][condition] for clip in clips], settings, mean, std, cmn=cmn)
+    return {condition: models.predict_matrices(model, [clip["mfcc"][condition] for clip in clips], settings, mean, std,
+                                               **normalisation)
             for condition in conditions}
 
 
@@ -205,6 +209,8 @@ def main(argv=None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     settings = Settings()
     cmn = training.CMN if arguments.cmn is None else bool(arguments.cmn)
+    coefficients = min(training.COEFFICIENTS if arguments.coefficients is None else arguments.coefficients, settings.n_mfcc)
+    normalisation = {"cmn": cmn, "coefficients": coefficients}
     babble = training.BABBLE_PROBABILITY if arguments.babble is None else arguments.babble
     snrs = settings.snrs_db
     train_conditions = ["clean"] + [f"train@{snr:g}" for snr in snrs]
@@ -220,7 +226,7 @@ def main(argv=None) -> int:
     demo = (load_corpus(corpus.make_demo_corpus(RESULTS / "demo_corpus"), settings, noises, train_conditions, [], {},
                         arguments.workers, synthetic=True) if use_demo else [])
     print(f"features: {len(emodb)} EmoDB clips x {len(set(train_conditions + test_conditions))} conditions, "
-          f"{len(demo)} demo clips, {time.perf_counter() - started:.0f} s; cmn={cmn} demo_in_training={arguments.demo}",
+          f"{len(demo)} demo clips, {time.perf_counter() - started:.0f} s; cmn={cmn} coefficients={coefficients} demo_in_training={arguments.demo}",
           flush=True)
 
     folds = folds_of(emodb)
@@ -271,8 +277,8 @@ def main(argv=None) -> int:
         for seed in seeds:
             fold_probabilities = {}
             for name in arguments.models:
-                model, mean, std, fit = train_model(name, train, validation, settings, seed, arguments.epochs, cmn, babble)
-                fold_probabilities[name] = predict(model, test, test_conditions, settings, mean, std, cmn)
+                model, mean, std, fit = train_model(name, train, validation, settings, seed, arguments.epochs, normalisation, babble)
+                fold_probabilities[name] = predict(model, test, test_conditions, settings, mean, std, normalisation)
                 log_line(fold_number, name, seed, fit, fold_probabilities[name], labels)
                 import keras
 
@@ -294,9 +300,9 @@ def main(argv=None) -> int:
         validation_speakers = set(speakers[::5])
         train = training_rows(demo, set(speakers) - validation_speakers, train_conditions)
         validation = training_rows(demo, validation_speakers, train_conditions)
-        model, mean, std, fit = train_model("cnnlstm", train, validation, settings, settings.seed, arguments.epochs, cmn, babble)
+        model, mean, std, fit = train_model("cnnlstm", train, validation, settings, settings.seed, arguments.epochs, normalisation, babble)
         labels = np.array([clip["label"] for clip in emodb])
-        result = predict(model, emodb, test_conditions, settings, mean, std, cmn)
+        result = predict(model, emodb, test_conditions, settings, mean, std, normalisation)
         synthetic_only = {c: float(((v >= 0.5).astype(int) == labels).mean()) for c, v in result.items()}
         print(f"synthetic only (cnnlstm, demo corpus -> all EmoDB): clean {synthetic_only['clean']:.3f} "
               f"room5 {synthetic_only['room@5']:.3f} babble5 {synthetic_only['babble@5']:.3f}", flush=True)
@@ -349,7 +355,7 @@ def main(argv=None) -> int:
         beaten = {name: all(cell(name, c) > max(cell("logreg", c), cell("f0", c)) for c in at_low_snr) for name in models_run}
         print(f"beats both baselines in every condition at 5 dB and below: {json.dumps(beaten)}")
     print(f"seed spread (max - min, accuracy): {json.dumps(spread)}")
-    print(f"table: {arguments.csv}; {time.perf_counter() - started:.0f} s in all; cmn={cmn} babble={babble} demo={arguments.demo} {arguments.tag}")
+    print(f"table: {arguments.csv}; {time.perf_counter() - started:.0f} s in all; cmn={cmn} coefficients={coefficients} babble={babble} demo={arguments.demo} {arguments.tag}")
     summary = {
         "best_model": best, "best_clean": round(cell(best, "clean"), 4), "best_5db_babble": round(cell(best, "babble@5"), 4),
         "f0_clean": round(cell("f0", "clean"), 4), "f0_5db_babble": round(cell("f0", "babble@5"), 4),

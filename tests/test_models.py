@@ -21,6 +21,8 @@ from acoustics.settings import Settings
 models = pytest.importorskip("acoustics.models")  # imports TensorFlow (~4 s), once for the module
 import keras  # noqa: E402
 
+COEFFICIENTS = 20  # as train_models.py's networks see (training.COEFFICIENTS)
+
 
 def speakers_frame(males: int, females: int) -> pandas.DataFrame:
     sexes = ["male"] * males + ["female"] * females
@@ -151,7 +153,8 @@ def test_combine_models_needs_two_distinct_models(names):
 
 @pytest.fixture(scope="module")
 def trained(model_database, tmp_path_factory):
-    """A CNN trained for 2 epochs on a copy of the test database, saved; and its training data."""
+    """A CNN trained for 2 epochs on a copy of the test database, seeing the first 20 MFCCs as stage 4's do,
+    saved; and its training data."""
     folder = tmp_path_factory.mktemp("trained")
     database_path = folder / "features.db"
     database_path.write_bytes(model_database.read_bytes())
@@ -164,15 +167,16 @@ def trained(model_database, tmp_path_factory):
     def train_once():
         weights = training.balanced_class_weights(train_rows["label"], training.window_counts(train_rows["frame_count"], 100))
         train = models.WindowBatches(database_path, train_rows, settings, mean, std, batch_size=64, shuffle=True,
-                                     seed=settings.seed, class_weights=weights)
-        validation = models.WindowBatches(database_path, index[index["subset"] == "validation"], settings, mean, std)
+                                     seed=settings.seed, class_weights=weights, coefficients=COEFFICIENTS)
+        validation = models.WindowBatches(database_path, index[index["subset"] == "validation"], settings, mean, std,
+                                          coefficients=COEFFICIENTS)
         model = models.build_model("cnn", settings, settings.seed)
         fit = models.fit_model(model, train, validation, epochs=2, verbose=0)
         return model, fit
 
     model, fit = train_once()
-    metadata = {"model_name": "cnn", "settings": settings, "mean": mean, "std": std, "scores": {"test": {"accuracy": 0.5}},
-                "history": fit["history"]}
+    metadata = {"model_name": "cnn", "settings": settings, "mean": mean, "std": std, "coefficients": COEFFICIENTS,
+                "scores": {"test": {"accuracy": 0.5}}, "history": fit["history"]}
     path = models.save_model(model, folder / "cnn.h5", metadata)
     return {"path": path, "model": model, "fit": fit, "train_once": train_once, "database": database_path,
             "index": index, "settings": settings, "mean": mean, "std": std}
@@ -191,6 +195,7 @@ def test_saved_model_loads_with_metadata_and_with_plain_keras(trained):
     np.testing.assert_array_equal(metadata["mean"], trained["mean"])
     np.testing.assert_array_equal(metadata["std"], trained["std"])
     assert metadata["scores"] == {"test": {"accuracy": 0.5}} and len(metadata["history"]["loss"]) == 2
+    assert metadata["coefficients"] == COEFFICIENTS and metadata["cmn"] is False
     plain = keras.models.load_model(trained["path"], compile=False)
     window_batch = np.random.default_rng(0).standard_normal((5, 100, 40)).astype(np.float32)
     expected = trained["model"].predict_on_batch(window_batch)
@@ -212,8 +217,14 @@ def test_predictions_are_deterministic_and_clip_level(trained, model_clips):
     assert models.predict_clip(model, metadata, matrix) == first == models.predict_clip(again, metadata_again, matrix)
     assert models.predict_signal(model, metadata, signal) == first
     window_probabilities = model.predict_on_batch(
-        features.windows(training.normalise(matrix, metadata["mean"], metadata["std"]), 100))[:, 0]
+        features.windows(training.normalise(matrix, metadata["mean"], metadata["std"], coefficients=COEFFICIENTS), 100))[:, 0]
     assert first == pytest.approx(float(window_probabilities.mean()), abs=1e-6)
+    # the model sees only the first 20 coefficients: the others may change without changing its verdict
+    changed = matrix.copy()
+    changed[:, COEFFICIENTS:] += np.random.default_rng(0).normal(0, 20, changed[:, COEFFICIENTS:].shape).astype(np.float32)
+    assert models.predict_clip(model, metadata, changed) == first
+    changed[:, 1] += 20.0
+    assert models.predict_clip(model, metadata, changed) != first
     with pytest.raises(ValueError):
         models.predict_clip(model, metadata, matrix[:, :13])
 
@@ -229,7 +240,8 @@ def test_clip_scores_on_test_speakers(trained):
     index = trained["index"]
     test_rows = index[index["subset"] == "test"]
     with FeatureDatabase(trained["database"], readonly=True) as database:
-        probabilities = models.predict_clips(trained["model"], database, test_rows, trained["settings"], trained["mean"], trained["std"])
+        probabilities = models.predict_clips(trained["model"], database, test_rows, trained["settings"], trained["mean"], trained["std"],
+                                             coefficients=COEFFICIENTS)
     model, metadata = models.load_model(trained["path"])
     with FeatureDatabase(trained["database"], readonly=True) as database:
         first_id = int(test_rows["feature_id"].iloc[0])
@@ -258,6 +270,36 @@ def test_model_settings_mismatch_is_one_clear_line(trained):
         models.check_model_settings(metadata, trained["settings"].replace(n_mfcc=13), source="The database x.db")
     message = one_line(caught.value)
     assert "n_mfcc" in message and str(trained["path"]) in message and "train_models.py" in message
+
+
+@pytest.mark.parametrize("coefficients", [None, 40, 20, 1])
+def test_normalise_keeps_only_the_first_coefficients(coefficients):
+    stack = np.random.default_rng(3).normal(5, 3, (4, 100, 40)).astype(np.float32)
+    before = stack.copy()
+    mean, std = np.full(40, 5, np.float32), np.full(40, 3, np.float32)
+    normalised = training.normalise(stack, mean, std, coefficients=coefficients)
+    kept = 40 if coefficients is None else coefficients
+    np.testing.assert_allclose(normalised[..., :kept], (stack[..., :kept] - 5) / 3, rtol=1e-6)
+    assert np.all(normalised[..., kept:] == 0) and normalised.dtype == np.float32
+    np.testing.assert_array_equal(stack, before)
+
+
+def test_coefficients_are_checked_when_saved_and_read(trained, tmp_path):
+    model, metadata = models.load_model(trained["path"])
+    for bad in (0, 41):
+        with pytest.raises(ValueError, match="coefficients"):
+            models.save_model(model, tmp_path / "bad.h5", dict(metadata, coefficients=bad))
+    assert not (tmp_path / "bad.h5").exists()
+    older = tmp_path / "older.h5"  # saved before models had the attribute: it saw all the coefficients
+    older.write_bytes(trained["path"].read_bytes())
+    with h5py.File(older, "a") as handle:
+        del handle.attrs["acoustics_normalisation_coefficients"]
+    assert models.load_model(older)[1]["coefficients"] == 40
+    with h5py.File(older, "a") as handle:
+        handle.attrs["acoustics_normalisation_coefficients"] = 99
+    with pytest.raises(BadModelError) as caught:
+        models.load_model(older)
+    assert str(older) in one_line(caught.value) and "metadata" in one_line(caught.value)
 
 
 # Bad model files ---------------------------------------------------------------------------------

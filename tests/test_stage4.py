@@ -56,7 +56,7 @@ def test_training_saves_three_models_pictures_and_the_best(trained_run):
 def test_saved_models_load_and_carry_the_database_settings(trained_run):
     import keras
 
-    from acoustics import models
+    from acoustics import models, training
 
     _, database_path, models_folder = trained_run
     with FeatureDatabase(database_path, readonly=True) as database:
@@ -65,6 +65,7 @@ def test_saved_models_load_and_carry_the_database_settings(trained_run):
     for name in MODEL_FILES:
         model, metadata = models.load_model(models_folder / name)
         assert metadata["settings"] == settings
+        assert metadata["coefficients"] == min(training.COEFFICIENTS, settings.n_mfcc) and metadata["cmn"] == training.CMN
         models.check_model_settings(metadata, settings)
         assert set(metadata["scores"]["test"]["per_variant"]) == {"clean", "snr10", "snr0"}
         plain = keras.models.load_model(models_folder / name, compile=False)
