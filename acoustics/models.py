@@ -360,8 +360,8 @@ def predict_clips(model: keras.Model, database: FeatureDatabase, index, settings
     """P(male) of every row of ``index`` (mean over each clip's windows), streamed from ``database``."""
     probabilities = np.empty(len(index), dtype=np.float64)
     done = 0
-    for feature_ids, window_batch, owners in clip_batches(database, index, settings, mean, std, cmn=cmn,
-                                                                 coefficients=coefficients):
+    batches = clip_batches(database, index, settings, mean, std, cmn=cmn, coefficients=coefficients)
+    for feature_ids, window_batch, owners in batches:
         window_probabilities = predict_windows(model, window_batch, multiple=256).astype(np.float64)
         sums = np.bincount(owners, weights=window_probabilities, minlength=len(feature_ids))
         probabilities[done : done + len(feature_ids)] = sums / np.bincount(owners, minlength=len(feature_ids))
