@@ -231,6 +231,12 @@ def normalise(matrix: np.ndarray, mean: np.ndarray, std: np.ndarray, *, cmn: boo
     return normalised
 
 
+def default_normalisation(settings) -> dict:
+    """The keyword arguments of :func:`normalise` beyond ``mean`` and ``std`` that train_models.py uses:
+    ``{"cmn": CMN, "coefficients": COEFFICIENTS}`` (no more coefficients than ``settings.n_mfcc``)."""
+    return {"cmn": CMN, "coefficients": min(COEFFICIENTS, settings.n_mfcc)}
+
+
 def babble_augment(windows: np.ndarray, settings, rng: np.random.Generator, *, probability: float = BABBLE_PROBABILITY,
                    snr_range=BABBLE_SNR_DB) -> np.ndarray:
     """Mix other voices into some of a batch's raw MFCC ``windows`` (count, frames, n_mfcc): babble.

@@ -208,9 +208,12 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     RESULTS.mkdir(parents=True, exist_ok=True)
     settings = Settings()
-    cmn = training.CMN if arguments.cmn is None else bool(arguments.cmn)
-    coefficients = min(training.COEFFICIENTS if arguments.coefficients is None else arguments.coefficients, settings.n_mfcc)
-    normalisation = {"cmn": cmn, "coefficients": coefficients}
+    normalisation = training.default_normalisation(settings)
+    if arguments.cmn is not None:
+        normalisation["cmn"] = bool(arguments.cmn)
+    if arguments.coefficients is not None:
+        normalisation["coefficients"] = min(arguments.coefficients, settings.n_mfcc)
+    cmn, coefficients = normalisation["cmn"], normalisation["coefficients"]
     babble = training.BABBLE_PROBABILITY if arguments.babble is None else arguments.babble
     snrs = settings.snrs_db
     train_conditions = ["clean"] + [f"train@{snr:g}" for snr in snrs]
