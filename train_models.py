@@ -114,8 +114,7 @@ def train_all(arguments) -> int:
         print(f"Speaker split ({'stored, reused' if reused else f'new, seed {seed}'}):\n{describe_split(index)}", flush=True)
         subsets = {subset: index[index["subset"] == subset] for subset in ("train", "validation", "test")}
         train_rows = subsets["train"]
-        normalisation = training.default_normalisation(settings)
-        mean, std = training.feature_statistics(database, train_rows["feature_id"], settings.n_mfcc, cmn=normalisation["cmn"])
+        normalisation = training.feature_statistics(database, train_rows["feature_id"], settings)
         class_weights = training.balanced_class_weights(
             train_rows["label"], training.window_counts(train_rows["frame_count"], settings.frames))
         print("Loading TensorFlow ...", flush=True)
@@ -126,13 +125,13 @@ def train_all(arguments) -> int:
         results, trained = [], []
 
         def score_and_save(name, model, fit):
-            scores = {subset: training.clip_scores(subsets[subset], models.predict_clips(model, database, subsets[subset], settings, mean, std,
-                                                                                    **normalisation))
+            scores = {subset: training.clip_scores(subsets[subset], models.predict_clips(model, database, subsets[subset], settings,
+                                                                                    normalisation))
                       for subset in ("validation", "test")}
             scores.update(epochs=fit["epochs"], best_epoch=fit["best_epoch"], interrupted=fit["interrupted"], seed=seed,
                           training_seconds=round(fit["seconds"], 1), parameters=models.parameter_count(model))
             path = models.save_model(model, arguments.out / f"{name}.h5", {
-                "model_name": name, "settings": settings, "mean": mean, "std": std, **normalisation,
+                "model_name": name, "settings": settings, "normalisation": normalisation,
                 "scores": scores, "history": fit["history"]})
             if fit["history"]:
                 plots.plot_training_curves(fit["history"], arguments.out / f"{name}_training.png", f"{name}: training curves")
@@ -147,11 +146,10 @@ def train_all(arguments) -> int:
 
         for name in names:
             print(f"\n=== {name}: at most {arguments.epochs} epochs ===", flush=True)
-            train = models.WindowBatches(arguments.db, train_rows, settings, mean, std, batch_size=arguments.batch_size,
-                                         shuffle=True, seed=seed, class_weights=class_weights, **normalisation,
+            train = models.WindowBatches(arguments.db, train_rows, settings, normalisation, batch_size=arguments.batch_size,
+                                         shuffle=True, seed=seed, class_weights=class_weights,
                                          babble=training.BABBLE_PROBABILITY)
-            validation = models.WindowBatches(arguments.db, subsets["validation"], settings, mean, std, batch_size=256,
-                                              **normalisation)
+            validation = models.WindowBatches(arguments.db, subsets["validation"], settings, normalisation, batch_size=256)
             model = models.build_model(name, settings, seed)
             fit = models.fit_model(model, train, validation, epochs=arguments.epochs)
             path = score_and_save(name, model, fit)

@@ -14,6 +14,7 @@ import numpy as np
 from . import __version__
 from .errors import BadModelError
 from .settings import FEATURE_FIELDS, Settings
+from .training import Normalisation
 
 #: Prefix of the project's HDF5 attributes in a model file.
 ATTRIBUTE_PREFIX = "acoustics_"
@@ -23,10 +24,9 @@ TRAIN_AGAIN = "train one with 'python train_models.py'"
 def read_metadata(path) -> dict:
     """The project's metadata of a model ``.h5`` written by ``models.save_model``, read with h5py alone.
 
-    Returns ``path``, ``version``, ``model_name``, ``settings`` (Settings), ``class_names``, ``mean``,
-    ``std`` (float32 arrays), ``cmn`` (bool; False for models saved before it existed),
-    ``coefficients`` (how many normalised MFCCs the model sees, the rest set to 0; all of them for
-    models saved before it existed), ``scores``,
+    Returns ``path``, ``version``, ``model_name``, ``settings`` (Settings), ``class_names``,
+    ``normalisation`` (a :class:`~acoustics.training.Normalisation`; models saved before ``cmn`` or
+    ``coefficients`` were stored read as without CMN and with all coefficients), ``scores``,
     ``history`` and ``saved_at``. Raises :class:`BadModelError` for a missing, foreign or damaged
     file, or one of another major version of the project.
     """
@@ -58,16 +58,17 @@ def read_metadata(path) -> dict:
             "model_name": str(attributes["model_name"]),
             "settings": settings,
             "class_names": json.loads(str(attributes["class_names"])),
-            "mean": np.asarray(attributes["normalisation_mean"], dtype=np.float32),
-            "std": np.asarray(attributes["normalisation_std"], dtype=np.float32),
-            "cmn": bool(int(attributes.get("normalisation_cmn", 0))),
-            "coefficients": int(attributes.get("normalisation_coefficients", settings.n_mfcc)),
+            "normalisation": Normalisation(
+                np.asarray(attributes["normalisation_mean"]), np.asarray(attributes["normalisation_std"]),
+                cmn=bool(int(attributes.get("normalisation_cmn", 0))),
+                coefficients=int(attributes.get("normalisation_coefficients", settings.n_mfcc)),
+            ),
             "scores": json.loads(str(attributes.get("scores", "{}"))),
             "history": json.loads(str(attributes.get("history", "{}"))),
             "saved_at": str(attributes.get("saved_at", "")),
         }
-        if not 1 <= metadata["coefficients"] <= settings.n_mfcc:
-            raise ValueError("coefficients out of range")
+        if len(metadata["normalisation"].mean) != settings.n_mfcc:
+            raise ValueError("normalisation of another coefficient count")
         return metadata
     except (KeyError, ValueError, TypeError):  # BadParameterError is a ValueError
         raise BadModelError(f"{path}: the model's metadata is incomplete or damaged; {TRAIN_AGAIN}.") from None

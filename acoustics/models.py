@@ -7,8 +7,8 @@ Choices (the workshop's, kept small enough to train on a laptop CPU):
   Every window of a clip carries the clip's label; a clip's P(male) is the **mean of its windows'
   probabilities**, so a clip of any length gets one verdict and a short pause or cough weighs little.
 - Normalisation: per-coefficient mean and standard deviation of the *training speakers'* frames,
-  applied in the data pipeline (:func:`acoustics.training.normalise`) and stored in the ``.h5`` as
-  attributes. The networks hold no normalisation layer and no Lambda layer, so any ``.h5`` loads with
+  applied in the data pipeline (:class:`acoustics.training.Normalisation`) and stored in the ``.h5``
+  as attributes. The networks hold no normalisation layer and no Lambda layer, so any ``.h5`` loads with
   plain ``keras.models.load_model`` and with ``safe_mode=True``.
 - Output: ``Dense(1, sigmoid)`` = P(male); ``CLASS_NAMES = ["female", "male"]``; threshold 0.5.
 - Training: Adam, binary cross-entropy with balanced class weights (every speaker is kept),
@@ -57,7 +57,7 @@ from .errors import BadModelError  # noqa: E402
 from .features import windows as cut_windows  # noqa: E402
 from .modelfile import ATTRIBUTE_PREFIX, TRAIN_AGAIN, check_model_settings, read_metadata  # noqa: E402,F401
 from .settings import Settings  # noqa: E402
-from .training import CLASS_NAMES, babble_augment, clip_batches, normalise, read_matrices, window_counts  # noqa: E402
+from .training import CLASS_NAMES, Normalisation, babble_augment, clip_batches, read_matrices, window_counts  # noqa: E402
 
 MODEL_NAMES = ("cnn", "lstm", "cnnlstm")
 
@@ -166,18 +166,17 @@ class WindowBatches(keras.utils.PyDataset):
     call ``__getitem__`` from another thread.
     """
 
-    def __init__(self, database_path, index, settings: Settings, mean, std, *, batch_size: int = 64,
-                 shuffle: bool = False, seed: int = 0, class_weights=None, cmn: bool = False,
-                 coefficients: int | None = None, babble: float = 0.0) -> None:
+    def __init__(self, database_path, index, settings: Settings, normalisation: Normalisation, *, batch_size: int = 64,
+                 shuffle: bool = False, seed: int = 0, class_weights=None, babble: float = 0.0) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
-        self.cmn, self.coefficients, self.babble = bool(cmn), coefficients, float(babble)
+        self.normalisation, self.babble = normalisation, float(babble)
         if len(index) == 0:
             raise ValueError("WindowBatches: no clips")
         self.database_path = Path(database_path)
         self.feature_ids = index["feature_id"].to_numpy(dtype=np.int64)
         self.labels = index["label"].to_numpy(dtype=np.int64)
         self.counts = window_counts(index["frame_count"].to_numpy(), settings.frames)
-        self.settings, self.mean, self.std = settings, mean, std
+        self.settings = settings
         self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, int(seed)
         self.class_weights = class_weights
         self.epoch = 0
@@ -206,7 +205,7 @@ class WindowBatches(keras.utils.PyDataset):
             x, y = x[permutation], y[permutation]
         if self.babble > 0:
             x = babble_augment(x, self.settings, np.random.default_rng([self.seed, self.epoch, batch, 1]), probability=self.babble)
-        x = normalise(x, self.mean, self.std, cmn=self.cmn, coefficients=self.coefficients)
+        x = self.normalisation.apply(x)
         y = y.astype(np.float32)[:, None]
         if self.class_weights is None:
             return x, y
@@ -223,14 +222,12 @@ class ArrayBatches(keras.utils.PyDataset):
     All windows are cut and normalised once; each epoch they are shuffled with ``(seed, epoch)``.
     """
 
-    def __init__(self, matrices, labels, settings: Settings, mean, std, *, batch_size: int = 64,
-                 shuffle: bool = False, seed: int = 0, class_weights=None, cmn: bool = False,
-                 coefficients: int | None = None, babble: float = 0.0) -> None:
+    def __init__(self, matrices, labels, settings: Settings, normalisation: Normalisation, *, batch_size: int = 64,
+                 shuffle: bool = False, seed: int = 0, class_weights=None, babble: float = 0.0) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
         if len(matrices) == 0:
             raise ValueError("ArrayBatches: no clips")
-        self.settings, self.mean, self.std, self.cmn, self.babble = settings, mean, std, bool(cmn), float(babble)
-        self.coefficients = coefficients
+        self.settings, self.normalisation, self.babble = settings, normalisation, float(babble)
         pieces = [cut_windows(matrix, settings.frames) for matrix in matrices]
         self.x = np.concatenate(pieces)
         self.y = np.concatenate([np.full(len(piece), label, np.float32) for piece, label in zip(pieces, labels)])[:, None]
@@ -251,7 +248,7 @@ class ArrayBatches(keras.utils.PyDataset):
         x = self.x[positions]
         if self.babble > 0:
             x = babble_augment(x, self.settings, np.random.default_rng([self.seed, self.epoch, batch, 1]), probability=self.babble)
-        x = normalise(x, self.mean, self.std, cmn=self.cmn, coefficients=self.coefficients)
+        x = self.normalisation.apply(x)
         if self.weights is None:
             return x, self.y[positions]
         return x, self.y[positions], self.weights[positions]
@@ -341,8 +338,7 @@ def predict_clip(model: keras.Model, metadata: dict, mfcc_matrix: np.ndarray) ->
     matrix = np.asarray(mfcc_matrix, dtype=np.float32)
     if matrix.ndim != 2 or matrix.shape[1] != settings.n_mfcc:
         raise ValueError(f"predict_clip: expected a (frames, {settings.n_mfcc}) MFCC matrix, got shape {matrix.shape}")
-    window_batch = normalise(cut_windows(matrix, settings.frames), metadata["mean"], metadata["std"],
-                             cmn=metadata.get("cmn", False), coefficients=metadata.get("coefficients"))
+    window_batch = metadata["normalisation"].apply(cut_windows(matrix, settings.frames))
     return float(np.mean(predict_windows(model, window_batch)))
 
 
@@ -355,13 +351,12 @@ def predict_signal(model: keras.Model, metadata: dict, signal: np.ndarray) -> fl
     return predict_clip(model, metadata, mfcc(trim_silence(np.asarray(signal, dtype=np.float32), settings.trim_top_db), settings))
 
 
-def predict_clips(model: keras.Model, database: FeatureDatabase, index, settings: Settings, mean, std, *,
-                  cmn: bool = False, coefficients: int | None = None) -> np.ndarray:
+def predict_clips(model: keras.Model, database: FeatureDatabase, index, settings: Settings,
+                  normalisation: Normalisation) -> np.ndarray:
     """P(male) of every row of ``index`` (mean over each clip's windows), streamed from ``database``."""
     probabilities = np.empty(len(index), dtype=np.float64)
     done = 0
-    batches = clip_batches(database, index, settings, mean, std, cmn=cmn, coefficients=coefficients)
-    for feature_ids, window_batch, owners in batches:
+    for feature_ids, window_batch, owners in clip_batches(database, index, settings, normalisation):
         window_probabilities = predict_windows(model, window_batch, multiple=256).astype(np.float64)
         sums = np.bincount(owners, weights=window_probabilities, minlength=len(feature_ids))
         probabilities[done : done + len(feature_ids)] = sums / np.bincount(owners, minlength=len(feature_ids))
@@ -369,15 +364,15 @@ def predict_clips(model: keras.Model, database: FeatureDatabase, index, settings
     return probabilities
 
 
-def predict_matrices(model: keras.Model, matrices, settings: Settings, mean, std, *, cmn: bool = False,
-                     coefficients: int | None = None, windows_per_batch: int = 1024) -> np.ndarray:
+def predict_matrices(model: keras.Model, matrices, settings: Settings, normalisation: Normalisation, *,
+                     windows_per_batch: int = 1024) -> np.ndarray:
     """P(male) of each MFCC matrix held in memory (the mean over its windows), like :func:`predict_clips`."""
     probabilities = np.empty(len(matrices), dtype=np.float64)
     start = 0
     while start < len(matrices):
         pieces, stop = [], start
         while stop < len(matrices) and (not pieces or sum(map(len, pieces)) < windows_per_batch):
-            pieces.append(normalise(cut_windows(matrices[stop], settings.frames), mean, std, cmn=cmn, coefficients=coefficients))
+            pieces.append(normalisation.apply(cut_windows(matrices[stop], settings.frames)))
             stop += 1
         window_probabilities = predict_windows(model, np.concatenate(pieces), multiple=256).astype(np.float64)
         owners = np.concatenate([np.full(len(piece), position) for position, piece in enumerate(pieces)])
@@ -390,34 +385,30 @@ def predict_matrices(model: keras.Model, matrices, settings: Settings, mean, std
 def save_model(model: keras.Model, path, metadata: dict) -> Path:
     """Write ``model`` and its ``metadata`` to ``path`` (.h5) atomically.
 
-    ``metadata`` needs ``model_name``, ``settings`` (Settings), ``mean`` and ``std`` (n_mfcc floats);
-    optional: ``scores`` and ``history`` (JSON-able dicts), ``class_names``, ``cmn`` (True when the
-    model was trained on per-clip cepstral-mean-normalised features; default False), ``coefficients``
-    (how many of the normalised MFCCs the model sees; default None, all). Stored as HDF5 attributes
+    ``metadata`` needs ``model_name``, ``settings`` (Settings) and ``normalisation`` (the
+    :class:`~acoustics.training.Normalisation` of the training data, n_mfcc coefficients); optional:
+    ``scores`` and ``history`` (JSON-able dicts), ``class_names``. Stored as HDF5 attributes
     ``acoustics_*`` beside Keras' own, with the project version.
     """
     import h5py
 
     path = Path(path)
-    settings = metadata["settings"]
+    settings, normalisation = metadata["settings"], metadata["normalisation"]
+    if len(normalisation.mean) != settings.n_mfcc:
+        raise ValueError(f"save_model: the normalisation holds {len(normalisation.mean)} coefficients, the settings {settings.n_mfcc}")
     attributes = {
         "version": __version__,
         "model_name": str(metadata["model_name"]),
         "settings": settings.to_json(),
         "class_names": json.dumps(list(metadata.get("class_names", CLASS_NAMES))),
-        "normalisation_mean": np.asarray(metadata["mean"], dtype=np.float32),
-        "normalisation_std": np.asarray(metadata["std"], dtype=np.float32),
-        "normalisation_cmn": int(bool(metadata.get("cmn", False))),
-        "normalisation_coefficients": settings.n_mfcc if metadata.get("coefficients") is None else int(metadata["coefficients"]),
+        "normalisation_mean": normalisation.mean,
+        "normalisation_std": normalisation.std,
+        "normalisation_cmn": int(normalisation.cmn),
+        "normalisation_coefficients": settings.n_mfcc if normalisation.coefficients is None else normalisation.coefficients,
         "scores": json.dumps(metadata.get("scores", {}), sort_keys=True),
         "history": json.dumps(metadata.get("history", {}), sort_keys=True),
         "saved_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    if not 1 <= attributes["normalisation_coefficients"] <= settings.n_mfcc:
-        raise ValueError(f"save_model: coefficients must be between 1 and {settings.n_mfcc}, not {metadata['coefficients']}")
-    for key in ("normalisation_mean", "normalisation_std"):
-        if attributes[key].shape != (settings.n_mfcc,):
-            raise ValueError(f"save_model: {key} must hold {settings.n_mfcc} values, not shape {attributes[key].shape}")
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.h5", dir=path.parent)
     os.close(handle)
@@ -446,7 +437,7 @@ def load_model(path) -> tuple:
     """Load a model saved by :func:`save_model`: ``(keras_model, metadata)``.
 
     ``metadata`` has ``path``, ``version``, ``model_name``, ``settings`` (Settings), ``class_names``,
-    ``mean``, ``std`` (float32 arrays), ``cmn``, ``coefficients`` (see :func:`acoustics.modelfile.read_metadata`),
+    ``normalisation`` (see :func:`acoustics.modelfile.read_metadata`),
     ``scores``, ``history`` and ``saved_at``. Raises
     :class:`BadModelError` for a missing, damaged or foreign file, or one of another major version.
     """

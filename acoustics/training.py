@@ -9,6 +9,8 @@ Labels: ``CLASS_NAMES[0]`` is female (0), ``CLASS_NAMES[1]`` male (1); the model
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .database import SEXES, SUBSETS, FeatureDatabase
@@ -18,13 +20,13 @@ CLASS_NAMES = ("female", "male")
 #: One speaker of each sex in each of train, validation and test.
 MIN_SPEAKERS_PER_SEX = 3
 DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
-#: Per-window cepstral mean normalisation (see :func:`normalise`) in models trained by train_models.py
+#: Per-window cepstral mean normalisation (see :class:`Normalisation`) in models trained by train_models.py
 #: (stored in the .h5; models without the flag are read without it). Off: on EmoDB, leave-speakers-out
 #: (bench/accuracy.py, ConvNet, 5 folds) it cost 1.2 points clean (0.938 vs 0.950) and 4.7 points in room
 #: noise at 0 dB (0.895 vs 0.942) for 2.6 points in babble at 5 dB (0.875 vs 0.849), within the intervals.
 CMN = False
 #: Models trained by train_models.py see only the first this many of the normalised MFCCs; the others
-#: are set to 0 (:func:`normalise`; the number is stored in the .h5, and models without it see all).
+#: are set to 0 (:class:`Normalisation`; the number is stored in the .h5, and models without it see all).
 #: The low coefficients describe the vocal tract (the spectral envelope); the high ones mostly the
 #: harmonics of the pitch, which emotion moves a lot. On EmoDB, leave-speakers-out (ConvNet at 1e-3,
 #: 5 folds, seeds 42 and 43) the first 20 of 40 scored 0.951 and 0.963 clean and 0.895 and 0.912 in
@@ -169,30 +171,32 @@ def read_matrices(database: FeatureDatabase, feature_ids, n_mfcc: int) -> dict:
     return matrices
 
 
-def feature_statistics(database: FeatureDatabase, feature_ids, n_mfcc: int, *, cmn: bool = False) -> tuple:
-    """Per-coefficient mean and standard deviation (float32) over every frame of the given rows.
+def feature_statistics(database: FeatureDatabase, feature_ids, settings, *, cmn: bool = CMN,
+                       coefficients: int | None = COEFFICIENTS) -> Normalisation:
+    """The :class:`Normalisation` of the given feature rows: :func:`matrix_statistics` over every frame.
 
-    Streamed: ``ROWS_PER_READ`` rows at a time, merged with Chan's parallel formula in float64.
-    With ``cmn`` each clip's own mean is subtracted first (see :func:`normalise`).
+    Streamed: ``ROWS_PER_READ`` rows at a time. ``coefficients`` is capped at ``settings.n_mfcc``.
     """
     feature_ids = [int(feature_id) for feature_id in feature_ids]
 
     def blocks():
         for start in range(0, len(feature_ids), ROWS_PER_READ):
-            yield from read_matrices(database, feature_ids[start : start + ROWS_PER_READ], n_mfcc).values()
+            yield from read_matrices(database, feature_ids[start : start + ROWS_PER_READ], settings.n_mfcc).values()
 
     try:
-        return matrix_statistics(blocks(), n_mfcc, cmn=cmn)
+        return matrix_statistics(blocks(), settings, cmn=cmn, coefficients=coefficients)
     except NotEnoughDataError:
         raise NotEnoughDataError(f"{database.path}: no training frames to compute statistics from; run 'python speech_prep.py' first.") from None
 
 
-def matrix_statistics(matrices, n_mfcc: int, *, cmn: bool = False) -> tuple:
-    """Per-coefficient mean and standard deviation (float32) over every frame of ``matrices`` (an iterable).
+def matrix_statistics(matrices, settings, *, cmn: bool = CMN, coefficients: int | None = COEFFICIENTS) -> Normalisation:
+    """The :class:`Normalisation` of ``matrices`` (an iterable of (frames, n_mfcc) MFCC matrices).
 
-    Merged clip by clip with Chan's parallel formula in float64; with ``cmn`` each clip's own mean is
-    subtracted first.
+    Per-coefficient mean and standard deviation over every frame, merged clip by clip with Chan's
+    parallel formula in float64; with ``cmn`` each clip's own mean is subtracted first. The defaults
+    (:data:`CMN`, :data:`COEFFICIENTS`, capped at ``settings.n_mfcc``) are those of train_models.py.
     """
+    n_mfcc = settings.n_mfcc
     count, mean, squares = 0, np.zeros(n_mfcc), np.zeros(n_mfcc)
     for matrix in matrices:
         block = matrix.astype(np.float64)
@@ -207,34 +211,55 @@ def matrix_statistics(matrices, n_mfcc: int, *, cmn: bool = False) -> tuple:
         count = total
     if count == 0:
         raise NotEnoughDataError("No training frames to compute statistics from; run 'python speech_prep.py' first.")
-    std = np.sqrt(squares / count)
-    return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
+    std = np.maximum(np.sqrt(squares / count), 1e-3)
+    return Normalisation(mean, std, cmn=cmn, coefficients=None if coefficients is None else min(int(coefficients), n_mfcc))
 
 
-def normalise(matrix: np.ndarray, mean: np.ndarray, std: np.ndarray, *, cmn: bool = False,
-              coefficients: int | None = None) -> np.ndarray:
-    """``(matrix - mean) / std`` per coefficient, float32.
+@dataclass(frozen=True, eq=False)
+class Normalisation:
+    """How MFCC matrices are scaled before a network sees them; stored in every model file.
 
-    ``matrix`` is one (frames, n_mfcc) matrix or a (count, frames, n_mfcc) stack of windows. With
-    ``cmn`` (cepstral mean normalisation) each matrix's (each window's) own mean of each coefficient is
-    subtracted first, so that a steady channel or level (microphone, room) does not decide; ``mean``
-    and ``std`` should then come from statistics computed with ``cmn`` too. With ``coefficients``
-    only the first that many coefficients are kept and the others are set to 0 (the training mean):
-    a low-quefrency lifter (see :data:`COEFFICIENTS`). ``None`` keeps them all.
+    ``mean`` and ``std`` are the training frames' per-coefficient mean and standard deviation
+    (float32, n_mfcc values). With ``cmn`` (cepstral mean normalisation) each matrix's (each
+    window's) own mean of each coefficient is subtracted first, so that a steady channel or level
+    (microphone, room) does not decide; ``mean`` and ``std`` then come from statistics computed with
+    ``cmn`` too. ``coefficients`` keeps only the first that many normalised coefficients and sets the
+    others to 0 (the training mean): a low-quefrency lifter (see :data:`COEFFICIENTS`); ``None``
+    keeps them all. Bad values raise :class:`BadParameterError` (a ValueError).
     """
-    matrix = np.asarray(matrix, dtype=np.float32)
-    if cmn:
-        matrix = matrix - matrix.mean(axis=-2, keepdims=True, dtype=np.float64).astype(np.float32)
-    normalised = ((matrix - mean) / std).astype(np.float32, copy=False)
-    if coefficients is not None and coefficients < normalised.shape[-1]:
-        normalised[..., int(coefficients):] = 0.0
-    return normalised
 
+    mean: np.ndarray
+    std: np.ndarray
+    cmn: bool = False
+    coefficients: int | None = None
 
-def default_normalisation(settings) -> dict:
-    """The keyword arguments of :func:`normalise` beyond ``mean`` and ``std`` that train_models.py uses:
-    ``{"cmn": CMN, "coefficients": COEFFICIENTS}`` (no more coefficients than ``settings.n_mfcc``)."""
-    return {"cmn": CMN, "coefficients": min(COEFFICIENTS, settings.n_mfcc)}
+    def __post_init__(self) -> None:
+        mean = np.asarray(self.mean, dtype=np.float32)
+        std = np.asarray(self.std, dtype=np.float32)
+        if mean.ndim != 1 or mean.shape != std.shape or len(mean) == 0:
+            raise BadParameterError(f"Normalisation: mean and std must be two equal-length vectors, not shapes {mean.shape} and {std.shape}.")
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
+            raise BadParameterError("Normalisation: mean and std must be finite, and std positive.")
+        coefficients = self.coefficients
+        if coefficients is not None:
+            if isinstance(coefficients, bool) or int(coefficients) != coefficients or not 1 <= coefficients <= len(mean):
+                raise BadParameterError(f"Normalisation: coefficients must be None or between 1 and {len(mean)}, not {coefficients!r}.")
+            coefficients = int(coefficients)
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
+        object.__setattr__(self, "cmn", bool(self.cmn))
+        object.__setattr__(self, "coefficients", coefficients)
+
+    def apply(self, matrix: np.ndarray) -> np.ndarray:
+        """``matrix`` (one (frames, n_mfcc) matrix or a (count, frames, n_mfcc) stack of windows),
+        normalised as float32."""
+        matrix = np.asarray(matrix, dtype=np.float32)
+        if self.cmn:
+            matrix = matrix - matrix.mean(axis=-2, keepdims=True, dtype=np.float64).astype(np.float32)
+        normalised = ((matrix - self.mean) / self.std).astype(np.float32, copy=False)
+        if self.coefficients is not None and self.coefficients < normalised.shape[-1]:
+            normalised[..., self.coefficients :] = 0.0
+        return normalised
 
 
 def babble_augment(windows: np.ndarray, settings, rng: np.random.Generator, *, probability: float = BABBLE_PROBABILITY,
@@ -284,8 +309,7 @@ def balanced_class_weights(labels, window_count) -> dict:
     return {label: float(totals.sum() / (2 * totals[label])) for label in (0, 1)}
 
 
-def clip_batches(database: FeatureDatabase, index, settings, mean, std, windows_per_batch: int = 256, *, cmn: bool = False,
-                 coefficients: int | None = None):
+def clip_batches(database: FeatureDatabase, index, settings, normalisation: Normalisation, windows_per_batch: int = 256):
     """Yield ``(feature_ids, windows, owners)`` for whole clips, about ``windows_per_batch`` windows each.
 
     ``windows`` is normalised, shape (count, frames, n_mfcc); ``owners[i]`` is the position in
@@ -302,7 +326,7 @@ def clip_batches(database: FeatureDatabase, index, settings, mean, std, windows_
             stop += 1
         batch_ids = [int(feature_id) for feature_id in feature_ids[start:stop]]
         matrices = read_matrices(database, batch_ids, settings.n_mfcc)
-        pieces = [normalise(cut_windows(matrices[feature_id], settings.frames), mean, std, cmn=cmn, coefficients=coefficients)
+        pieces = [normalisation.apply(cut_windows(matrices[feature_id], settings.frames))
                   for feature_id in batch_ids]
         owners = np.concatenate([np.full(len(piece), position) for position, piece in enumerate(pieces)])
         yield batch_ids, np.concatenate(pieces), owners

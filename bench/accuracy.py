@@ -174,28 +174,29 @@ def training_rows(clips, speakers, conditions):
     return [row[0] for row in rows], np.array([row[1] for row in rows])
 
 
-def train_model(name, train, validation, settings, seed, epochs, normalisation, babble):
-    """Train one network as stage 4 does; ``normalisation`` is ``{"cmn": bool, "coefficients": int}``."""
+def train_model(name, train, validation, settings, seed, epochs, normalisation_options, babble):
+    """Train one network as stage 4 does: ``(model, normalisation, fit)``; ``normalisation_options``
+    is ``{"cmn": bool, "coefficients": int}``."""
     from acoustics import models
 
     (train_x, train_y), (val_x, val_y) = train, validation
-    mean, std = training.matrix_statistics(train_x, settings.n_mfcc, cmn=normalisation["cmn"])
+    normalisation = training.matrix_statistics(train_x, settings, **normalisation_options)
     counts = training.window_counts([len(m) for m in train_x], settings.frames)
     weights = training.balanced_class_weights(train_y, counts)
-    batches = models.ArrayBatches(train_x, train_y, settings, mean, std, shuffle=True, seed=seed,
-                                  class_weights=weights, babble=babble, **normalisation)
-    val_batches = models.ArrayBatches(val_x, val_y, settings, mean, std, batch_size=256, **normalisation)
+    batches = models.ArrayBatches(train_x, train_y, settings, normalisation, shuffle=True, seed=seed,
+                                  class_weights=weights, babble=babble)
+    val_batches = models.ArrayBatches(val_x, val_y, settings, normalisation, batch_size=256)
     model = models.build_model(name, settings, seed)
     fit = models.fit_model(model, batches, val_batches, epochs=epochs, verbose=0)
-    return model, mean, std, fit
+    return model, normalisation, fit
 
 
-def predict(model, clips, conditions, settings, mean, std, normalisation):
+def predict(model, clips, conditions, settings, normalisation):
     """{condition: P(male) of each clip}."""
     from acoustics import models
 
-    return {condition: models.predict_matrices(model, [clip["mfcc"][condition] for clip in clips], settings, mean, std,
-                                               **normalisation)
+    return {condition: models.predict_matrices(model, [clip["mfcc"][condition] for clip in clips], settings,
+                                               normalisation)
             for condition in conditions}
 
 
@@ -208,12 +209,9 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     RESULTS.mkdir(parents=True, exist_ok=True)
     settings = Settings()
-    normalisation = training.default_normalisation(settings)
-    if arguments.cmn is not None:
-        normalisation["cmn"] = bool(arguments.cmn)
-    if arguments.coefficients is not None:
-        normalisation["coefficients"] = min(arguments.coefficients, settings.n_mfcc)
-    cmn, coefficients = normalisation["cmn"], normalisation["coefficients"]
+    cmn = training.CMN if arguments.cmn is None else bool(arguments.cmn)
+    coefficients = min(training.COEFFICIENTS if arguments.coefficients is None else arguments.coefficients, settings.n_mfcc)
+    normalisation_options = {"cmn": cmn, "coefficients": coefficients}
     babble = training.BABBLE_PROBABILITY if arguments.babble is None else arguments.babble
     snrs = settings.snrs_db
     train_conditions = ["clean"] + [f"train@{snr:g}" for snr in snrs]
@@ -280,8 +278,8 @@ def main(argv=None) -> int:
         for seed in seeds:
             fold_probabilities = {}
             for name in arguments.models:
-                model, mean, std, fit = train_model(name, train, validation, settings, seed, arguments.epochs, normalisation, babble)
-                fold_probabilities[name] = predict(model, test, test_conditions, settings, mean, std, normalisation)
+                model, normalisation, fit = train_model(name, train, validation, settings, seed, arguments.epochs, normalisation_options, babble)
+                fold_probabilities[name] = predict(model, test, test_conditions, settings, normalisation)
                 log_line(fold_number, name, seed, fit, fold_probabilities[name], labels)
                 import keras
 
@@ -303,9 +301,9 @@ def main(argv=None) -> int:
         validation_speakers = set(speakers[::5])
         train = training_rows(demo, set(speakers) - validation_speakers, train_conditions)
         validation = training_rows(demo, validation_speakers, train_conditions)
-        model, mean, std, fit = train_model("cnnlstm", train, validation, settings, settings.seed, arguments.epochs, normalisation, babble)
+        model, normalisation, fit = train_model("cnnlstm", train, validation, settings, settings.seed, arguments.epochs, normalisation_options, babble)
         labels = np.array([clip["label"] for clip in emodb])
-        result = predict(model, emodb, test_conditions, settings, mean, std, normalisation)
+        result = predict(model, emodb, test_conditions, settings, normalisation)
         synthetic_only = {c: float(((v >= 0.5).astype(int) == labels).mean()) for c, v in result.items()}
         print(f"synthetic only (cnnlstm, demo corpus -> all EmoDB): clean {synthetic_only['clean']:.3f} "
               f"room5 {synthetic_only['room@5']:.3f} babble5 {synthetic_only['babble@5']:.3f}", flush=True)

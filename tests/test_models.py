@@ -103,10 +103,11 @@ def test_window_counts_match_the_windows_cut():
 def test_streamed_statistics_equal_in_memory_ones(model_database):
     with FeatureDatabase(model_database, readonly=True) as database:
         ids = database.feature_index()["feature_id"].tolist()
-        mean, std = training.feature_statistics(database, ids, 40)
+        normalisation = training.feature_statistics(database, ids, database.settings)
         everything = np.concatenate(list(database.load_features(ids).values())).astype(np.float64)
-    np.testing.assert_allclose(mean, everything.mean(axis=0), rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(std, everything.std(axis=0), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(normalisation.mean, everything.mean(axis=0), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(normalisation.std, everything.std(axis=0), rtol=1e-5, atol=1e-4)
+    assert normalisation.coefficients == training.COEFFICIENTS and normalisation.cmn == training.CMN
 
 
 def test_training_batches_hold_only_training_speakers_and_every_window_once(model_database_copy):
@@ -116,8 +117,8 @@ def test_training_batches_hold_only_training_speakers_and_every_window_once(mode
         settings = database.settings
     train_rows = index[index["subset"] == "train"]
     test_speakers = {speaker for speaker, subset in stored_split.items() if subset == "test"}
-    batches = models.WindowBatches(model_database_copy, train_rows, settings, np.zeros(40, np.float32),
-                                   np.ones(40, np.float32), batch_size=32, shuffle=True, seed=3,
+    batches = models.WindowBatches(model_database_copy, train_rows, settings, training.Normalisation(np.zeros(40), np.ones(40)),
+                                   batch_size=32, shuffle=True, seed=3,
                                    class_weights={0: 1.0, 1: 2.0})
     training_speakers = set(index.set_index("feature_id").loc[batches.feature_ids, "speaker_id"])
     assert training_speakers and not training_speakers & test_speakers
@@ -162,24 +163,23 @@ def trained(model_database, tmp_path_factory):
         settings = database.settings
         index, _, _ = training.prepare_data(database, seed=settings.seed)
         train_rows = index[index["subset"] == "train"]
-        mean, std = training.feature_statistics(database, train_rows["feature_id"], settings.n_mfcc)
+        normalisation = training.feature_statistics(database, train_rows["feature_id"], settings, coefficients=COEFFICIENTS)
 
     def train_once():
         weights = training.balanced_class_weights(train_rows["label"], training.window_counts(train_rows["frame_count"], 100))
-        train = models.WindowBatches(database_path, train_rows, settings, mean, std, batch_size=64, shuffle=True,
-                                     seed=settings.seed, class_weights=weights, coefficients=COEFFICIENTS)
-        validation = models.WindowBatches(database_path, index[index["subset"] == "validation"], settings, mean, std,
-                                          coefficients=COEFFICIENTS)
+        train = models.WindowBatches(database_path, train_rows, settings, normalisation, batch_size=64, shuffle=True,
+                                     seed=settings.seed, class_weights=weights)
+        validation = models.WindowBatches(database_path, index[index["subset"] == "validation"], settings, normalisation)
         model = models.build_model("cnn", settings, settings.seed)
         fit = models.fit_model(model, train, validation, epochs=2, verbose=0)
         return model, fit
 
     model, fit = train_once()
-    metadata = {"model_name": "cnn", "settings": settings, "mean": mean, "std": std, "coefficients": COEFFICIENTS,
+    metadata = {"model_name": "cnn", "settings": settings, "normalisation": normalisation,
                 "scores": {"test": {"accuracy": 0.5}}, "history": fit["history"]}
     path = models.save_model(model, folder / "cnn.h5", metadata)
     return {"path": path, "model": model, "fit": fit, "train_once": train_once, "database": database_path,
-            "index": index, "settings": settings, "mean": mean, "std": std}
+            "index": index, "settings": settings, "normalisation": normalisation}
 
 
 def test_fit_reports_history_and_keeps_best_epoch(trained):
@@ -192,10 +192,10 @@ def test_saved_model_loads_with_metadata_and_with_plain_keras(trained):
     model, metadata = models.load_model(trained["path"])
     assert metadata["settings"] == trained["settings"] and metadata["class_names"] == ["female", "male"]
     assert metadata["model_name"] == "cnn" and metadata["version"] == models.__version__
-    np.testing.assert_array_equal(metadata["mean"], trained["mean"])
-    np.testing.assert_array_equal(metadata["std"], trained["std"])
+    np.testing.assert_array_equal(metadata["normalisation"].mean, trained["normalisation"].mean)
+    np.testing.assert_array_equal(metadata["normalisation"].std, trained["normalisation"].std)
     assert metadata["scores"] == {"test": {"accuracy": 0.5}} and len(metadata["history"]["loss"]) == 2
-    assert metadata["coefficients"] == COEFFICIENTS and metadata["cmn"] is False
+    assert metadata["normalisation"].coefficients == COEFFICIENTS and metadata["normalisation"].cmn is False
     plain = keras.models.load_model(trained["path"], compile=False)
     window_batch = np.random.default_rng(0).standard_normal((5, 100, 40)).astype(np.float32)
     expected = trained["model"].predict_on_batch(window_batch)
@@ -217,7 +217,7 @@ def test_predictions_are_deterministic_and_clip_level(trained, model_clips):
     assert models.predict_clip(model, metadata, matrix) == first == models.predict_clip(again, metadata_again, matrix)
     assert models.predict_signal(model, metadata, signal) == first
     window_probabilities = model.predict_on_batch(
-        features.windows(training.normalise(matrix, metadata["mean"], metadata["std"], coefficients=COEFFICIENTS), 100))[:, 0]
+        features.windows(trained["normalisation"].apply(matrix), 100))[:, 0]
     assert first == pytest.approx(float(window_probabilities.mean()), abs=1e-6)
     # the model sees only the first 20 coefficients: the others may change without changing its verdict
     changed = matrix.copy()
@@ -240,8 +240,7 @@ def test_clip_scores_on_test_speakers(trained):
     index = trained["index"]
     test_rows = index[index["subset"] == "test"]
     with FeatureDatabase(trained["database"], readonly=True) as database:
-        probabilities = models.predict_clips(trained["model"], database, test_rows, trained["settings"], trained["mean"], trained["std"],
-                                             coefficients=COEFFICIENTS)
+        probabilities = models.predict_clips(trained["model"], database, test_rows, trained["settings"], trained["normalisation"])
     model, metadata = models.load_model(trained["path"])
     with FeatureDatabase(trained["database"], readonly=True) as database:
         first_id = int(test_rows["feature_id"].iloc[0])
@@ -273,28 +272,58 @@ def test_model_settings_mismatch_is_one_clear_line(trained):
 
 
 @pytest.mark.parametrize("coefficients", [None, 40, 20, 1])
-def test_normalise_keeps_only_the_first_coefficients(coefficients):
+def test_normalisation_keeps_only_the_first_coefficients(coefficients):
     stack = np.random.default_rng(3).normal(5, 3, (4, 100, 40)).astype(np.float32)
     before = stack.copy()
     mean, std = np.full(40, 5, np.float32), np.full(40, 3, np.float32)
-    normalised = training.normalise(stack, mean, std, coefficients=coefficients)
+    normalised = training.Normalisation(mean, std, coefficients=coefficients).apply(stack)
     kept = 40 if coefficients is None else coefficients
     np.testing.assert_allclose(normalised[..., :kept], (stack[..., :kept] - 5) / 3, rtol=1e-6)
     assert np.all(normalised[..., kept:] == 0) and normalised.dtype == np.float32
     np.testing.assert_array_equal(stack, before)
 
 
-def test_coefficients_are_checked_when_saved_and_read(trained, tmp_path):
-    model, metadata = models.load_model(trained["path"])
-    for bad in (0, 41):
-        with pytest.raises(ValueError, match="coefficients"):
-            models.save_model(model, tmp_path / "bad.h5", dict(metadata, coefficients=bad))
-    assert not (tmp_path / "bad.h5").exists()
+def test_normalisation_with_cmn_removes_each_windows_own_mean():
+    stack = np.random.default_rng(4).normal(0, 1, (3, 100, 40)).astype(np.float32)
+    shifted = stack + np.arange(3, dtype=np.float32)[:, None, None] * 7  # a different channel level per window
+    normalisation = training.Normalisation(np.zeros(40), np.full(40, 2.0), cmn=True)
+    np.testing.assert_allclose(normalisation.apply(shifted), normalisation.apply(stack), atol=1e-5)
+    np.testing.assert_allclose(normalisation.apply(stack).mean(axis=1), 0, atol=1e-6)
+
+
+@pytest.mark.parametrize("mean, std, coefficients, words", [
+    (np.zeros(40), np.ones(39), None, "equal-length"),
+    (np.zeros((2, 40)), np.ones((2, 40)), None, "equal-length"),
+    (np.zeros(0), np.ones(0), None, "equal-length"),
+    (np.zeros(40), np.zeros(40), None, "positive"),
+    (np.full(40, np.nan), np.ones(40), None, "finite"),
+    (np.zeros(40), np.ones(40), 0, "coefficients"),
+    (np.zeros(40), np.ones(40), 41, "coefficients"),
+    (np.zeros(40), np.ones(40), 2.5, "coefficients"),
+    (np.zeros(40), np.ones(40), True, "coefficients"),
+])
+def test_bad_normalisation_is_refused(mean, std, coefficients, words):
+    from acoustics.errors import BadParameterError
+
+    with pytest.raises(BadParameterError, match=words):
+        training.Normalisation(mean, std, coefficients=coefficients)
+
+
+def test_normalisation_statistics_respect_the_settings(model_database):
+    with FeatureDatabase(model_database, readonly=True) as database:
+        ids, settings = database.feature_index()["feature_id"].tolist(), database.settings
+        assert training.feature_statistics(database, ids, settings, coefficients=99).coefficients == settings.n_mfcc
+        assert training.feature_statistics(database, ids, settings, coefficients=None).coefficients is None
+        with_cmn = training.feature_statistics(database, ids, settings, cmn=True)
+    assert with_cmn.cmn and np.all(np.abs(with_cmn.mean) < 1e-3)  # each clip's mean removed first
+
+
+def test_coefficients_are_checked_when_read(trained, tmp_path):
     older = tmp_path / "older.h5"  # saved before models had the attribute: it saw all the coefficients
     older.write_bytes(trained["path"].read_bytes())
     with h5py.File(older, "a") as handle:
         del handle.attrs["acoustics_normalisation_coefficients"]
-    assert models.load_model(older)[1]["coefficients"] == 40
+    assert models.load_model(older)[1]["normalisation"].coefficients == 40
     with h5py.File(older, "a") as handle:
         handle.attrs["acoustics_normalisation_coefficients"] = 99
     with pytest.raises(BadModelError) as caught:
@@ -328,7 +357,7 @@ def test_failed_save_keeps_the_previous_file_and_leaves_no_temporary(trained, tm
     before = path.read_bytes()
     model, metadata = models.load_model(path)
     with pytest.raises(ValueError):
-        models.save_model(model, path, dict(metadata, mean=np.zeros(3)))  # refused before writing
+        models.save_model(model, path, dict(metadata, normalisation=training.Normalisation(np.zeros(3), np.ones(3))))  # refused before writing
     with pytest.raises(TypeError):
         models.save_model(model, path, dict(metadata, scores={"bad": object()}))  # not JSON: refused before writing
     occupied = tmp_path / "folder.h5"

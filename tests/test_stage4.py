@@ -65,7 +65,8 @@ def test_saved_models_load_and_carry_the_database_settings(trained_run):
     for name in MODEL_FILES:
         model, metadata = models.load_model(models_folder / name)
         assert metadata["settings"] == settings
-        assert metadata["coefficients"] == min(training.COEFFICIENTS, settings.n_mfcc) and metadata["cmn"] == training.CMN
+        normalisation = metadata["normalisation"]
+        assert normalisation.coefficients == min(training.COEFFICIENTS, settings.n_mfcc) and normalisation.cmn == training.CMN
         models.check_model_settings(metadata, settings)
         assert set(metadata["scores"]["test"]["per_variant"]) == {"clean", "snr10", "snr0"}
         plain = keras.models.load_model(models_folder / name, compile=False)

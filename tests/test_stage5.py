@@ -45,16 +45,16 @@ def train_plain_cnn(database_path, model_path, epochs: int = 3) -> None:
         settings = database.settings
         index, _, _ = training.prepare_data(database, settings.seed)
         train_rows = index[index["subset"] == "train"]
-        mean, std = training.feature_statistics(database, train_rows["feature_id"], settings.n_mfcc)
+        normalisation = training.feature_statistics(database, train_rows["feature_id"], settings)
     weights = training.balanced_class_weights(train_rows["label"],
                                               training.window_counts(train_rows["frame_count"], settings.frames))
-    train = models.WindowBatches(database_path, train_rows, settings, mean, std, batch_size=64, shuffle=True,
+    train = models.WindowBatches(database_path, train_rows, settings, normalisation, batch_size=64, shuffle=True,
                                  seed=settings.seed, class_weights=weights)
-    validation = models.WindowBatches(database_path, index[index["subset"] == "validation"], settings, mean, std,
+    validation = models.WindowBatches(database_path, index[index["subset"] == "validation"], settings, normalisation,
                                       batch_size=256)
     model = models.build_model("cnn", settings, settings.seed, learning_rate=1e-3)
     models.fit_model(model, train, validation, epochs=epochs, verbose=0)
-    models.save_model(model, model_path, {"model_name": "cnn", "settings": settings, "mean": mean, "std": std})
+    models.save_model(model, model_path, {"model_name": "cnn", "settings": settings, "normalisation": normalisation})
 
 
 @pytest.fixture(scope="module")
