@@ -364,7 +364,8 @@ def main(argv=None) -> int:
         "synthetic_only_clean": round(synthetic_only.get("clean", float("nan")), 4),
         "best_seed_spread_clean": spread.get(f"{best}_clean"), "best_seed_spread_5db_babble": spread.get(f"{best}_babble@5"),
     }
-    print(json.dumps(summary))
+    # Strict JSON: a figure that was not measured (--no-baselines, --no-synthetic-only) is null, not NaN.
+    print(json.dumps({key: None if isinstance(value, float) and np.isnan(value) else value for key, value in summary.items()}))
     return 0
 
 
