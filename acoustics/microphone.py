@@ -16,6 +16,7 @@ import contextlib
 import numbers
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
@@ -40,20 +41,35 @@ def _checked_rate(sample_rate) -> int:
 
 
 # PyAudio and the default device -----------------------------------------------------------------
+_silence_lock = threading.Lock()
+_silence = {"depth": 0, "saved": None}  # how many threads are inside stderr_silenced; the real fd 2
+
+
 @contextlib.contextmanager
 def stderr_silenced() -> Iterator[None]:
     """Send file descriptor 2 to /dev/null: ALSA and JACK print ~100 lines while PortAudio starts,
-    TensorFlow a few while it is imported (``acoustics.models``)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    null = os.open(os.devnull, os.O_WRONLY)
+    TensorFlow a few while it is imported (``acoustics.models``).
+
+    Safe across threads (stage 5 opens the microphone while another thread imports Keras): the first
+    to enter saves the real stderr, and it comes back only when the last one leaves.
+    """
+    with _silence_lock:
+        if _silence["depth"] == 0:
+            sys.stderr.flush()
+            _silence["saved"] = os.dup(2)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 2)
+            os.close(null)
+        _silence["depth"] += 1
     try:
-        os.dup2(null, 2)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
+        with _silence_lock:
+            _silence["depth"] -= 1
+            if _silence["depth"] == 0:
+                os.dup2(_silence["saved"], 2)
+                os.close(_silence["saved"])
+                _silence["saved"] = None
 
 
 @contextlib.contextmanager

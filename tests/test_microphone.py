@@ -325,3 +325,29 @@ def test_without_portaudio(monkeypatch):
 def test_bad_arguments_are_refused_before_opening_a_device(call):
     with pytest.raises(BadParameterError):
         call()
+
+
+def test_stderr_stays_silenced_until_the_last_of_two_threads_leaves():
+    """Stage 5 opens the microphone in one thread while another imports Keras, both silencing stderr:
+    when the first one leaves, the other must still be silenced, and the real stderr must come back."""
+    script = """
+import os, threading
+from acoustics.microphone import stderr_silenced
+entered, left = threading.Event(), threading.Event()
+def other():
+    with stderr_silenced():
+        entered.set()
+        left.wait()
+        os.write(2, b"still inside the other thread\\n")
+with stderr_silenced():
+    thread = threading.Thread(target=other)
+    thread.start()
+    entered.wait()
+    os.write(2, b"inside both\\n")
+left.set()
+thread.join()
+os.write(2, b"after both\\n")
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "after both\n"
