@@ -8,7 +8,8 @@ it on the test speakers' clips (clean and at every SNR), and saves
     data/models/<model>.h5                 the network, its settings, normalisation and scores
     data/models/<model>_training.png       loss and accuracy per epoch
     data/models/<model>_confusion.png      test clips: true against predicted sex
-    data/models/ensemble.h5                the three models in one, P(male) their mean (after --model all)
+    data/models/ensemble.h5                3 ConvNets (seeds S, S+1, S+2) in one, P(male) their mean
+                                           (after --model all; models.ENSEMBLE_MODEL, ENSEMBLE_SIZE)
     data/models/best.h5                    a copy of the model with the best validation balanced accuracy
                                            (ties: lower validation log loss; --name NAME: NAME.h5 instead)
 
@@ -144,28 +145,43 @@ def train_all(arguments) -> int:
             results.append((name, path, scores))
             return path
 
-        for name in names:
-            print(f"\n=== {name}: at most {arguments.epochs} epochs ===", flush=True)
+        def train_one(name, network_seed):
             train = models.WindowBatches(arguments.db, train_rows, settings, normalisation, batch_size=arguments.batch_size,
-                                         shuffle=True, seed=seed, class_weights=class_weights,
+                                         shuffle=True, seed=network_seed, class_weights=class_weights,
                                          babble=training.BABBLE_PROBABILITY)
             validation = models.WindowBatches(arguments.db, subsets["validation"], settings, normalisation, batch_size=256)
-            model = models.build_model(name, settings, seed)
-            fit = models.fit_model(model, train, validation, epochs=arguments.epochs)
+            model = models.build_model(name, settings, network_seed)
+            return model, models.fit_model(model, train, validation, epochs=arguments.epochs)
+
+        interrupted = "Stopped by Ctrl-C: kept the best weights so far; the remaining models are skipped."
+        for name in names:
+            print(f"\n=== {name}: at most {arguments.epochs} epochs ===", flush=True)
+            model, fit = train_one(name, seed)
             path = score_and_save(name, model, fit)
-            trained.append((model, fit))
+            trained.append((name, model, fit))
             print(f"Saved {path} (best epoch {fit['best_epoch']} of {fit['epochs']}).", flush=True)
             if fit["interrupted"]:
-                print("Stopped by Ctrl-C: kept the best weights so far; the remaining models are skipped.", flush=True)
+                print(interrupted, flush=True)
                 break
-        if len(trained) == len(MODEL_CHOICES) and not any(fit["interrupted"] for _, fit in trained):
-            # The mean of the three networks' P(male) depends less on the seed than any one of them and
-            # holds up best in loud noise (bench/accuracy.py).
-            ensemble = models.combine_models([model for model, _ in trained], settings)
-            path = score_and_save("ensemble", ensemble, {
-                "history": {}, "epochs": 0, "best_epoch": 0, "interrupted": False,
-                "seconds": sum(fit["seconds"] for _, fit in trained)})
-            print(f"Saved {path}: the mean of the three models' probabilities.", flush=True)
+        if len(trained) == len(MODEL_CHOICES) and not any(fit["interrupted"] for _, _, fit in trained):
+            # The mean of several ConvNets trained with different seeds beat every single network and the
+            # mean of the three architectures on unseen speakers, and depended least on the seed
+            # (bench/accuracy.py; models.ENSEMBLE_SIZE).
+            members = [(model, fit) for name, model, fit in trained if name == models.ENSEMBLE_MODEL]
+            for member_seed in range(seed + 1, seed + models.ENSEMBLE_SIZE):
+                print(f"\n=== ensemble: one more {models.ENSEMBLE_MODEL} with seed {member_seed} "
+                      f"({len(members) + 1} of {models.ENSEMBLE_SIZE}), at most {arguments.epochs} epochs ===", flush=True)
+                members.append(train_one(models.ENSEMBLE_MODEL, member_seed))
+                if members[-1][1]["interrupted"]:
+                    print(interrupted, flush=True)
+                    break
+            else:
+                ensemble = models.combine_models([model for model, _ in members], settings)
+                path = score_and_save("ensemble", ensemble, {
+                    "history": {}, "epochs": 0, "best_epoch": 0, "interrupted": False,
+                    "seconds": sum(fit["seconds"] for _, fit in members)})
+                print(f"Saved {path}: the mean of {len(members)} {models.ENSEMBLE_MODEL} models' probabilities "
+                      f"(seeds {seed} to {seed + len(members) - 1}).", flush=True)
 
     # Best on the validation speakers: balanced accuracy, then (for ties) the lower log loss.
     best_name, best_path, best_scores = max(results, key=lambda result: (result[2]["validation"]["balanced_accuracy"],

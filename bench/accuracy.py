@@ -14,8 +14,9 @@ project's (builders, normalisation, windows, class weights, ``fit_model``) with 
   languages, three male and three female, ``audio.babble_noise``) at 20, 10, 5 and 0 dB SNR.
 - Baselines, fitted on the same training speakers: the median F0 (librosa.pyin) against a threshold
   fitted on the clean training clips, and a logistic regression on per-clip MFCC means and stds.
-- ``ensemble``: the mean of the three models' P(male) (``models.combine_models``, train_models.py's
-  ensemble.h5), when all three are run.
+- ``ensemble``: as train_models.py's ensemble.h5, the mean P(male) of ``models.ENSEMBLE_SIZE``
+  ConvNets (``models.ENSEMBLE_MODEL``) trained with the seeds seed, seed + 1, ...; its seed spread
+  compares ensembles that start at each of the ``--seeds`` seeds (they share members).
 - Seed spread: every fold is trained with ``--seeds`` seeds; the spread is max - min over the seeds of
   the accuracy pooled over the folds (the table's rows are the first seed, the pipeline's default).
 - ``synthetic_only``: the default model trained on the demo corpus alone, tested on all of EmoDB.
@@ -230,6 +231,8 @@ def main(argv=None) -> int:
           f"{len(demo)} demo clips, {time.perf_counter() - started:.0f} s; cmn={cmn} coefficients={coefficients} demo_in_training={arguments.demo}",
           flush=True)
 
+    from acoustics import models  # imports Keras: after the feature workers are done
+
     folds = folds_of(emodb)
     correct = {}  # (system, condition) -> list of bool arrays
     per_seed = {}  # (system, seed, condition) -> list of bool arrays, one per fold
@@ -275,17 +278,22 @@ def main(argv=None) -> int:
             for condition in test_conditions:
                 predicted = classifier.predict(np.stack([clip_stats(c["mfcc"][condition]) for c in test]))
                 correct.setdefault(("logreg", condition), []).append(predicted == labels)
-        for seed in seeds:
-            fold_probabilities = {}
-            for name in arguments.models:
-                model, normalisation, fit = train_model(name, train, validation, settings, seed, arguments.epochs, normalisation_options, babble)
-                fold_probabilities[name] = predict(model, test, test_conditions, settings, normalisation)
-                log_line(fold_number, name, seed, fit, fold_probabilities[name], labels)
-                import keras
+        trained = {}  # (name, seed) -> {condition: P(male)}; the ensemble reuses the ConvNets trained here
 
-                keras.backend.clear_session()
-            if set(MODELS) <= set(arguments.models):
-                fold_probabilities["ensemble"] = {condition: np.mean([fold_probabilities[name][condition] for name in MODELS], axis=0)
+        def probabilities_of(name, seed):
+            if (name, seed) not in trained:
+                model, normalisation, fit = train_model(name, train, validation, settings, seed, arguments.epochs,
+                                                        normalisation_options, babble)
+                trained[(name, seed)] = predict(model, test, test_conditions, settings, normalisation)
+                log_line(fold_number, name, seed, fit, trained[(name, seed)], labels)
+                models.keras.backend.clear_session()
+            return trained[(name, seed)]
+
+        for seed in seeds:
+            fold_probabilities = {name: probabilities_of(name, seed) for name in arguments.models}
+            if models.ENSEMBLE_MODEL in arguments.models:
+                members = [probabilities_of(models.ENSEMBLE_MODEL, seed + k) for k in range(models.ENSEMBLE_SIZE)]
+                fold_probabilities["ensemble"] = {condition: np.mean([member[condition] for member in members], axis=0)
                                                   for condition in test_conditions}
                 log_line(fold_number, "ensemble", seed, None, fold_probabilities["ensemble"], labels)
             for name, probabilities in fold_probabilities.items():
@@ -331,7 +339,7 @@ def main(argv=None) -> int:
         return float(values.mean()) if values is not None else float("nan")
 
     columns = ["clean"] + [f"{noise}@{snr:g}" for noise in ("room", "babble") for snr in snrs]
-    models_run = list(arguments.models) + (["ensemble"] if set(MODELS) <= set(arguments.models) else [])
+    models_run = list(arguments.models) + (["ensemble"] if models.ENSEMBLE_MODEL in arguments.models else [])
     systems = models_run + ([] if arguments.no_baselines else ["logreg", "f0"])
     for noise in ("room", "babble"):
         print(f"\nAccuracy (clips pooled over folds {arguments.folds}; seed {settings.seed}; Wilson 95 % interval), noise = {noise}:")

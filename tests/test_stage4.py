@@ -77,18 +77,26 @@ def test_saved_models_load_and_carry_the_database_settings(trained_run):
     assert (models_folder / "best.h5").read_bytes() == (models_folder / f"{best_name}.h5").read_bytes()
 
 
-def test_the_ensemble_is_the_mean_of_the_three_models(trained_run):
+def test_the_ensemble_is_the_mean_of_convnets_of_three_seeds(trained_run):
     import numpy as np
 
     from acoustics import models
 
-    _, _, models_folder = trained_run
+    result, database_path, models_folder = trained_run
     ensemble, metadata = models.load_model(models_folder / "ensemble.h5")
+    with FeatureDatabase(database_path, readonly=True) as database:
+        seed = database.settings.seed
+    for member_seed in (seed + 1, seed + 2):
+        assert f"=== ensemble: one more cnn with seed {member_seed}" in result.stdout
+    assert f"the mean of 3 cnn models' probabilities (seeds {seed} to {seed + 2})" in result.stdout
     windows = np.random.default_rng(0).normal(size=(64, metadata["settings"].frames, metadata["settings"].n_mfcc)).astype(np.float32)
-    members = [models.load_model(models_folder / f"{name}.h5")[0] for name in ("cnn", "lstm", "cnnlstm")]
-    expected = np.mean([models.predict_windows(member, windows) for member in members], axis=0)
-    np.testing.assert_allclose(models.predict_windows(ensemble, windows), expected, atol=1e-5)
-    assert ensemble.count_params() == sum(member.count_params() for member in members) + 3
+    members = [ensemble.get_layer(f"cnn_{position}") for position in (1, 2, 3)]
+    member_predictions = [models.predict_windows(member, windows) for member in members]
+    cnn = models.load_model(models_folder / "cnn.h5")[0]
+    np.testing.assert_allclose(member_predictions[0], models.predict_windows(cnn, windows), atol=1e-6)  # the saved ConvNet
+    assert not np.allclose(member_predictions[1], member_predictions[0]) and not np.allclose(member_predictions[2], member_predictions[1])
+    np.testing.assert_allclose(models.predict_windows(ensemble, windows), np.mean(member_predictions, axis=0), atol=1e-5)
+    assert ensemble.count_params() == 3 * cnn.count_params() + 3
     assert metadata["model_name"] == "ensemble" and 0 <= metadata["scores"]["test"]["log_loss"]
 
 
