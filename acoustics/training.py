@@ -9,6 +9,7 @@ Labels: ``CLASS_NAMES[0]`` is female (0), ``CLASS_NAMES[1]`` male (1); the model
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -242,7 +243,7 @@ class Normalisation:
             raise BadParameterError("Normalisation: mean and std must be finite, and std positive.")
         coefficients = self.coefficients
         if coefficients is not None:
-            if isinstance(coefficients, bool) or int(coefficients) != coefficients or not 1 <= coefficients <= len(mean):
+            if isinstance(coefficients, bool) or not isinstance(coefficients, numbers.Integral) or not 1 <= coefficients <= len(mean):
                 raise BadParameterError(f"Normalisation: coefficients must be None or between 1 and {len(mean)}, not {coefficients!r}.")
             coefficients = int(coefficients)
         object.__setattr__(self, "mean", mean)

@@ -317,6 +317,7 @@ def test_normalisation_with_cmn_removes_each_windows_own_mean():
     (np.zeros(40), np.ones(40), 41, "coefficients"),
     (np.zeros(40), np.ones(40), 2.5, "coefficients"),
     (np.zeros(40), np.ones(40), True, "coefficients"),
+    (np.zeros(40), np.ones(40), "20", "coefficients"),
 ])
 def test_bad_normalisation_is_refused(mean, std, coefficients, words):
     from acoustics.errors import BadParameterError
