@@ -11,7 +11,8 @@ it on the test speakers' clips (clean and at every SNR), and saves
     data/models/ensemble.h5                3 ConvNets (seeds S, S+1, S+2) in one, P(male) their mean
                                            (after --model all; models.ENSEMBLE_MODEL, ENSEMBLE_SIZE)
     data/models/best.h5                    a copy of the model with the best validation balanced accuracy
-                                           (ties: lower validation log loss; --name NAME: NAME.h5 instead)
+                                           (ties: lower validation log loss; --name NAME: NAME.h5 instead;
+                                           --pick MODEL: that model instead)
 
 It trains on whatever the database holds (any mix of corpora: stage 3 takes --manifest repeatedly and
 --demo). Training uses the defaults that scored best in bench/accuracy.py: other voices mixed into half
@@ -23,6 +24,7 @@ Ctrl-C during training keeps the best weights so far, saves that model and skips
     python train_models.py                      # all three models, at most 30 epochs each
     python train_models.py --model cnn --epochs 5
     python train_models.py --model cnnlstm --name reference   # data/models/reference.h5
+    python train_models.py --pick ensemble      # best.h5 is the ensemble, whatever validation says
     python train_models.py --check data/models/best.h5
 """
 
@@ -67,6 +69,9 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=paths.models, help=f"folder for the models and pictures (default {paths.models})")
     parser.add_argument("--seed", type=int, default=None, help="seed of the split, the shuffling and the weights (default: the database's)")
     parser.add_argument("--name", type=file_name, default="best", help="file name (without .h5) of the copy of the best model (default best)")
+    parser.add_argument("--pick", choices=MODEL_CHOICES + ("ensemble",), default=None,
+                        help="copy this model to NAME.h5 instead of the one best on the validation speakers (make reference "
+                             "picks the ensemble, the best on unseen speakers in bench/accuracy.py)")
     parser.add_argument("--new-split", action="store_true", help="draw a new speaker split even if the stored one still fits")
     parser.add_argument("--check", type=Path, metavar="MODEL", help="only check that MODEL.h5 loads and matches the database, and show its scores")
     return parser.parse_args(argv)
@@ -183,16 +188,23 @@ def train_all(arguments) -> int:
                 print(f"Saved {path}: the mean of {len(members)} {models.ENSEMBLE_MODEL} models' probabilities "
                       f"(seeds {seed} to {seed + len(members) - 1}).", flush=True)
 
-    # Best on the validation speakers: balanced accuracy, then (for ties) the lower log loss.
+    # Best on the validation speakers: balanced accuracy, then (for ties) the lower log loss; or --pick.
     best_name, best_path, best_scores = max(results, key=lambda result: (result[2]["validation"]["balanced_accuracy"],
                                                                         -result[2]["validation"]["log_loss"]))
+    reason = f"Best by validation balanced accuracy: {best_name} ({best_scores['validation']['balanced_accuracy']:.3f})"
+    picked = [result for result in results if result[0] == arguments.pick]
+    if picked:
+        best_name, best_path, best_scores = picked[0]
+        reason = (f"Picked with --pick: {best_name} (validation balanced accuracy {best_scores['validation']['balanced_accuracy']:.3f}; "
+                  f"the best was {reason.split(': ')[1]})")
+    elif arguments.pick:
+        reason += f" (--pick {arguments.pick}: that model was not trained, so the validation speakers chose)"
     best_copy = arguments.out / f"{arguments.name}.h5"
     if best_copy != best_path:
         copy_atomically(best_path, best_copy)
     print("\nTest speakers' clips (accuracy at clip level; a clip's verdict is the mean over its 1 s windows):")
     print(summary_table(results, index).to_string(index=False, float_format=lambda value: f"{value:.3f}"))
-    print(f"\nBest by validation balanced accuracy: {best_name} ({best_scores['validation']['balanced_accuracy']:.3f}); "
-          f"copied to {best_copy}. Pictures are beside the models in {arguments.out}.")
+    print(f"\n{reason}; copied to {best_copy}. Pictures are beside the models in {arguments.out}.")
     print("Next: python implement_model.py")
     return 0
 

@@ -199,3 +199,17 @@ def test_ctrl_c_keeps_the_best_weights_and_saves(model_database, tmp_path):
     _, metadata = models.load_model(tmp_path / "models" / "cnnlstm.h5")
     assert metadata["scores"]["interrupted"] and metadata["scores"]["epochs"] >= 2
     assert (tmp_path / "models" / "best.h5").exists()
+
+
+@pytest.mark.parametrize("pick, copied, words", [
+    ("cnn", "cnn", "Picked with --pick: cnn (validation balanced accuracy"),
+    ("ensemble", "cnn", "--pick ensemble: that model was not trained, so the validation speakers chose"),
+])
+def test_pick_chooses_the_model_that_is_copied(pick, copied, words, model_database, tmp_path):
+    database = tmp_path / "features.db"
+    database.write_bytes(model_database.read_bytes())
+    result = run_stage("train_models.py", "--db", database, "--out", tmp_path / "models", "--model", "cnn", "--epochs", 1,
+                       "--pick", pick, "--name", "chosen")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert words in result.stdout and f"copied to {tmp_path / 'models' / 'chosen.h5'}" in result.stdout
+    assert (tmp_path / "models" / "chosen.h5").read_bytes() == (tmp_path / "models" / f"{copied}.h5").read_bytes()
