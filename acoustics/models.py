@@ -117,7 +117,7 @@ def combine_models(members, settings: Settings, name: str = "ensemble") -> keras
     """One Functional model whose P(male) is the mean of its trained ``members``' P(male): an ensemble.
 
     The members (models with the same input, such as several ConvNets trained with different seeds)
-    are nested unchanged under the names ``<name>_1``, ``<name>_2``, ...; their outputs are
+    are nested unchanged under their names numbered (``cnn_1``, ``cnn_2``, ...); their outputs are
     concatenated and averaged by a frozen ``Dense(1)`` with weights ``1/len(members)``, so the result
     saves and loads like any single model (plain ``keras.models.load_model``, ``safe_mode=True``).
     """
