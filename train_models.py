@@ -191,12 +191,13 @@ def train_all(arguments) -> int:
     # Best on the validation speakers: balanced accuracy, then (for ties) the lower log loss; or --pick.
     best_name, best_path, best_scores = max(results, key=lambda result: (result[2]["validation"]["balanced_accuracy"],
                                                                         -result[2]["validation"]["log_loss"]))
-    reason = f"Best by validation balanced accuracy: {best_name} ({best_scores['validation']['balanced_accuracy']:.3f})"
+    validation_best = f"{best_name} ({best_scores['validation']['balanced_accuracy']:.3f})"
+    reason = f"Best by validation balanced accuracy: {validation_best}"
     picked = [result for result in results if result[0] == arguments.pick]
     if picked:
         best_name, best_path, best_scores = picked[0]
         reason = (f"Picked with --pick: {best_name} (validation balanced accuracy {best_scores['validation']['balanced_accuracy']:.3f}; "
-                  f"the best was {reason.split(': ')[1]})")
+                  f"the best was {validation_best})")
     elif arguments.pick:
         reason += f" (--pick {arguments.pick}: that model was not trained, so the validation speakers chose)"
     best_copy = arguments.out / f"{arguments.name}.h5"
