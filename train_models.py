@@ -2,7 +2,8 @@
 
 Reads the MFCCs that speech_prep.py stored in the feature database (and its settings: no number is
 declared here), splits the speakers into training, validation and test speakers (stored in the
-database and reused while the speakers stay the same), trains each model with early stopping, scores
+database and reused while the speakers stay the same), trains each model (the ConvNet for a fixed number of
+epochs, the others with early stopping), scores
 it on the test speakers' clips (clean and at every SNR), and saves
 
     data/models/<model>.h5                 the network, its settings, normalisation and scores
@@ -17,9 +18,11 @@ it on the test speakers' clips (clean and at every SNR), and saves
 It trains on whatever the database holds (any mix of corpora: stage 3 takes --manifest repeatedly and
 --demo). Training uses the defaults that scored best in bench/accuracy.py: other voices mixed into half
 of the training windows (training.BABBLE_*), no per-window cepstral mean normalisation (training.CMN),
-and each network's own learning rate and early-stopping patience (models.LEARNING_RATES, PATIENCE).
+and each network's own learning rate and early-stopping patience (models.LEARNING_RATES, PATIENCE), or
+for the ConvNet a fixed 10 epochs with the learning rate falling along a cosine (models.FIXED_EPOCHS).
 
-Ctrl-C during training keeps the best weights so far, saves that model and skips the remaining ones.
+Ctrl-C during training keeps the weights of the best epoch so far (the last finished one for the
+ConvNet, which trains on a fixed schedule), saves that model and skips the remaining ones.
 
     python train_models.py                      # all three models, at most 30 epochs each
     python train_models.py --model cnn --epochs 5
@@ -158,13 +161,14 @@ def train_all(arguments) -> int:
             model = models.build_model(name, settings, network_seed)
             return model, models.fit_model(model, train, validation, epochs=arguments.epochs)
 
-        interrupted = "Stopped by Ctrl-C: kept the best weights so far; the remaining models are skipped."
+        interrupted = "Stopped by Ctrl-C: saved the model as trained so far; the remaining models are skipped."
         for name in names:
-            print(f"\n=== {name}: at most {arguments.epochs} epochs ===", flush=True)
+            print(f"\n=== {name}: {models.training_plan(name, arguments.epochs)} ===", flush=True)
             model, fit = train_one(name, seed)
             path = score_and_save(name, model, fit)
             trained.append((name, model, fit))
-            print(f"Saved {path} (best epoch {fit['best_epoch']} of {fit['epochs']}).", flush=True)
+            kept = "the last" if name in models.FIXED_EPOCHS else "the best"
+            print(f"Saved {path} ({kept} epoch, {fit['best_epoch']} of {fit['epochs']}).", flush=True)
             if fit["interrupted"]:
                 print(interrupted, flush=True)
                 break
@@ -175,7 +179,8 @@ def train_all(arguments) -> int:
             members = [(model, fit) for name, model, fit in trained if name == models.ENSEMBLE_MODEL]
             for member_seed in range(seed + 1, seed + models.ENSEMBLE_SIZE):
                 print(f"\n=== ensemble: one more {models.ENSEMBLE_MODEL} with seed {member_seed} "
-                      f"({len(members) + 1} of {models.ENSEMBLE_SIZE}), at most {arguments.epochs} epochs ===", flush=True)
+                      f"({len(members) + 1} of {models.ENSEMBLE_SIZE}), {models.training_plan(models.ENSEMBLE_MODEL, arguments.epochs)} ===",
+                      flush=True)
                 members.append(train_one(models.ENSEMBLE_MODEL, member_seed))
                 if members[-1][1]["interrupted"]:
                     print(interrupted, flush=True)

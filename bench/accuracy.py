@@ -3,7 +3,9 @@
 
 EmoDB has 5 male and 5 female speakers. Each of the 5 folds holds out one male and one female speaker
 for testing, uses one more pair (the next fold's) as validation speakers for early stopping and
-trains on the other six (optionally plus the synthetic demo corpus, ``--demo``). Every recording is
+trains on the other six (optionally plus the synthetic demo corpus, ``--demo``). Networks trained on a
+fixed schedule (``models.FIXED_EPOCHS``: the ConvNet, so also the ensemble) do not stop early, and
+train on all eight. Every recording is
 processed the way stage 3 does it (``acoustics.preparation.clean_and_noisy``: load, trim, mix at a
 power SNR; ``acoustics.features.mfcc``), but in memory instead of through SQLite. The models are the
 project's (builders, normalisation, windows, class weights, ``fit_model``) with their defaults.
@@ -253,6 +255,7 @@ def main(argv=None) -> int:
             demo_x, demo_y = training_rows(demo, {clip["speaker"] for clip in demo}, train_conditions)
             train = (train[0] + demo_x, np.concatenate([train[1], demo_y]))
         validation = training_rows(emodb, fold["validation"], train_conditions)
+        train_and_validation = (train[0] + validation[0], np.concatenate([train[1], validation[1]]))
         labels = np.array([clip["label"] for clip in test])
         if not arguments.no_baselines:
             fit_speakers = train_speakers | fold["validation"]
@@ -282,7 +285,9 @@ def main(argv=None) -> int:
 
         def probabilities_of(name, seed):
             if (name, seed) not in trained:
-                model, normalisation, fit = train_model(name, train, validation, settings, seed, arguments.epochs,
+                # A network on a fixed schedule does not stop on the validation speakers: it learns from them.
+                rows = train_and_validation if name in models.FIXED_EPOCHS else train
+                model, normalisation, fit = train_model(name, rows, validation, settings, seed, arguments.epochs,
                                                         normalisation_options, babble)
                 trained[(name, seed)] = predict(model, test, test_conditions, settings, normalisation)
                 log_line(fold_number, name, seed, fit, trained[(name, seed)], labels)

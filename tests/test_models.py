@@ -198,10 +198,42 @@ def trained(model_database, tmp_path_factory):
             "index": index, "settings": settings, "normalisation": normalisation}
 
 
-def test_fit_reports_history_and_keeps_best_epoch(trained):
-    fit = trained["fit"]
-    assert fit["epochs"] == 2 and not fit["interrupted"] and 1 <= fit["best_epoch"] <= 2
+def test_fit_reports_history_and_keeps_the_last_epoch_of_a_fixed_schedule(trained):
+    """The ConvNet trains on a fixed schedule (models.FIXED_EPOCHS), here cut to 2 epochs by the cap."""
+    fit, model = trained["fit"], trained["model"]
+    assert "cnn" in models.FIXED_EPOCHS
+    assert fit["epochs"] == 2 and not fit["interrupted"] and fit["best_epoch"] == 2
     assert set(fit["history"]) >= {"loss", "val_loss", "accuracy", "val_accuracy"}
+    # The cosine has run its course: the learning rate is 0 after the last step.
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
+    assert int(model.optimizer.iterations) > 0
+
+
+def test_fixed_schedule_runs_its_epochs_below_the_cap(trained, monkeypatch):
+    """With the cap above the schedule, the schedule's own epoch count is trained, whatever the
+    validation loss does; the learning rate starts at the network's own."""
+    monkeypatch.setitem(models.FIXED_EPOCHS, "cnn", 1)
+    settings, index, normalisation = trained["settings"], trained["index"], trained["normalisation"]
+    train = models.WindowBatches(trained["database"], index[index["subset"] == "train"], settings, normalisation,
+                                 shuffle=True, seed=1)
+    validation = models.WindowBatches(trained["database"], index[index["subset"] == "validation"], settings, normalisation)
+    model = models.build_model("cnn", settings, seed=1)
+    fit = models.fit_model(model, train, validation, epochs=30, verbose=0)
+    assert fit["epochs"] == 1 and fit["best_epoch"] == 1 and len(fit["history"]["val_loss"]) == 1
+    schedule = model.optimizer._learning_rate
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    assert schedule.initial_learning_rate == pytest.approx(models.LEARNING_RATES["cnn"])
+    assert schedule.decay_steps == len(train)
+
+
+@pytest.mark.parametrize("name, cap, words", [
+    ("cnn", 30, "10 epochs, the learning rate falling along a cosine"),
+    ("cnn", 1, "1 epoch, the learning rate falling along a cosine"),
+    ("lstm", 30, "at most 30 epochs, stopping early"),
+    ("cnnlstm", 1, "at most 1 epoch, stopping early"),
+])
+def test_training_plan_in_words(name, cap, words):
+    assert models.training_plan(name, cap) == words
 
 
 def test_saved_model_loads_with_metadata_and_with_plain_keras(trained):
