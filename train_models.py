@@ -2,9 +2,9 @@
 
 Reads the MFCCs that speech_prep.py stored in the feature database (and its settings: no number is
 declared here), splits the speakers into training, validation and test speakers (stored in the
-database and reused while the speakers stay the same), trains each model (the ConvNet for a fixed number of
-epochs, the others with early stopping), scores
-it on the test speakers' clips (clean and at every SNR), and saves
+database and reused while the speakers stay the same), trains each model (the ConvNet for a fixed
+number of epochs, the others with early stopping), scores it on the test speakers' clips (clean and
+at every SNR), and saves
 
     data/models/<model>.h5                 the network, its settings, normalisation and scores
     data/models/<model>_training.png       loss and accuracy per epoch

@@ -174,9 +174,13 @@ def build_model(name: str, settings: Settings, seed: int, learning_rate: float |
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
     set_seed(seed)
     model = BUILDERS[name](settings.frames, settings.n_mfcc)
-    learning_rate = LEARNING_RATES[name] if learning_rate is None else float(learning_rate)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy", metrics=["accuracy"])
+    _compile(model, LEARNING_RATES[name] if learning_rate is None else float(learning_rate))
     return model
+
+
+def _compile(model: keras.Model, learning_rate) -> None:
+    """Compile ``model`` for P(male): Adam at ``learning_rate`` (a number or a Keras schedule)."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy", metrics=["accuracy"])
 
 
 # Streaming windows from SQLite -------------------------------------------------------------------
@@ -310,16 +314,15 @@ def fit_model(model: keras.Model, train: WindowBatches, validation: WindowBatche
     again with Adam on a cosine decay from its learning rate, and ``best_epoch`` is the last epoch.
 
     Returns ``{"history": {metric: [per epoch]}, "epochs": run, "best_epoch": n, "interrupted": bool,
-    "seconds": s}``. Ctrl-C (KeyboardInterrupt) ends training with the best weights so far; if no
-    epoch had finished, it is raised again.
+    "seconds": s}``. Ctrl-C (KeyboardInterrupt) ends training with the best weights so far (on a fixed
+    schedule: the last finished epoch's); if no epoch had finished, it is raised again.
     """
     fixed = model.name in FIXED_EPOCHS
     keeper = _KeepBest(keep_last=fixed)
     if fixed:
         epochs = min(int(epochs), FIXED_EPOCHS[model.name])
-        schedule = keras.optimizers.schedules.CosineDecay(float(model.optimizer.learning_rate),
-                                                          decay_steps=max(1, len(train) * epochs))
-        model.compile(optimizer=keras.optimizers.Adam(schedule), loss="binary_crossentropy", metrics=["accuracy"])
+        _compile(model, keras.optimizers.schedules.CosineDecay(float(model.optimizer.learning_rate),
+                                                               decay_steps=max(1, len(train) * epochs)))
         callbacks = [keeper]
     else:
         patience = PATIENCE.get(model.name, 5) if patience is None else int(patience)
