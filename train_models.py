@@ -208,7 +208,7 @@ def train_all(arguments) -> int:
     best_copy = arguments.out / f"{arguments.name}.h5"
     if best_copy != best_path:
         copy_atomically(best_path, best_copy)
-    print("\nTest speakers' clips (accuracy at clip level; a clip's verdict is the mean over its 1 s windows):")
+    print("\nTest speakers' clips (accuracy at clip level; a clip's verdict is the mean over its 1 s windows, the louder ones counting more):")
     print(summary_table(results, index).to_string(index=False, float_format=lambda value: f"{value:.3f}"))
     print(f"\n{reason}; copied to {best_copy}. Pictures are beside the models in {arguments.out}.")
     print("Next: python implement_model.py")

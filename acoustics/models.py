@@ -57,7 +57,8 @@ from .errors import BadModelError  # noqa: E402
 from .features import windows as cut_windows  # noqa: E402
 from .modelfile import ATTRIBUTE_PREFIX, TRAIN_AGAIN, check_model_settings, read_metadata  # noqa: E402,F401
 from .settings import Settings  # noqa: E402
-from .training import CLASS_NAMES, Normalisation, babble_augment, clip_batches, read_matrices, window_counts  # noqa: E402
+from .training import (CLASS_NAMES, Normalisation, babble_augment, clip_batches, read_matrices,  # noqa: E402
+                       window_counts, window_weights)
 
 MODEL_NAMES = ("cnn", "lstm", "cnnlstm")
 
@@ -374,13 +375,15 @@ def predict_windows(model: keras.Model, window_batch: np.ndarray, multiple: int 
 
 
 def predict_clip(model: keras.Model, metadata: dict, mfcc_matrix: np.ndarray) -> float:
-    """P(male) of one clip from its (frames, n_mfcc) MFCC matrix: the mean over its windows."""
+    """P(male) of one clip from its (frames, n_mfcc) MFCC matrix: the mean over its windows, each weighted
+    by its loudness (:func:`acoustics.training.window_weights`)."""
     settings = metadata["settings"]
     matrix = np.asarray(mfcc_matrix, dtype=np.float32)
     if matrix.ndim != 2 or matrix.shape[1] != settings.n_mfcc:
         raise ValueError(f"predict_clip: expected a (frames, {settings.n_mfcc}) MFCC matrix, got shape {matrix.shape}")
-    window_batch = metadata["normalisation"].apply(cut_windows(matrix, settings.frames))
-    return float(np.mean(predict_windows(model, window_batch)))
+    raw_windows = cut_windows(matrix, settings.frames)
+    window_probabilities = predict_windows(model, metadata["normalisation"].apply(raw_windows)).astype(np.float64)
+    return float(np.average(window_probabilities, weights=window_weights(raw_windows, settings)))
 
 
 def predict_signal(model: keras.Model, metadata: dict, signal: np.ndarray) -> float:
@@ -394,30 +397,35 @@ def predict_signal(model: keras.Model, metadata: dict, signal: np.ndarray) -> fl
 
 def predict_clips(model: keras.Model, database: FeatureDatabase, index, settings: Settings,
                   normalisation: Normalisation) -> np.ndarray:
-    """P(male) of every row of ``index`` (mean over each clip's windows), streamed from ``database``."""
+    """P(male) of every row of ``index`` (as :func:`predict_clip`), streamed from ``database``."""
     probabilities = np.empty(len(index), dtype=np.float64)
     done = 0
-    for feature_ids, window_batch, owners in clip_batches(database, index, settings, normalisation):
+    for feature_ids, window_batch, owners, weights in clip_batches(database, index, settings, normalisation):
         window_probabilities = predict_windows(model, window_batch, multiple=256).astype(np.float64)
-        sums = np.bincount(owners, weights=window_probabilities, minlength=len(feature_ids))
-        probabilities[done : done + len(feature_ids)] = sums / np.bincount(owners, minlength=len(feature_ids))
+        probabilities[done : done + len(feature_ids)] = _weighted_means(window_probabilities, owners, weights, len(feature_ids))
         done += len(feature_ids)
     return probabilities
 
 
+def _weighted_means(values, owners, weights, count) -> np.ndarray:
+    """Weighted mean of ``values`` per owner ``0 .. count - 1``."""
+    return np.bincount(owners, weights=values * weights, minlength=count) / np.bincount(owners, weights=weights, minlength=count)
+
+
 def predict_matrices(model: keras.Model, matrices, settings: Settings, normalisation: Normalisation, *,
                      windows_per_batch: int = 1024) -> np.ndarray:
-    """P(male) of each MFCC matrix held in memory (the mean over its windows), like :func:`predict_clips`."""
+    """P(male) of each MFCC matrix held in memory (as :func:`predict_clip`), like :func:`predict_clips`."""
     probabilities = np.empty(len(matrices), dtype=np.float64)
     start = 0
     while start < len(matrices):
         pieces, stop = [], start
         while stop < len(matrices) and (not pieces or sum(map(len, pieces)) < windows_per_batch):
-            pieces.append(normalisation.apply(cut_windows(matrices[stop], settings.frames)))
+            pieces.append(cut_windows(matrices[stop], settings.frames))
             stop += 1
-        window_probabilities = predict_windows(model, np.concatenate(pieces), multiple=256).astype(np.float64)
+        window_probabilities = predict_windows(model, normalisation.apply(np.concatenate(pieces)), multiple=256).astype(np.float64)
         owners = np.concatenate([np.full(len(piece), position) for position, piece in enumerate(pieces)])
-        probabilities[start:stop] = np.bincount(owners, weights=window_probabilities) / np.bincount(owners)
+        weights = np.concatenate([window_weights(piece, settings) for piece in pieces])
+        probabilities[start:stop] = _weighted_means(window_probabilities, owners, weights, len(pieces))
         start = stop
     return probabilities
 

@@ -310,11 +310,35 @@ def balanced_class_weights(labels, window_count) -> dict:
     return {label: float(totals.sum() / (2 * totals[label])) for label in (0, 1)}
 
 
+#: A clip's verdict weighs each window by its loudness: ``exp((level - loudest level) / LOUDNESS_WEIGHT_DB)``,
+#: the level being the window's mean log-mel level in dB. A window 2 dB quieter than the clip's loudest
+#: counts e**-1 = 0.37 times as much, one 6 dB quieter 0.05 times. In noise, the quiet windows are the
+#: pauses, where only the noise is heard: with babble, other people's voices. The plain mean let them
+#: vote; on EmoDB (5 folds, 2 seeds, 2-seed ensemble of ConvNets) this weighting took babble at 5 dB
+#: from 0.905 to 0.921 and at 0 dB from 0.850 to 0.871, clean 0.979 to 0.976. Temperatures from 1.5
+#: to 3 dB did about as well on three other training recipes; 2 dB is the middle of that plateau.
+LOUDNESS_WEIGHT_DB = 2.0
+
+
+def window_weights(raw_windows: np.ndarray, settings) -> np.ndarray:
+    """Weight of each window of *one* clip in its verdict, from its raw (not normalised) MFCC windows
+    (count, frames, n_mfcc): the loudest window weighs 1, each other ``exp(-(dB below it) / LOUDNESS_WEIGHT_DB)``.
+
+    The level is read from coefficient 0: with the orthonormal DCT of ``n_mels`` log-mel bands (librosa's
+    and ours), it is the sum of the bands' dB over ``sqrt(n_mels)``.
+    """
+    raw_windows = np.asarray(raw_windows, dtype=np.float64)
+    if raw_windows.ndim != 3 or len(raw_windows) == 0:
+        raise ValueError(f"window_weights: expected (count, frames, n_mfcc) windows, got shape {raw_windows.shape}")
+    levels = raw_windows[:, :, 0].mean(axis=1) / np.sqrt(settings.n_mels)
+    return np.exp((levels - levels.max()) / LOUDNESS_WEIGHT_DB)
+
+
 def clip_batches(database: FeatureDatabase, index, settings, normalisation: Normalisation, windows_per_batch: int = 256):
-    """Yield ``(feature_ids, windows, owners)`` for whole clips, about ``windows_per_batch`` windows each.
+    """Yield ``(feature_ids, windows, owners, weights)`` for whole clips, about ``windows_per_batch`` windows each.
 
     ``windows`` is normalised, shape (count, frames, n_mfcc); ``owners[i]`` is the position in
-    ``feature_ids`` of the clip that window ``i`` comes from.
+    ``feature_ids`` of the clip that window ``i`` comes from, ``weights[i]`` its :func:`window_weights`.
     """
     from .features import windows as cut_windows
 
@@ -327,10 +351,10 @@ def clip_batches(database: FeatureDatabase, index, settings, normalisation: Norm
             stop += 1
         batch_ids = [int(feature_id) for feature_id in feature_ids[start:stop]]
         matrices = read_matrices(database, batch_ids, settings.n_mfcc)
-        pieces = [normalisation.apply(cut_windows(matrices[feature_id], settings.frames))
-                  for feature_id in batch_ids]
-        owners = np.concatenate([np.full(len(piece), position) for position, piece in enumerate(pieces)])
-        yield batch_ids, np.concatenate(pieces), owners
+        raw_pieces = [cut_windows(matrices[feature_id], settings.frames) for feature_id in batch_ids]
+        owners = np.concatenate([np.full(len(piece), position) for position, piece in enumerate(raw_pieces)])
+        weights = np.concatenate([window_weights(piece, settings) for piece in raw_pieces])
+        yield batch_ids, np.concatenate([normalisation.apply(piece) for piece in raw_pieces]), owners, weights
         start = stop
 
 

@@ -8,7 +8,8 @@ fixed schedule (``models.FIXED_EPOCHS``: the ConvNet, so also the ensemble) do n
 train on all eight. Every recording is
 processed the way stage 3 does it (``acoustics.preparation.clean_and_noisy``: load, trim, mix at a
 power SNR; ``acoustics.features.mfcc``), but in memory instead of through SQLite. The models are the
-project's (builders, normalisation, windows, class weights, ``fit_model``) with their defaults.
+project's (builders, normalisation, windows, class weights, ``fit_model``, the loudness-weighted
+mean of a clip's windows) with their defaults.
 
 - Training data: clean + a synthetic room noise (``audio.synthetic_room_noise``, seed A) at the
   settings' SNRs, as ``make demo`` stores them.

@@ -136,6 +136,45 @@ def test_training_batches_hold_only_training_speakers_and_every_window_once(mode
     assert not np.array_equal(batches[0][0], first_epoch[0][0])  # a new epoch: new order
 
 
+def test_window_weights_follow_loudness_and_ignore_the_microphone_gain(spoken_clips):
+    from acoustics import audio
+
+    settings = Settings()
+    speech, _ = audio.load_audio(spoken_clips["male"], settings.sample_rate)
+    silence = np.zeros(3 * settings.sample_rate, dtype=np.float32)
+    quieter = speech * np.float32(10 ** (-6 / 20))  # the same words 6 dB quieter
+    signal = np.concatenate([speech, silence, quieter])
+    matrix = features.mfcc(signal, settings)
+    raw_windows = features.windows(matrix, settings.frames)
+    weights = training.window_weights(raw_windows, settings)
+    assert weights.shape == (len(raw_windows),) and weights.max() == 1.0 and np.all(weights >= 0)
+    hop_seconds = settings.hop_length / settings.sample_rate
+    start_frames = list(range(0, len(matrix) - settings.frames + 1, settings.frames // 2))
+    start_frames += [len(matrix) - settings.frames] if start_frames[-1] != len(matrix) - settings.frames else []
+    assert len(start_frames) == len(raw_windows)
+    starts = np.array(start_frames) * hop_seconds
+    window_seconds = settings.frames * hop_seconds
+    speech_seconds = len(speech) / settings.sample_rate
+    in_silence = (starts >= speech_seconds) & (starts + window_seconds <= speech_seconds + 3.0)
+    assert in_silence.sum() >= 3 and weights[in_silence].max() < 1e-6  # digital silence does not vote
+    first_half = weights[starts + window_seconds <= speech_seconds]
+    assert first_half.max() == 1.0
+    # the repeat 6 dB quieter counts much less, but still counts: exp(-6 dB / 2 dB) = 0.05 if every mel band
+    # fell by 6 dB; the quietest bands lie on the -100 dB floor, which does not fall
+    second_half = weights[starts >= speech_seconds + 3.0]
+    assert np.exp(-6 / training.LOUDNESS_WEIGHT_DB) / 2 < second_half.max() < np.exp(-3 / training.LOUDNESS_WEIGHT_DB)
+    # a microphone 20 dB softer lowers the speech's levels alike: its windows keep their weights
+    softer = training.window_weights(features.windows(features.mfcc(signal * np.float32(0.1), settings), settings.frames), settings)
+    np.testing.assert_allclose(softer[weights > 0.5], weights[weights > 0.5], atol=0.05)
+    assert softer[in_silence].max() < 1e-6
+
+
+@pytest.mark.parametrize("shape", [(0, 100, 40), (100, 40), (3,)])
+def test_window_weights_reject_what_is_not_a_stack_of_windows(shape):
+    with pytest.raises(ValueError, match="window_weights"):
+        training.window_weights(np.zeros(shape, dtype=np.float32), Settings())
+
+
 # Models ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", models.MODEL_NAMES)
 def test_builders_give_p_male_from_a_window(name):
@@ -264,9 +303,14 @@ def test_predictions_are_deterministic_and_clip_level(trained, model_clips):
     assert 0.0 <= first <= 1.0
     assert models.predict_clip(model, metadata, matrix) == first == models.predict_clip(again, metadata_again, matrix)
     assert models.predict_signal(model, metadata, signal) == first
-    window_probabilities = model.predict_on_batch(
-        features.windows(trained["normalisation"].apply(matrix), 100))[:, 0]
-    assert first == pytest.approx(float(window_probabilities.mean()), abs=1e-6)
+    raw_windows = features.windows(matrix, 100)
+    window_probabilities = model.predict_on_batch(trained["normalisation"].apply(raw_windows))[:, 0]
+    weights = training.window_weights(raw_windows, metadata["settings"])
+    assert len(raw_windows) > 1 and weights.max() == 1.0
+    assert first == pytest.approx(float(np.average(window_probabilities, weights=weights)), abs=1e-6)
+    # three seconds of digital silence after the speech get no say in the verdict
+    silence = features.mfcc(np.zeros(3 * 16000, dtype=np.float32), metadata["settings"])
+    assert models.predict_clip(model, metadata, np.concatenate([matrix, silence])) == pytest.approx(first, abs=0.02)
     # the model sees only the first 20 coefficients: the others may change without changing its verdict
     changed = matrix.copy()
     changed[:, COEFFICIENTS:] += np.random.default_rng(0).normal(0, 20, changed[:, COEFFICIENTS:].shape).astype(np.float32)
