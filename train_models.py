@@ -2,9 +2,8 @@
 
 Reads the MFCCs that speech_prep.py stored in the feature database (and its settings: no number is
 declared here), splits the speakers into training, validation and test speakers (stored in the
-database and reused while the speakers stay the same), trains each model (the ConvNet for a fixed
-number of epochs, the others with early stopping), scores it on the test speakers' clips (clean and
-at every SNR), and saves
+database and reused while the speakers stay the same), trains each model for a fixed number of epochs,
+scores it on the test speakers' clips (clean and at every SNR), and saves
 
     data/models/<model>.h5                 the network, its settings, normalisation and scores
     data/models/<model>_training.png       loss and accuracy per epoch
@@ -18,11 +17,11 @@ at every SNR), and saves
 It trains on whatever the database holds (any mix of corpora: stage 3 takes --manifest repeatedly and
 --demo). Training uses the defaults that scored best in bench/accuracy.py: other voices mixed into half
 of the training windows (training.BABBLE_*), no per-window cepstral mean normalisation (training.CMN),
-and each network's own learning rate and early-stopping patience (models.LEARNING_RATES, PATIENCE), or
-for the ConvNet a fixed 10 epochs with the learning rate falling along a cosine (models.FIXED_EPOCHS).
+and for each network 10 epochs with its learning rate (models.LEARNING_RATES) falling along a cosine
+to 0 (models.FIXED_EPOCHS). The validation speakers are measured after every epoch, never used to stop.
 
-Ctrl-C during training keeps the weights of the best epoch so far (the last finished one for the
-ConvNet, which trains on a fixed schedule), saves that model and skips the remaining ones.
+Ctrl-C during training keeps the weights of the last finished epoch, saves that model and skips the
+remaining ones.
 
     python train_models.py                      # all three models, at most 30 epochs each
     python train_models.py --model cnn --epochs 5
@@ -67,7 +66,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", type=Path, default=paths.database, help=f"feature database (default {paths.database})")
     parser.add_argument("--model", choices=MODEL_CHOICES + ("all",), default="all", help="which model to train (default all)")
-    parser.add_argument("--epochs", type=positive_integer, default=30, help="most epochs per model; early stopping may end sooner (default 30)")
+    parser.add_argument("--epochs", type=positive_integer, default=30, help="most epochs per model; each network's schedule is shorter (models.FIXED_EPOCHS: 10) unless this cuts it (default 30)")
     parser.add_argument("--batch-size", type=positive_integer, default=64, help="windows per training batch (default 64)")
     parser.add_argument("--out", type=Path, default=paths.models, help=f"folder for the models and pictures (default {paths.models})")
     parser.add_argument("--seed", type=int, default=None, help="seed of the split, the shuffling and the weights (default: the database's)")

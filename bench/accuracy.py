@@ -2,10 +2,9 @@
 """Accuracy benchmark: leave-speakers-out on EmoDB, three models against two baselines, clean and in noise.
 
 EmoDB has 5 male and 5 female speakers. Each of the 5 folds holds out one male and one female speaker
-for testing, uses one more pair (the next fold's) as validation speakers for early stopping and
-trains on the other six (optionally plus the synthetic demo corpus, ``--demo``). Networks trained on a
-fixed schedule (``models.FIXED_EPOCHS``: the ConvNet, so also the ensemble) do not stop early, and
-train on all eight. Every recording is
+for testing and trains on the other eight (optionally plus the synthetic demo corpus, ``--demo``).
+A network that stops early (one not in ``models.FIXED_EPOCHS``; by default none) trains on six and
+stops on the validation loss of one more pair (the next fold's). Every recording is
 processed the way stage 3 does it (``acoustics.preparation.clean_and_noisy``: load, trim, mix at a
 power SNR; ``acoustics.features.mfcc``), but in memory instead of through SQLite. The models are the
 project's (builders, normalisation, windows, class weights, ``fit_model``, the loudness-weighted
@@ -66,7 +65,7 @@ def parse_arguments(argv=None):
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--seeds", type=int, default=2,
                         help="every fold is trained with this many seeds (settings.seed, +1, ...) for the spread (default 2)")
-    parser.add_argument("--epochs", type=int, default=30, help="epoch cap; early stopping ends sooner (default 30)")
+    parser.add_argument("--epochs", type=int, default=30, help="epoch cap; each network's fixed schedule is shorter (default 30)")
     parser.add_argument("--cmn", type=int, choices=(0, 1), default=None, help=f"override training.CMN ({training.CMN})")
     parser.add_argument("--coefficients", type=int, default=None,
                         help=f"override training.COEFFICIENTS ({training.COEFFICIENTS}): how many MFCCs the networks see")

@@ -3,13 +3,13 @@
 
 Runs the stages as a person does: set_up_sql.py, a synthetic room noise (audio.synthetic_room_noise),
 speech_prep.py --manifest EmoDB, then train_models.py --model cnnlstm with the project's defaults
-(speaker split 70/15/15 by sex: 3 training, 1 validation and 1 test speaker per sex; early stopping).
+(speaker split 70/15/15 by sex: 3 training, 1 validation and 1 test speaker per sex; a fixed 10 epochs).
 Prints the wall seconds of stage 3 and of the training, and the test accuracy.
 
     python bench/train.py [--epochs 30]
 
 The last line is one JSON object: {"seconds", "epochs", "accuracy", "test_speakers"} (seconds: the
-training until early stopping; accuracy: the test speakers' clips, clean and noisy).
+training; accuracy: the test speakers' clips, clean and noisy).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     test = scores["test"]
     print("\n".join(line for line in result.stdout.splitlines() if not line.startswith(("Epoch", "  ")) or "clips" in line)[-1500:])
     print(f"stage 3 (EmoDB, clean + 4 SNRs): {prep_seconds:.1f} s; stage 4 process: {stage_seconds:.1f} s; "
-          f"training until early stopping: {scores['training_seconds']:.1f} s, {scores['epochs']} epochs "
+          f"training: {scores['training_seconds']:.1f} s, {scores['epochs']} epochs "
           f"(best {scores['best_epoch']}); test accuracy {test['accuracy']:.3f} on {test['speakers']} speakers "
           f"({test['clips']} clips); per variant {json.dumps({k: round(v, 3) for k, v in test['per_variant'].items()})}")
     print(json.dumps({"seconds": scores["training_seconds"], "epochs": scores["epochs"], "accuracy": round(test["accuracy"], 4),

@@ -265,11 +265,27 @@ def test_fixed_schedule_runs_its_epochs_below_the_cap(trained, monkeypatch):
     assert schedule.decay_steps == len(train)
 
 
+def test_a_network_off_the_fixed_schedule_stops_early_and_keeps_its_best_epoch(trained, monkeypatch):
+    """Early stopping stays for a network not in models.FIXED_EPOCHS (by default, none is)."""
+    assert set(models.FIXED_EPOCHS) == set(models.MODEL_NAMES)
+    monkeypatch.delitem(models.FIXED_EPOCHS, "cnn")
+    settings, index, normalisation = trained["settings"], trained["index"], trained["normalisation"]
+    train = models.WindowBatches(trained["database"], index[index["subset"] == "train"], settings, normalisation,
+                                 shuffle=True, seed=1)
+    validation = models.WindowBatches(trained["database"], index[index["subset"] == "validation"], settings, normalisation)
+    model = models.build_model("cnn", settings, seed=1, learning_rate=3e-2)  # too fast: the loss soon rises
+    fit = models.fit_model(model, train, validation, epochs=8, patience=1, verbose=0)
+    losses = fit["history"]["val_loss"]
+    assert fit["best_epoch"] == int(np.argmin(losses)) + 1
+    assert fit["epochs"] == 8 or fit["epochs"] == fit["best_epoch"] + 1  # stopped one epoch after the best
+    assert models.training_plan("cnn", 30) == "at most 30 epochs, stopping early"
+
+
 @pytest.mark.parametrize("name, cap, words", [
     ("cnn", 30, "10 epochs, the learning rate falling along a cosine"),
     ("cnn", 1, "1 epoch, the learning rate falling along a cosine"),
-    ("lstm", 30, "at most 30 epochs, stopping early"),
-    ("cnnlstm", 1, "at most 1 epoch, stopping early"),
+    ("lstm", 30, "10 epochs, the learning rate falling along a cosine"),
+    ("cnnlstm", 4, "4 epochs, the learning rate falling along a cosine"),
 ])
 def test_training_plan_in_words(name, cap, words):
     assert models.training_plan(name, cap) == words
