@@ -142,11 +142,12 @@ def set_seed(seed: int) -> None:
     tensorflow.config.experimental.enable_op_determinism()
 
 
-#: Adam's learning rate and the early-stopping patience (epochs) of each network. On all 40 MFCCs the
-#: ConvNet overfit at 1e-3 within 2 or 3 epochs and did better at 3e-4 with patience 8; on the first 20
+#: Adam's learning rate (where the cosine of :data:`FIXED_EPOCHS` starts) and the early-stopping patience
+#: (epochs; only for a network off the fixed schedule) of each network. On all 40 MFCCs the ConvNet
+#: overfit at 1e-3 within 2 or 3 epochs and did better at 3e-4 with patience 8; on the first 20
 #: (training.COEFFICIENTS) it does better at 1e-3 again. EmoDB, leave-speakers-out, 5 folds, mean of
 #: seeds 42 and 43, clean and babble at 5 dB: 0.957 and 0.904 at 1e-3 (patience 5), 0.953 and 0.873
-#: at 3e-4 (patience 8). The ConvNet+LSTM must also stop early within bench/train.py's 60 s.
+#: at 3e-4 (patience 8). The ConvNet+LSTM must train within bench/train.py's 60 s.
 LEARNING_RATES = {"cnn": 1e-3, "lstm": 1e-3, "cnnlstm": 1e-3}
 PATIENCE = {"cnn": 5, "lstm": 5, "cnnlstm": 5}
 #: Networks trained on a fixed schedule instead of early stopping: this many epochs (fewer if the epoch
