@@ -57,8 +57,8 @@ from .errors import BadModelError  # noqa: E402
 from .features import windows as cut_windows  # noqa: E402
 from .modelfile import ATTRIBUTE_PREFIX, TRAIN_AGAIN, check_model_settings, read_metadata  # noqa: E402,F401
 from .settings import Settings  # noqa: E402
-from .training import (CLASS_NAMES, Normalisation, babble_augment, clip_batches, read_matrices,  # noqa: E402
-                       window_counts, window_weights)
+from .training import (CLASS_NAMES, Normalisation, babble_augment, clip_batches, clip_windows,  # noqa: E402
+                       read_matrices, window_counts)
 
 MODEL_NAMES = ("cnn", "lstm", "cnnlstm")
 
@@ -384,9 +384,8 @@ def predict_clip(model: keras.Model, metadata: dict, mfcc_matrix: np.ndarray) ->
     matrix = np.asarray(mfcc_matrix, dtype=np.float32)
     if matrix.ndim != 2 or matrix.shape[1] != settings.n_mfcc:
         raise ValueError(f"predict_clip: expected a (frames, {settings.n_mfcc}) MFCC matrix, got shape {matrix.shape}")
-    raw_windows = cut_windows(matrix, settings.frames)
-    window_probabilities = predict_windows(model, metadata["normalisation"].apply(raw_windows)).astype(np.float64)
-    return float(np.average(window_probabilities, weights=window_weights(raw_windows, settings)))
+    window_batch, _, weights = clip_windows([matrix], settings, metadata["normalisation"])
+    return float(np.average(predict_windows(model, window_batch).astype(np.float64), weights=weights))
 
 
 def predict_signal(model: keras.Model, metadata: dict, signal: np.ndarray) -> float:
@@ -419,16 +418,15 @@ def predict_matrices(model: keras.Model, matrices, settings: Settings, normalisa
                      windows_per_batch: int = 1024) -> np.ndarray:
     """P(male) of each MFCC matrix held in memory (as :func:`predict_clip`), like :func:`predict_clips`."""
     probabilities = np.empty(len(matrices), dtype=np.float64)
+    counts = window_counts([len(matrix) for matrix in matrices], settings.frames)
     start = 0
     while start < len(matrices):
-        pieces, stop = [], start
-        while stop < len(matrices) and (not pieces or sum(map(len, pieces)) < windows_per_batch):
-            pieces.append(cut_windows(matrices[stop], settings.frames))
+        stop = start + 1
+        while stop < len(matrices) and counts[start:stop].sum() < windows_per_batch:
             stop += 1
-        window_probabilities = predict_windows(model, normalisation.apply(np.concatenate(pieces)), multiple=256).astype(np.float64)
-        owners = np.concatenate([np.full(len(piece), position) for position, piece in enumerate(pieces)])
-        weights = np.concatenate([window_weights(piece, settings) for piece in pieces])
-        probabilities[start:stop] = _weighted_means(window_probabilities, owners, weights, len(pieces))
+        window_batch, owners, weights = clip_windows(matrices[start:stop], settings, normalisation)
+        window_probabilities = predict_windows(model, window_batch, multiple=256).astype(np.float64)
+        probabilities[start:stop] = _weighted_means(window_probabilities, owners, weights, stop - start)
         start = stop
     return probabilities
 

@@ -334,14 +334,23 @@ def window_weights(raw_windows: np.ndarray, settings) -> np.ndarray:
     return np.exp((levels - levels.max()) / LOUDNESS_WEIGHT_DB)
 
 
-def clip_batches(database: FeatureDatabase, index, settings, normalisation: Normalisation, windows_per_batch: int = 256):
-    """Yield ``(feature_ids, windows, owners, weights)`` for whole clips, about ``windows_per_batch`` windows each.
+def clip_windows(matrices, settings, normalisation: Normalisation):
+    """Cut whole clips' (frames, n_mfcc) MFCC ``matrices`` into one batch: ``(windows, owners, weights)``.
 
     ``windows`` is normalised, shape (count, frames, n_mfcc); ``owners[i]`` is the position in
-    ``feature_ids`` of the clip that window ``i`` comes from, ``weights[i]`` its :func:`window_weights`.
+    ``matrices`` of the clip that window ``i`` comes from, ``weights[i]`` its :func:`window_weights`.
     """
     from .features import windows as cut_windows
 
+    raw_pieces = [cut_windows(matrix, settings.frames) for matrix in matrices]
+    owners = np.concatenate([np.full(len(piece), position) for position, piece in enumerate(raw_pieces)])
+    weights = np.concatenate([window_weights(piece, settings) for piece in raw_pieces])
+    return normalisation.apply(np.concatenate(raw_pieces)), owners, weights
+
+
+def clip_batches(database: FeatureDatabase, index, settings, normalisation: Normalisation, windows_per_batch: int = 256):
+    """Yield ``(feature_ids, windows, owners, weights)`` for whole clips, about ``windows_per_batch`` windows
+    each, as :func:`clip_windows` (``owners`` index ``feature_ids``)."""
     feature_ids = index["feature_id"].to_numpy()
     counts = window_counts(index["frame_count"].to_numpy(), settings.frames)
     start = 0
@@ -351,10 +360,7 @@ def clip_batches(database: FeatureDatabase, index, settings, normalisation: Norm
             stop += 1
         batch_ids = [int(feature_id) for feature_id in feature_ids[start:stop]]
         matrices = read_matrices(database, batch_ids, settings.n_mfcc)
-        raw_pieces = [cut_windows(matrices[feature_id], settings.frames) for feature_id in batch_ids]
-        owners = np.concatenate([np.full(len(piece), position) for position, piece in enumerate(raw_pieces)])
-        weights = np.concatenate([window_weights(piece, settings) for piece in raw_pieces])
-        yield batch_ids, np.concatenate([normalisation.apply(piece) for piece in raw_pieces]), owners, weights
+        yield (batch_ids, *clip_windows([matrices[feature_id] for feature_id in batch_ids], settings, normalisation))
         start = stop
 
 

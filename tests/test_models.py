@@ -354,6 +354,12 @@ def test_clip_scores_on_test_speakers(trained):
         first_id = int(test_rows["feature_id"].iloc[0])
         matrix = database.load_features([first_id])[first_id]
     assert probabilities[0] == pytest.approx(models.predict_clip(model, metadata, matrix), abs=1e-5)
+    # the same clips held in memory, in batches of a few clips, get the same verdicts
+    with FeatureDatabase(trained["database"], readonly=True) as database:
+        loaded = database.load_features([int(feature_id) for feature_id in test_rows["feature_id"]])
+    in_memory = models.predict_matrices(trained["model"], [loaded[int(feature_id)] for feature_id in test_rows["feature_id"]],
+                                        trained["settings"], trained["normalisation"], windows_per_batch=10)
+    np.testing.assert_allclose(in_memory, probabilities, atol=1e-5)
     scores = training.clip_scores(test_rows, probabilities)
     assert list(scores["per_variant"]) == ["clean", "snr10", "snr0"]
     assert scores["speakers"] == 2 and scores["clips"] == len(test_rows) == 2 * 3 * 3
