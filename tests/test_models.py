@@ -149,10 +149,8 @@ def test_window_weights_follow_loudness_and_ignore_the_microphone_gain(spoken_cl
     weights = training.window_weights(raw_windows, settings)
     assert weights.shape == (len(raw_windows),) and weights.max() == 1.0 and np.all(weights >= 0)
     hop_seconds = settings.hop_length / settings.sample_rate
-    start_frames = list(range(0, len(matrix) - settings.frames + 1, settings.frames // 2))
-    start_frames += [len(matrix) - settings.frames] if start_frames[-1] != len(matrix) - settings.frames else []
-    assert len(start_frames) == len(raw_windows)
-    starts = np.array(start_frames) * hop_seconds
+    frame_numbers = np.arange(len(matrix), dtype=np.float32)[:, None]
+    starts = features.windows(frame_numbers, settings.frames)[:, 0, 0] * hop_seconds  # where each window begins
     window_seconds = settings.frames * hop_seconds
     speech_seconds = len(speech) / settings.sample_rate
     in_silence = (starts >= speech_seconds) & (starts + window_seconds <= speech_seconds + 3.0)
@@ -350,14 +348,12 @@ def test_clip_scores_on_test_speakers(trained):
     with FeatureDatabase(trained["database"], readonly=True) as database:
         probabilities = models.predict_clips(trained["model"], database, test_rows, trained["settings"], trained["normalisation"])
     model, metadata = models.load_model(trained["path"])
+    test_ids = [int(feature_id) for feature_id in test_rows["feature_id"]]
     with FeatureDatabase(trained["database"], readonly=True) as database:
-        first_id = int(test_rows["feature_id"].iloc[0])
-        matrix = database.load_features([first_id])[first_id]
-    assert probabilities[0] == pytest.approx(models.predict_clip(model, metadata, matrix), abs=1e-5)
+        loaded = database.load_features(test_ids)
+    assert probabilities[0] == pytest.approx(models.predict_clip(model, metadata, loaded[test_ids[0]]), abs=1e-5)
     # the same clips held in memory, in batches of a few clips, get the same verdicts
-    with FeatureDatabase(trained["database"], readonly=True) as database:
-        loaded = database.load_features([int(feature_id) for feature_id in test_rows["feature_id"]])
-    in_memory = models.predict_matrices(trained["model"], [loaded[int(feature_id)] for feature_id in test_rows["feature_id"]],
+    in_memory = models.predict_matrices(trained["model"], [loaded[feature_id] for feature_id in test_ids],
                                         trained["settings"], trained["normalisation"], windows_per_batch=10)
     np.testing.assert_allclose(in_memory, probabilities, atol=1e-5)
     scores = training.clip_scores(test_rows, probabilities)
