@@ -36,7 +36,9 @@ _loader = None
 def parse_arguments(argv=None) -> argparse.Namespace:
     paths = Paths()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(paths.models / "best.h5"), help="model file (default: %(default)s)")
+    parser.add_argument("--model", default=None,
+                        help=f"model file (default: {paths.models / 'best.h5'} if it has heard real voices, "
+                             "otherwise the reference model shipped in models/reference.h5)")
     parser.add_argument("--db", default=str(paths.database),
                         help="feature database whose settings the model must match, where it exists (default: %(default)s)")
     parser.add_argument("--wav", nargs="+", metavar="FILE", help="classify these audio files or folders")
@@ -53,11 +55,16 @@ def start_loading(arguments):
     from acoustics import verdict
 
     global _loader
-    settings = verdict.read_model_settings(arguments.model)
-    verdict.check_against_database(arguments.model, settings, arguments.db)
+    choice = verdict.choose_model(arguments.model, Paths().models)
+    settings = choice.metadata["settings"]
+    if choice.chosen_by_user or choice.path != verdict.REFERENCE_MODEL:
+        verdict.check_against_database(choice.path, settings, arguments.db)
+    print(choice.line, flush=True)
+    if choice.warning:
+        print(choice.warning, file=sys.stderr, flush=True)
     _loader = verdict.ModelLoader(
-        arguments.model,
-        on_ready=lambda model, metadata: print(f"Loaded the {metadata['model_name']} model from {arguments.model}.",
+        choice.path,
+        on_ready=lambda model, metadata: print(f"Loaded the {verdict.printable(metadata['model_name'])} model from {choice.path}.",
                                                flush=True),
     )
     return settings, _loader

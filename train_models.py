@@ -1,33 +1,24 @@
-"""Stage 4: train a CNN, an LSTM and a CNN+LSTM to tell male from female speech, and keep the best.
+"""Stage 4: train a ConvNet, an LSTM and a ConvNet+LSTM to tell male from female speech, and keep the best.
 
 Reads the MFCCs that speech_prep.py stored in the feature database (and its settings: no number is
 declared here), splits the speakers into training, validation and test speakers (stored in the
-database and reused while the speakers stay the same), trains each model for a fixed number of epochs,
-scores it on the test speakers' clips (clean and at every SNR), and saves
+database and reused while the speakers stay the same), trains each network as the recipe says
+(acoustics/recipe.py: epochs, learning rate, augmentation with other voices, coloured noise,
+microphone responses and levels), calibrates its probabilities on the validation speakers, scores it
+on the test speakers' clips (clean and at every SNR), and saves
 
-    data/models/<model>.h5                 the network, its settings, normalisation and scores
+    data/models/<model>.h5                 the network with its settings, normalisation, recipe,
+                                           calibration, what it heard (provenance) and scores
     data/models/<model>_training.png       loss and accuracy per epoch
     data/models/<model>_confusion.png      test clips: true against predicted sex
-    data/models/ensemble.h5                3 ConvNets (seeds S, S+1, S+2) in one, P(male) their mean
-                                           (after --model all; models.ENSEMBLE_MODEL, ENSEMBLE_SIZE)
+    data/models/ensemble.h5                recipe.ensemble_size networks (seeds S, S+1, ...) in one,
+                                           P(male) their mean
     data/models/best.h5                    a copy of the model with the best validation balanced accuracy
                                            (ties: lower validation log loss; --name NAME: NAME.h5 instead;
                                            --pick MODEL: that model instead)
 
-It trains on whatever the database holds (any mix of corpora: stage 3 takes --manifest repeatedly and
---demo). Training uses the defaults that scored best in bench/accuracy.py: other voices mixed into half
-of the training windows (training.BABBLE_*), no per-window cepstral mean normalisation (training.CMN),
-and for each network 10 epochs with its learning rate (models.LEARNING_RATES) falling along a cosine
-to 0 (models.FIXED_EPOCHS). The validation speakers are measured after every epoch, never used to stop.
-
 Ctrl-C during training keeps the weights of the last finished epoch, saves that model and skips the
 remaining ones.
-
-    python train_models.py                      # all three models, at most 30 epochs each
-    python train_models.py --model cnn --epochs 5
-    python train_models.py --model cnnlstm --name reference   # data/models/reference.h5
-    python train_models.py --pick ensemble      # best.h5 is the ensemble, whatever validation says
-    python train_models.py --check data/models/best.h5
 """
 
 from __future__ import annotations
@@ -39,12 +30,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from acoustics import training
+from acoustics import trainer, verdict
 from acoustics.database import FeatureDatabase
 from acoustics.errors import AcousticsError
+from acoustics.recipe import Recipe
 from acoustics.settings import Paths
 
 MODEL_CHOICES = ("cnn", "lstm", "cnnlstm")
+EXAMPLES = """examples:
+  python train_models.py                          all three networks and the ensemble
+  python train_models.py --model cnn --recipe epochs=5
+  python train_models.py --model ensemble --name reference --pick ensemble
+  python train_models.py --check data/models/best.h5   what a model file holds and heard
+"""
 
 
 def positive_integer(text: str) -> int:
@@ -63,20 +61,36 @@ def file_name(text: str) -> str:
 
 def parse_arguments(argv=None) -> argparse.Namespace:
     paths = Paths()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", type=Path, default=paths.database, help=f"feature database (default {paths.database})")
-    parser.add_argument("--model", choices=MODEL_CHOICES + ("all",), default="all", help="which model to train (default all)")
-    parser.add_argument("--epochs", type=positive_integer, default=30, help="most epochs per model; each network's schedule is shorter (models.FIXED_EPOCHS: 10) unless this cuts it (default 30)")
-    parser.add_argument("--batch-size", type=positive_integer, default=64, help="windows per training batch (default 64)")
+    parser.add_argument("--model", choices=MODEL_CHOICES + ("ensemble", "all"), default="all",
+                        help="which network to train, or only the ensemble (default all: the recipe's networks and the ensemble)")
+    parser.add_argument("--recipe", action="append", default=[], metavar="NAME=VALUE",
+                        help="change one training parameter, e.g. epochs=20 or noise_probability=0 (repeatable; "
+                             "--check shows them all)")
+    parser.add_argument("--epochs", type=positive_integer, default=None, help="epochs per network (default: the recipe's, 10)")
+    parser.add_argument("--batch-size", type=positive_integer, default=None, help="windows per training batch (default: the recipe's, 64)")
     parser.add_argument("--out", type=Path, default=paths.models, help=f"folder for the models and pictures (default {paths.models})")
     parser.add_argument("--seed", type=int, default=None, help="seed of the split, the shuffling and the weights (default: the database's)")
     parser.add_argument("--name", type=file_name, default="best", help="file name (without .h5) of the copy of the best model (default best)")
     parser.add_argument("--pick", choices=MODEL_CHOICES + ("ensemble",), default=None,
-                        help="copy this model to NAME.h5 instead of the one best on the validation speakers (make reference "
-                             "picks the ensemble, the best on unseen speakers in bench/accuracy.py)")
+                        help="copy this model to NAME.h5 instead of the one best on the validation speakers")
     parser.add_argument("--new-split", action="store_true", help="draw a new speaker split even if the stored one still fits")
-    parser.add_argument("--check", type=Path, metavar="MODEL", help="only check that MODEL.h5 loads and matches the database, and show its scores")
+    parser.add_argument("--fractions", type=float, nargs=3, metavar=("TRAIN", "VALIDATION", "TEST"), default=None,
+                        help="draw a new split with these shares of each sex's speakers (default 0.70 0.15 0.15)")
+    parser.add_argument("--check", type=Path, metavar="MODEL", help="only check MODEL.h5: what it holds, heard and scored")
     return parser.parse_args(argv)
+
+
+def recipe_of(arguments) -> Recipe:
+    """The default recipe with the command line's changes."""
+    recipe = Recipe().with_overrides(arguments.recipe)
+    changes = {"epochs": arguments.epochs, "batch_size": arguments.batch_size}
+    recipe = recipe.replace(**{key: value for key, value in changes.items() if value is not None})
+    if arguments.model in MODEL_CHOICES:
+        recipe = recipe.replace(networks=(arguments.model,))
+    return recipe
 
 
 def describe_split(index) -> str:
@@ -108,90 +122,77 @@ def check(arguments) -> int:
         with FeatureDatabase(arguments.db, readonly=True) as database:
             models.check_model_settings(metadata, database.settings, source=f"The feature database {arguments.db}")
     test = metadata["scores"].get("test", {})
+    matches = f"settings match {arguments.db}" if arguments.db.exists() else "no feature database to compare with"
     print(f"{arguments.check}: {metadata['model_name']} model, {model.count_params()} parameters, saved {metadata['saved_at']} "
           f"by version {metadata['version']}; test accuracy {test.get('accuracy', float('nan')):.3f} on "
-          f"{test.get('speakers', '?')} speakers; settings match {arguments.db}.")
+          f"{test.get('speakers', '?')} speakers; {matches}.")
+    print(f"It heard: {verdict.describe_provenance(metadata)}.")
+    for corpus, heard in sorted(metadata["provenance"].get("corpora", {}).items()):
+        print(f"  {corpus:<12} {heard['female_speakers']:>4} female, {heard['male_speakers']:>4} male speakers, "
+              f"{heard['clips']:>6} clips{' (synthetic)' if heard['synthetic'] else ''}")
+    for key in ("commit", "date", "bench"):
+        if key in metadata["provenance"]:
+            print(f"  {key}: {metadata['provenance'][key]}")
+    print(f"Calibration temperature {metadata['temperature']:.2f}. Recipe:\n{metadata['recipe'].describe()}")
     return 0
 
 
 def train_all(arguments) -> int:
+    recipe = recipe_of(arguments)
     with FeatureDatabase(arguments.db) as database:
-        settings = database.settings
-        seed = settings.seed if arguments.seed is None else arguments.seed
-        index, _, reused = training.prepare_data(database, seed, new_split=arguments.new_split)
-        print(f"Speaker split ({'stored, reused' if reused else f'new, seed {seed}'}):\n{describe_split(index)}", flush=True)
-        subsets = {subset: index[index["subset"] == subset] for subset in ("train", "validation", "test")}
-        train_rows = subsets["train"]
-        normalisation = training.feature_statistics(database, train_rows["feature_id"], settings)
-        class_weights = training.balanced_class_weights(
-            train_rows["label"], training.window_counts(train_rows["frame_count"], settings.frames))
+        seed = database.settings.seed if arguments.seed is None else arguments.seed
+        split = trainer.load_split(database, recipe, seed, new_split=arguments.new_split, fractions=arguments.fractions)
+        print(f"Speaker split ({'stored, reused' if split.reused else f'new, seed {seed}'}):\n{describe_split(split.index)}", flush=True)
         print("Loading TensorFlow ...", flush=True)
-        from acoustics import models, plots
+        from acoustics import models
 
         arguments.out.mkdir(parents=True, exist_ok=True)
-        names = MODEL_CHOICES if arguments.model == "all" else (arguments.model,)
-        results, trained = [], []
-
-        def score_and_save(name, model, fit):
-            scores = {subset: training.clip_scores(subsets[subset], models.predict_clips(model, database, subsets[subset], settings,
-                                                                                    normalisation))
-                      for subset in ("validation", "test")}
-            scores.update(epochs=fit["epochs"], best_epoch=fit["best_epoch"], interrupted=fit["interrupted"], seed=seed,
-                          training_seconds=round(fit["seconds"], 1), parameters=models.parameter_count(model))
-            path = models.save_model(model, arguments.out / f"{name}.h5", {
-                "model_name": name, "settings": settings, "normalisation": normalisation,
-                "scores": scores, "history": fit["history"]})
-            if fit["history"]:
-                plots.plot_training_curves(fit["history"], arguments.out / f"{name}_training.png", f"{name}: training curves")
-            plots.plot_confusion_matrix(scores["test"]["confusion"], list(training.CLASS_NAMES), arguments.out / f"{name}_confusion.png",
-                                        f"{name}: test clips ({scores['test']['speakers']} speakers)")
-            test = scores["test"]
-            database.record_run(model=name, path=path, scores=scores, test_accuracy=test["accuracy"],
-                                balanced_accuracy=test["balanced_accuracy"], test_speakers=test["speakers"],
-                                epochs=fit["epochs"], training_seconds=fit["seconds"], parameters=scores["parameters"])
-            results.append((name, path, scores))
-            return path
-
-        def train_one(name, network_seed):
-            train = models.WindowBatches(arguments.db, train_rows, settings, normalisation, batch_size=arguments.batch_size,
-                                         shuffle=True, seed=network_seed, class_weights=class_weights,
-                                         babble=training.BABBLE_PROBABILITY)
-            validation = models.WindowBatches(arguments.db, subsets["validation"], settings, normalisation, batch_size=256)
-            model = models.build_model(name, settings, network_seed)
-            return model, models.fit_model(model, train, validation, epochs=arguments.epochs)
-
+        names = () if arguments.model == "ensemble" else recipe.networks
+        results, trained = [], {}
         interrupted = "Stopped by Ctrl-C: saved the model as trained so far; the remaining models are skipped."
         for name in names:
-            print(f"\n=== {name}: {models.training_plan(name, arguments.epochs)} ===", flush=True)
-            model, fit = train_one(name, seed)
-            path = score_and_save(name, model, fit)
-            trained.append((name, model, fit))
-            kept = "the last" if name in models.FIXED_EPOCHS else "the best"
-            print(f"Saved {path} ({kept} epoch, {fit['best_epoch']} of {fit['epochs']}).", flush=True)
+            print(f"\n=== {name}: {models.training_plan(recipe)} ===", flush=True)
+            model, fit = trainer.train(name, split, recipe, seed)
+            path = arguments.out / f"{name}.h5"
+            scores = trainer.score_and_save(name, model, fit, split, recipe, database, path, seed=seed)
+            results.append((name, path, scores))
+            trained[name] = (model, fit)
+            print(f"Saved {path} (the last epoch, {fit['best_epoch']} of {fit['epochs']}; "
+                  f"calibration temperature {scores['temperature']:.2f}).", flush=True)
             if fit["interrupted"]:
                 print(interrupted, flush=True)
                 break
-        if len(trained) == len(MODEL_CHOICES) and not any(fit["interrupted"] for _, _, fit in trained):
-            # The mean of several ConvNets trained with different seeds beat every single network and the
-            # mean of the three architectures on unseen speakers, and depended least on the seed
-            # (bench/accuracy.py; models.ENSEMBLE_SIZE).
-            members = [(model, fit) for name, model, fit in trained if name == models.ENSEMBLE_MODEL]
-            for member_seed in range(seed + 1, seed + models.ENSEMBLE_SIZE):
-                print(f"\n=== ensemble: one more {models.ENSEMBLE_MODEL} with seed {member_seed} "
-                      f"({len(members) + 1} of {models.ENSEMBLE_SIZE}), {models.training_plan(models.ENSEMBLE_MODEL, arguments.epochs)} ===",
-                      flush=True)
-                members.append(train_one(models.ENSEMBLE_MODEL, member_seed))
-                if members[-1][1]["interrupted"]:
-                    print(interrupted, flush=True)
-                    break
-            else:
-                ensemble = models.combine_models([model for model, _ in members], settings)
-                path = score_and_save("ensemble", ensemble, {
-                    "history": {}, "epochs": 0, "best_epoch": 0, "interrupted": False,
-                    "seconds": sum(fit["seconds"] for _, fit in members)})
-                print(f"Saved {path}: the mean of {len(members)} {models.ENSEMBLE_MODEL} models' probabilities "
-                      f"(seeds {seed} to {seed + len(members) - 1}).", flush=True)
+        if arguments.model in ("all", "ensemble") and not any(fit["interrupted"] for _, fit in trained.values()):
+            results += train_ensemble(arguments, split, recipe, database, seed, trained.get(recipe.ensemble_network))
+    return report(arguments, results, split.index)
 
+
+def train_ensemble(arguments, split, recipe, database, seed, first) -> list:
+    """Train the ensemble's members (reusing ``first``, the network trained with ``seed``), save the ensemble."""
+    from acoustics import models
+
+    members = [first] if first is not None else []
+    for member_seed in range(seed + len(members), seed + recipe.ensemble_size):
+        print(f"\n=== ensemble: {recipe.ensemble_network} with seed {member_seed} ({len(members) + 1} of "
+              f"{recipe.ensemble_size}), {models.training_plan(recipe)} ===", flush=True)
+        members.append(trainer.train(recipe.ensemble_network, split, recipe, member_seed))
+        if members[-1][1]["interrupted"]:
+            print("Stopped by Ctrl-C: the ensemble is not saved.", flush=True)
+            return []
+    ensemble = members[0][0] if len(members) == 1 else models.combine_models([model for model, _ in members], split.settings)
+    path = arguments.out / "ensemble.h5"
+    scores = trainer.score_and_save("ensemble", ensemble, trainer.members_fit([fit for _, fit in members]), split, recipe,
+                                    database, path, seed=seed)
+    print(f"Saved {path}: the mean of {len(members)} {recipe.ensemble_network} models' probabilities "
+          f"(seeds {seed} to {seed + len(members) - 1}; calibration temperature {scores['temperature']:.2f}).", flush=True)
+    return [("ensemble", path, scores)]
+
+
+def report(arguments, results, index) -> int:
+    """Copy the best (or --pick) model to NAME.h5 and print the test table and the next command."""
+    if not results:
+        print("No model was saved.")
+        return 130
     # Best on the validation speakers: balanced accuracy, then (for ties) the lower log loss; or --pick.
     best_name, best_path, best_scores = max(results, key=lambda result: (result[2]["validation"]["balanced_accuracy"],
                                                                         -result[2]["validation"]["log_loss"]))
@@ -210,12 +211,14 @@ def train_all(arguments) -> int:
     print("\nTest speakers' clips (accuracy at clip level; a clip's verdict is the mean over its 1 s windows, the louder ones counting more):")
     print(summary_table(results, index).to_string(index=False, float_format=lambda value: f"{value:.3f}"))
     print(f"\n{reason}; copied to {best_copy}. Pictures are beside the models in {arguments.out}.")
-    print("Next: python implement_model.py")
+    print(f"Next: python implement_model.py --model {best_copy}")
     return 0
 
 
 def summary_table(results, index):
     import pandas
+
+    from acoustics import training
 
     variants = training.variant_order(index)
     rows = []
@@ -223,7 +226,8 @@ def summary_table(results, index):
         test = scores["test"]
         row = {"model": name, "accuracy": test["accuracy"]}
         row.update({variant: test["per_variant"].get(variant, float("nan")) for variant in variants})
-        row.update({"balanced accuracy": test["balanced_accuracy"], "test speakers": test["speakers"],
+        row.update({"balanced accuracy": test["balanced_accuracy"], "ECE": test.get("ece", float("nan")),
+                    "test speakers": test["speakers"],
                     "seconds": scores["training_seconds"], "parameters": scores["parameters"]})
         rows.append(row)
     return pandas.DataFrame(rows)

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import __version__
 from .errors import BadModelError
+from .recipe import Recipe
 from .settings import FEATURE_FIELDS, Settings
 from .training import Normalisation
 
@@ -26,7 +27,9 @@ def read_metadata(path) -> dict:
 
     Returns ``path``, ``version``, ``model_name``, ``settings`` (Settings), ``class_names``,
     ``normalisation`` (a :class:`~acoustics.training.Normalisation`; models saved before ``cmn`` or
-    ``coefficients`` were stored read as without CMN and with all coefficients), ``scores``,
+    ``coefficients`` were stored read as without CMN and with all coefficients), ``recipe`` (a
+    :class:`~acoustics.recipe.Recipe`; the default for models saved before recipes were stored),
+    ``temperature`` (the calibration, 1 if none), ``provenance`` (what it was trained on), ``scores``,
     ``history`` and ``saved_at``. Raises :class:`BadModelError` for a missing, foreign or damaged
     file, or one of another major version of the project.
     """
@@ -63,12 +66,17 @@ def read_metadata(path) -> dict:
                 cmn=bool(int(attributes.get("normalisation_cmn", 0))),
                 coefficients=int(attributes.get("normalisation_coefficients", settings.n_mfcc)),
             ),
+            "recipe": Recipe.from_json(str(attributes["recipe"])) if "recipe" in attributes else Recipe(),
+            "temperature": float(attributes.get("temperature", 1.0)),
+            "provenance": json.loads(str(attributes.get("provenance", "{}"))),
             "scores": json.loads(str(attributes.get("scores", "{}"))),
             "history": json.loads(str(attributes.get("history", "{}"))),
             "saved_at": str(attributes.get("saved_at", "")),
         }
         if len(metadata["normalisation"].mean) != settings.n_mfcc:
             raise ValueError("normalisation of another coefficient count")
+        if not 0.05 <= metadata["temperature"] <= 50:  # also refuses NaN
+            raise ValueError("temperature out of range")
         return metadata
     except (KeyError, ValueError, TypeError):  # BadParameterError is a ValueError
         raise BadModelError(f"{path}: the model's metadata is incomplete or damaged; {TRAIN_AGAIN}.") from None

@@ -1,19 +1,22 @@
 """The three Keras models, the training glue, and ``.h5`` save/load with the project's metadata.
 
-Choices (the workshop's, kept small enough to train on a laptop CPU):
+Choices (the workshop's, kept small enough to train on a laptop CPU; every number is in the
+:class:`~acoustics.recipe.Recipe`, stored in each ``.h5``):
 
 - Input: windows of ``settings.frames`` MFCC frames (1 s at the defaults) cut by
   :func:`acoustics.features.windows` with 50 % overlap; clips shorter than one window are tiled.
-  Every window of a clip carries the clip's label; a clip's P(male) is the **mean of its windows'
-  probabilities**, so a clip of any length gets one verdict and a short pause or cough weighs little.
+  Every window of a clip carries the clip's label; a clip's P(male) is the mean of its windows'
+  probabilities, each weighted by its loudness (:func:`acoustics.training.window_weights`), then
+  calibrated by the model's temperature (:func:`acoustics.training.calibrate`).
 - Normalisation: per-coefficient mean and standard deviation of the *training speakers'* frames,
   applied in the data pipeline (:class:`acoustics.training.Normalisation`) and stored in the ``.h5``
   as attributes. The networks hold no normalisation layer and no Lambda layer, so any ``.h5`` loads with
   plain ``keras.models.load_model`` and with ``safe_mode=True``.
 - Output: ``Dense(1, sigmoid)`` = P(male); ``CLASS_NAMES = ["female", "male"]``; threshold 0.5.
-- Training: Adam, binary cross-entropy with balanced class weights (every speaker is kept),
-  EarlyStopping on the validation loss (best weights restored), an epoch cap, and Ctrl-C keeps the
-  best weights so far. Seeds come from the settings; TensorFlow ops run deterministically.
+- Training (:func:`train_network`): Adam, binary cross-entropy with balanced class weights (every
+  speaker is kept), the recipe's epochs with the learning rate falling along a cosine to 0, the last
+  epoch kept; the training windows are augmented on the fly (:mod:`acoustics.augment`). Ctrl-C keeps
+  the last finished epoch. Seeds come from the settings; TensorFlow ops run deterministically.
 - Saving is atomic: a temporary file in the same folder, then ``os.replace``.
 """
 
@@ -57,7 +60,9 @@ from .errors import BadModelError  # noqa: E402
 from .features import windows as cut_windows  # noqa: E402
 from .modelfile import ATTRIBUTE_PREFIX, TRAIN_AGAIN, check_model_settings, read_metadata  # noqa: E402,F401
 from .settings import Settings  # noqa: E402
-from .training import (CLASS_NAMES, Normalisation, babble_augment, clip_batches, clip_windows,  # noqa: E402
+from .augment import augment  # noqa: E402
+from .recipe import Recipe  # noqa: E402
+from .training import (CLASS_NAMES, Normalisation, calibrate, clip_batches, clip_windows,  # noqa: E402
                        read_matrices, window_counts)
 
 MODEL_NAMES = ("cnn", "lstm", "cnnlstm")
@@ -106,14 +111,6 @@ def build_cnnlstm(frames: int, n_mfcc: int) -> keras.Model:
 BUILDERS = {"cnn": build_cnn, "lstm": build_lstm, "cnnlstm": build_cnnlstm}
 
 
-#: The ensemble that train_models.py saves: this many networks of this kind, trained with the seeds
-#: seed, seed + 1, ... and averaged (:func:`combine_models`). On EmoDB, leave-speakers-out
-#: (bench/accuracy.py, 5 folds), three ConvNets scored 0.964-0.970 clean and 0.899-0.914 in babble at
-#: 5 dB (the four 3-seed subsets of seeds 42-45), against 0.951-0.963 and 0.862-0.912 for one ConvNet
-#: and 0.950 and 0.892-0.899 for the mean of the ConvNet, the LSTM and the ConvNet+LSTM.
-ENSEMBLE_MODEL, ENSEMBLE_SIZE = "cnn", 3
-
-
 def combine_models(members, settings: Settings, name: str = "ensemble") -> keras.Model:
     """One Functional model whose P(male) is the mean of its trained ``members``' P(male): an ensemble.
 
@@ -142,44 +139,18 @@ def set_seed(seed: int) -> None:
     tensorflow.config.experimental.enable_op_determinism()
 
 
-#: Adam's learning rate (where the cosine of :data:`FIXED_EPOCHS` starts) and the early-stopping patience
-#: (epochs; only for a network off the fixed schedule) of each network. On all 40 MFCCs the ConvNet
-#: overfit at 1e-3 within 2 or 3 epochs and did better at 3e-4 with patience 8; on the first 20
-#: (training.COEFFICIENTS) it does better at 1e-3 again. EmoDB, leave-speakers-out, 5 folds, mean of
-#: seeds 42 and 43, clean and babble at 5 dB: 0.957 and 0.904 at 1e-3 (patience 5), 0.953 and 0.873
-#: at 3e-4 (patience 8). The ConvNet+LSTM must train within bench/train.py's 60 s.
-LEARNING_RATES = {"cnn": 1e-3, "lstm": 1e-3, "cnnlstm": 1e-3}
-PATIENCE = {"cnn": 5, "lstm": 5, "cnnlstm": 5}
-#: Networks trained on a fixed schedule instead of early stopping: this many epochs (fewer if the epoch
-#: cap is lower), Adam's learning rate falling from the network's own to 0 along a cosine
-#: (``keras.optimizers.schedules.CosineDecay``), the last epoch's weights kept. The validation speakers
-#: are then only measured, never used to stop, so bench/accuracy.py trains such networks on them too.
-#: Early stopping on two validation speakers was noisy: on EmoDB's fold 0 it kept epoch 1 in some runs.
-#: EmoDB, leave-speakers-out (bench/accuracy.py, 5 folds, seeds 42 and 43), clean and babble at 5 dB:
-#: the ConvNet 0.964 and 0.882, 0.972 and 0.916 this way (trained on 8 speakers), against 0.951 and
-#: 0.895, 0.963 and 0.912 with early stopping (6 speakers, the other 2 for stopping); the ensemble
-#: 0.978 and 0.921, 0.979 and 0.927, against 0.968 and 0.912, 0.964 and 0.907. The LSTM and the
-#: ConvNet+LSTM gained too (experiment harness, seed 42, plain mean of the windows): the LSTM 0.950 and
-#: 0.869 against 0.933 and 0.856, the ConvNet+LSTM 0.955 and 0.914 against 0.951 and 0.882.
-FIXED_EPOCHS = {"cnn": 10, "lstm": 10, "cnnlstm": 10}
+def training_plan(recipe: Recipe) -> str:
+    """How each network trains, in words (for the stage-4 headings)."""
+    return f"{recipe.epochs} epoch{'s' * (recipe.epochs != 1)}, the learning rate falling along a cosine"
 
 
-def training_plan(name: str, epoch_cap: int) -> str:
-    """How network ``name`` trains under an epoch cap, in words (for the stage-4 headings)."""
-    if name in FIXED_EPOCHS:
-        epochs = min(int(epoch_cap), FIXED_EPOCHS[name])
-        return f"{epochs} epoch{'s' * (epochs != 1)}, the learning rate falling along a cosine"
-    return f"at most {int(epoch_cap)} epoch{'s' * (int(epoch_cap) != 1)}, stopping early"
-
-
-def build_model(name: str, settings: Settings, seed: int, learning_rate: float | None = None) -> keras.Model:
-    """A freshly seeded, compiled model ``name`` (one of :data:`MODEL_NAMES`); ``learning_rate``
-    defaults to the network's own (:data:`LEARNING_RATES`)."""
+def build_model(name: str, settings: Settings, seed: int, learning_rate: float = 1e-3) -> keras.Model:
+    """A freshly seeded, compiled model ``name`` (one of :data:`MODEL_NAMES`)."""
     if name not in BUILDERS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
     set_seed(seed)
     model = BUILDERS[name](settings.frames, settings.n_mfcc)
-    _compile(model, LEARNING_RATES[name] if learning_rate is None else float(learning_rate))
+    _compile(model, float(learning_rate))
     return model
 
 
@@ -188,40 +159,82 @@ def _compile(model: keras.Model, learning_rate) -> None:
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy", metrics=["accuracy"])
 
 
-# Streaming windows from SQLite -------------------------------------------------------------------
-class WindowBatches(keras.utils.PyDataset):
+# Batches of training windows -----------------------------------------------------------------------
+class _Batches(keras.utils.PyDataset):
+    """What both batch classes share: each epoch's order (shuffled with ``(seed, epoch)``), the
+    augmentation of training batches (``recipe``; None: none), normalisation and class weights.
+
+    ``recordings`` (one id per clip, or None) groups the stored variants of one recording (clean and
+    noisy): when given with a recipe whose ``all_variants`` is false, each epoch uses one variant of
+    each recording, drawn anew every epoch, so an epoch costs one pass over the recordings. The
+    variants of a recording have the same length, so every epoch has the same number of batches.
+    """
+
+    def __init__(self, labels, settings: Settings, normalisation: Normalisation, *, batch_size: int, shuffle: bool,
+                 seed: int, class_weights, recipe: Recipe | None, recordings=None) -> None:
+        super().__init__(workers=1, use_multiprocessing=False)
+        if len(labels) == 0:
+            raise ValueError(f"{type(self).__name__}: no clips")
+        self.settings, self.normalisation, self.recipe = settings, normalisation, recipe
+        self.batch_size, self.shuffle, self.seed, self.epoch = int(batch_size), bool(shuffle), int(seed), 0
+        self.class_weights = class_weights
+        one_variant = recordings is not None and recipe is not None and not recipe.all_variants
+        self.recordings = np.asarray(recordings) if one_variant else None
+
+    def _permutation(self, count: int, *key) -> np.ndarray:
+        return np.random.default_rng([self.seed, self.epoch, *key]).permutation(count) if self.shuffle else np.arange(count)
+
+    def _clips_this_epoch(self, count: int) -> np.ndarray:
+        """Positions of the clips this epoch uses, in this epoch's order."""
+        if self.recordings is None:
+            return self._permutation(count)
+        rng = np.random.default_rng([self.seed, self.epoch, 2])
+        shuffled = rng.permutation(count)
+        _, first = np.unique(self.recordings[shuffled], return_index=True)  # one random variant per recording
+        chosen = shuffled[np.sort(first)]
+        return chosen[self._permutation(len(chosen))]
+
+    def _finish(self, x: np.ndarray, y: np.ndarray, batch: int):
+        """Augment (training batches), normalise and weigh one batch of raw windows ``x`` and labels ``y``."""
+        if self.recipe is not None:
+            x = augment(x, self.settings, self.recipe, np.random.default_rng([self.seed, self.epoch, batch, 1]))
+        x = self.normalisation.apply(x)
+        y = np.asarray(y, dtype=np.float32).reshape(-1, 1)
+        if self.class_weights is None:
+            return x, y
+        return x, y, np.where(y[:, 0] > 0.5, self.class_weights[1], self.class_weights[0]).astype(np.float32)
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self._set_order()
+
+
+class WindowBatches(_Batches):
     """Batches of ``batch_size`` normalised windows read from the database, a few recordings at a time.
 
-    Each epoch the clips are shuffled with ``(seed, epoch)``; batch ``i`` holds windows
-    ``i*batch_size ... (i+1)*batch_size`` of that order, so it reads only the clips it needs (each
-    clip is read about once per epoch) and memory stays at one batch. Training batches also carry
-    balanced class weights as sample weights. A connection is opened per batch, because Keras may
-    call ``__getitem__`` from another thread.
+    Each epoch the clips are shuffled; batch ``i`` holds windows ``i*batch_size ... (i+1)*batch_size``
+    of that order, so it reads only the clips it needs (each clip is read about once per epoch) and
+    memory stays at one batch. A connection is opened per batch, because Keras may call
+    ``__getitem__`` from another thread.
     """
 
     def __init__(self, database_path, index, settings: Settings, normalisation: Normalisation, *, batch_size: int = 64,
-                 shuffle: bool = False, seed: int = 0, class_weights=None, babble: float = 0.0) -> None:
-        super().__init__(workers=1, use_multiprocessing=False)
-        self.normalisation, self.babble = normalisation, float(babble)
-        if len(index) == 0:
-            raise ValueError("WindowBatches: no clips")
+                 shuffle: bool = False, seed: int = 0, class_weights=None, recipe: Recipe | None = None) -> None:
+        super().__init__(index["label"].to_numpy(dtype=np.int64), settings, normalisation, batch_size=batch_size,
+                         shuffle=shuffle, seed=seed, class_weights=class_weights, recipe=recipe,
+                         recordings=index["recording_id"].to_numpy() if "recording_id" in index else None)
         self.database_path = Path(database_path)
         self.feature_ids = index["feature_id"].to_numpy(dtype=np.int64)
         self.labels = index["label"].to_numpy(dtype=np.int64)
         self.counts = window_counts(index["frame_count"].to_numpy(), settings.frames)
-        self.settings = settings
-        self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, int(seed)
-        self.class_weights = class_weights
-        self.epoch = 0
         self._set_order()
 
     def _set_order(self) -> None:
-        self.order = (np.random.default_rng([self.seed, self.epoch]).permutation(len(self.feature_ids))
-                      if self.shuffle else np.arange(len(self.feature_ids)))
+        self.order = self._clips_this_epoch(len(self.feature_ids))
         self.ends = np.cumsum(self.counts[self.order])  # window position after each clip of the order
 
     def __len__(self) -> int:
-        return int(-(-int(self.counts.sum()) // self.batch_size))
+        return int(-(-int(self.ends[-1]) // self.batch_size))
 
     def __getitem__(self, batch: int):
         first, last = batch * self.batch_size, min((batch + 1) * self.batch_size, int(self.ends[-1]))
@@ -233,106 +246,67 @@ class WindowBatches(keras.utils.PyDataset):
         offset = first - (int(self.ends[start - 1]) if start else 0)
         x = np.concatenate(pieces)[offset : offset + last - first]
         y = np.concatenate([np.full(len(piece), self.labels[p]) for piece, p in zip(pieces, positions)])[offset : offset + last - first]
-        if self.shuffle:
-            permutation = np.random.default_rng([self.seed, self.epoch, batch]).permutation(len(x))
-            x, y = x[permutation], y[permutation]
-        if self.babble > 0:
-            x = babble_augment(x, self.settings, np.random.default_rng([self.seed, self.epoch, batch, 1]), probability=self.babble)
-        x = self.normalisation.apply(x)
-        y = y.astype(np.float32)[:, None]
-        if self.class_weights is None:
-            return x, y
-        return x, y, np.where(y[:, 0] > 0.5, self.class_weights[1], self.class_weights[0]).astype(np.float32)
-
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
-        self._set_order()
+        permutation = self._permutation(len(x), batch)
+        return self._finish(x[permutation], y[permutation], batch)
 
 
-class ArrayBatches(keras.utils.PyDataset):
-    """Like :class:`WindowBatches`, but from MFCC matrices held in memory (benchmarks, small corpora).
-
-    All windows are cut and normalised once; each epoch they are shuffled with ``(seed, epoch)``.
-    """
+class ArrayBatches(_Batches):
+    """Like :class:`WindowBatches`, but from MFCC matrices held in memory (benchmarks, small corpora):
+    all windows are cut once, and each epoch's are shuffled."""
 
     def __init__(self, matrices, labels, settings: Settings, normalisation: Normalisation, *, batch_size: int = 64,
-                 shuffle: bool = False, seed: int = 0, class_weights=None, babble: float = 0.0) -> None:
-        super().__init__(workers=1, use_multiprocessing=False)
-        if len(matrices) == 0:
-            raise ValueError("ArrayBatches: no clips")
-        self.settings, self.normalisation, self.babble = settings, normalisation, float(babble)
+                 shuffle: bool = False, seed: int = 0, class_weights=None, recipe: Recipe | None = None,
+                 recordings=None) -> None:
+        super().__init__(labels, settings, normalisation, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                         class_weights=class_weights, recipe=recipe, recordings=recordings)
         pieces = [cut_windows(matrix, settings.frames) for matrix in matrices]
         self.x = np.concatenate(pieces)
-        self.y = np.concatenate([np.full(len(piece), label, np.float32) for piece, label in zip(pieces, labels)])[:, None]
-        self.weights = (None if class_weights is None else
-                        np.where(self.y[:, 0] > 0.5, class_weights[1], class_weights[0]).astype(np.float32))
-        self.batch_size, self.shuffle, self.seed, self.epoch = int(batch_size), shuffle, int(seed), 0
+        self.y = np.concatenate([np.full(len(piece), label, np.float32) for piece, label in zip(pieces, labels)])
+        self.owner = np.concatenate([np.full(len(piece), position) for position, piece in enumerate(pieces)])
+        self.clip_count = len(pieces)
         self._set_order()
 
     def _set_order(self) -> None:
-        self.order = (np.random.default_rng([self.seed, self.epoch]).permutation(len(self.x))
-                      if self.shuffle else np.arange(len(self.x)))
+        used = np.zeros(self.clip_count, dtype=bool)
+        used[self._clips_this_epoch(self.clip_count)] = True
+        windows = np.flatnonzero(used[self.owner])
+        self.order = windows[self._permutation(len(windows), 3)]
 
     def __len__(self) -> int:
-        return int(-(-len(self.x) // self.batch_size))
+        return int(-(-len(self.order) // self.batch_size))
 
     def __getitem__(self, batch: int):
         positions = self.order[batch * self.batch_size : (batch + 1) * self.batch_size]
-        x = self.x[positions]
-        if self.babble > 0:
-            x = babble_augment(x, self.settings, np.random.default_rng([self.seed, self.epoch, batch, 1]), probability=self.babble)
-        x = self.normalisation.apply(x)
-        if self.weights is None:
-            return x, self.y[positions]
-        return x, self.y[positions], self.weights[positions]
-
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
-        self._set_order()
+        return self._finish(self.x[positions], self.y[positions], batch)
 
 
-# Training glue -----------------------------------------------------------------------------------
-class _KeepBest(keras.callbacks.Callback):
-    """Remember the history and the weights of the best validation loss (or, with ``keep_last``, of
-    the last finished epoch), for Ctrl-C."""
+# Training ------------------------------------------------------------------------------------------
+class _LastEpoch(keras.callbacks.Callback):
+    """Remember the history and the weights of the last finished epoch, for Ctrl-C."""
 
-    def __init__(self, keep_last: bool = False) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.history, self.best_loss, self.best_weights, self.best_epoch = {}, np.inf, None, 0
-        self.keep_last = keep_last
+        self.history, self.weights, self.epoch = {}, None, 0
 
     def on_epoch_end(self, epoch, logs=None) -> None:
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(float(value))
-        loss = (logs or {}).get("val_loss", np.inf)
-        if self.keep_last or loss < self.best_loss:
-            self.best_loss, self.best_weights, self.best_epoch = loss, self.model.get_weights(), epoch + 1
+        self.weights, self.epoch = self.model.get_weights(), epoch + 1
 
 
-def fit_model(model: keras.Model, train: WindowBatches, validation: WindowBatches, *, epochs: int,
-              patience: int | None = None, verbose: int = 2) -> dict:
-    """Train with early stopping on the validation loss, or on a fixed schedule for the networks in
-    :data:`FIXED_EPOCHS` (by ``model.name``; ``epochs`` caps it too); return what happened.
+def fit_model(model: keras.Model, train, validation, *, epochs: int, verbose: int = 2) -> dict:
+    """Train ``model`` (compiled by :func:`build_model`) for ``epochs`` epochs while Adam's learning rate
+    falls from its own to 0 along a cosine (``keras.optimizers.schedules.CosineDecay``), and keep the
+    last epoch; the ``validation`` batches (or None) are only measured.
 
-    ``patience`` (epochs without a better validation loss) defaults to the network's own
-    (:data:`PATIENCE`, by ``model.name``; 5 for others). On a fixed schedule the model is compiled
-    again with Adam on a cosine decay from its learning rate, and ``best_epoch`` is the last epoch.
-
-    Returns ``{"history": {metric: [per epoch]}, "epochs": run, "best_epoch": n, "interrupted": bool,
-    "seconds": s}``. Ctrl-C (KeyboardInterrupt) ends training with the best weights so far (on a fixed
-    schedule: the last finished epoch's); if no epoch had finished, it is raised again.
+    Returns ``{"history": {metric: [per epoch]}, "epochs": run, "best_epoch": the epoch kept,
+    "interrupted": bool, "seconds": s}``. Ctrl-C (KeyboardInterrupt) ends training with the last
+    finished epoch's weights; if no epoch had finished, it is raised again.
     """
-    fixed = model.name in FIXED_EPOCHS
-    keeper = _KeepBest(keep_last=fixed)
-    if fixed:
-        epochs = min(int(epochs), FIXED_EPOCHS[model.name])
-        _compile(model, keras.optimizers.schedules.CosineDecay(float(model.optimizer.learning_rate),
-                                                               decay_steps=max(1, len(train) * epochs)))
-        callbacks = [keeper]
-    else:
-        patience = PATIENCE.get(model.name, 5) if patience is None else int(patience)
-        callbacks = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
-                     keeper]
+    epochs = int(epochs)
+    keeper = _LastEpoch()
+    _compile(model, keras.optimizers.schedules.CosineDecay(float(model.optimizer.learning_rate),
+                                                           decay_steps=max(1, len(train) * epochs)))
     started, interrupted = time.perf_counter(), False
 
     def stop_after_this_batch(signal_number, frame) -> None:
@@ -350,19 +324,26 @@ def fit_model(model: keras.Model, train: WindowBatches, validation: WindowBatche
     if in_main_thread:
         signal.signal(signal.SIGINT, stop_after_this_batch)
     try:
-        model.fit(train, validation_data=validation, epochs=int(epochs), shuffle=False,
-                  callbacks=callbacks, verbose=verbose)
+        model.fit(train, validation_data=validation, epochs=epochs, shuffle=False, callbacks=[keeper], verbose=verbose)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         if in_main_thread:
             signal.signal(signal.SIGINT, previous_handler)
-    if interrupted and keeper.best_weights is None:
+    if interrupted and keeper.weights is None:
         raise KeyboardInterrupt
-    if keeper.best_weights is not None:
-        model.set_weights(keeper.best_weights)
-    return {"history": keeper.history, "epochs": len(keeper.history.get("loss", [])), "best_epoch": keeper.best_epoch,
+    if keeper.weights is not None:
+        model.set_weights(keeper.weights)
+    return {"history": keeper.history, "epochs": len(keeper.history.get("loss", [])), "best_epoch": keeper.epoch,
             "interrupted": interrupted, "seconds": time.perf_counter() - started}
+
+
+def train_network(name: str, train, validation, settings: Settings, recipe: Recipe, seed: int, *, verbose: int = 2) -> tuple:
+    """Build network ``name`` with ``seed`` and train it on ``train`` batches (a :class:`WindowBatches`
+    or :class:`ArrayBatches` made with ``recipe``) as ``recipe`` says: ``(model, fit)`` as
+    :func:`fit_model`. Stage 4, ``make reference`` and the benchmarks all train through here."""
+    model = build_model(name, settings, seed, recipe.learning_rate)
+    return model, fit_model(model, train, validation, epochs=recipe.epochs, verbose=verbose)
 
 
 # Prediction --------------------------------------------------------------------------------------
@@ -379,13 +360,13 @@ def predict_windows(model: keras.Model, window_batch: np.ndarray, multiple: int 
 
 def predict_clip(model: keras.Model, metadata: dict, mfcc_matrix: np.ndarray) -> float:
     """P(male) of one clip from its (frames, n_mfcc) MFCC matrix: the mean over its windows, each weighted
-    by its loudness (:func:`acoustics.training.window_weights`)."""
+    by its loudness (:func:`acoustics.training.window_weights`), calibrated by the model's temperature."""
     settings = metadata["settings"]
     matrix = np.asarray(mfcc_matrix, dtype=np.float32)
     if matrix.ndim != 2 or matrix.shape[1] != settings.n_mfcc:
         raise ValueError(f"predict_clip: expected a (frames, {settings.n_mfcc}) MFCC matrix, got shape {matrix.shape}")
-    window_batch, _, weights = clip_windows([matrix], settings, metadata["normalisation"])
-    return float(np.average(predict_windows(model, window_batch).astype(np.float64), weights=weights))
+    return float(predict_matrices(model, [matrix], settings, metadata["normalisation"], recipe=metadata["recipe"],
+                                  temperature=metadata["temperature"])[0])
 
 
 def predict_signal(model: keras.Model, metadata: dict, signal: np.ndarray) -> float:
@@ -398,15 +379,16 @@ def predict_signal(model: keras.Model, metadata: dict, signal: np.ndarray) -> fl
 
 
 def predict_clips(model: keras.Model, database: FeatureDatabase, index, settings: Settings,
-                  normalisation: Normalisation) -> np.ndarray:
+                  normalisation: Normalisation, *, recipe: Recipe = Recipe(), temperature: float = 1.0) -> np.ndarray:
     """P(male) of every row of ``index`` (as :func:`predict_clip`), streamed from ``database``."""
     probabilities = np.empty(len(index), dtype=np.float64)
     done = 0
-    for feature_ids, window_batch, owners, weights in clip_batches(database, index, settings, normalisation):
+    for feature_ids, window_batch, owners, weights in clip_batches(database, index, settings, normalisation,
+                                                                   weight_db=recipe.loudness_weight_db):
         window_probabilities = predict_windows(model, window_batch, multiple=256).astype(np.float64)
         probabilities[done : done + len(feature_ids)] = _weighted_means(window_probabilities, owners, weights, len(feature_ids))
         done += len(feature_ids)
-    return probabilities
+    return calibrate(probabilities, temperature)
 
 
 def _weighted_means(values, owners, weights, count) -> np.ndarray:
@@ -415,7 +397,7 @@ def _weighted_means(values, owners, weights, count) -> np.ndarray:
 
 
 def predict_matrices(model: keras.Model, matrices, settings: Settings, normalisation: Normalisation, *,
-                     windows_per_batch: int = 1024) -> np.ndarray:
+                     recipe: Recipe = Recipe(), temperature: float = 1.0, windows_per_batch: int = 1024) -> np.ndarray:
     """P(male) of each MFCC matrix held in memory (as :func:`predict_clip`), like :func:`predict_clips`."""
     probabilities = np.empty(len(matrices), dtype=np.float64)
     counts = window_counts([len(matrix) for matrix in matrices], settings.frames)
@@ -424,19 +406,22 @@ def predict_matrices(model: keras.Model, matrices, settings: Settings, normalisa
         stop = start + 1
         while stop < len(matrices) and counts[start:stop].sum() < windows_per_batch:
             stop += 1
-        window_batch, owners, weights = clip_windows(matrices[start:stop], settings, normalisation)
+        window_batch, owners, weights = clip_windows(matrices[start:stop], settings, normalisation, recipe.loudness_weight_db)
         window_probabilities = predict_windows(model, window_batch, multiple=256).astype(np.float64)
         probabilities[start:stop] = _weighted_means(window_probabilities, owners, weights, stop - start)
         start = stop
-    return probabilities
+    return calibrate(probabilities, temperature)
 
 
 # Saving and loading ------------------------------------------------------------------------------
 def save_model(model: keras.Model, path, metadata: dict) -> Path:
     """Write ``model`` and its ``metadata`` to ``path`` (.h5) atomically.
 
-    ``metadata`` needs ``model_name``, ``settings`` (Settings) and ``normalisation`` (the
-    :class:`~acoustics.training.Normalisation` of the training data, n_mfcc coefficients); optional:
+    ``metadata`` needs ``model_name``, ``settings`` (Settings), ``normalisation`` (the
+    :class:`~acoustics.training.Normalisation` of the training data, n_mfcc coefficients) and
+    ``recipe`` (the :class:`~acoustics.recipe.Recipe` it was trained with; default: the default recipe);
+    optional: ``temperature``
+    (the calibration, default 1), ``provenance`` (what it heard: corpora, speakers, clips; JSON-able),
     ``scores`` and ``history`` (JSON-able dicts), ``class_names``. Stored as HDF5 attributes
     ``acoustics_*`` beside Keras' own, with the project version.
     """
@@ -455,6 +440,9 @@ def save_model(model: keras.Model, path, metadata: dict) -> Path:
         "normalisation_std": normalisation.std,
         "normalisation_cmn": int(normalisation.cmn),
         "normalisation_coefficients": settings.n_mfcc if normalisation.coefficients is None else normalisation.coefficients,
+        "recipe": metadata.get("recipe", Recipe()).to_json(),
+        "temperature": float(metadata.get("temperature", 1.0)),
+        "provenance": json.dumps(metadata.get("provenance", {}), sort_keys=True),
         "scores": json.dumps(metadata.get("scores", {}), sort_keys=True),
         "history": json.dumps(metadata.get("history", {}), sort_keys=True),
         "saved_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -487,7 +475,7 @@ def load_model(path) -> tuple:
     """Load a model saved by :func:`save_model`: ``(keras_model, metadata)``.
 
     ``metadata`` has ``path``, ``version``, ``model_name``, ``settings`` (Settings), ``class_names``,
-    ``normalisation`` (see :func:`acoustics.modelfile.read_metadata`),
+    ``normalisation``, ``recipe``, ``temperature``, ``provenance`` (see :func:`acoustics.modelfile.read_metadata`),
     ``scores``, ``history`` and ``saved_at``. Raises
     :class:`BadModelError` for a missing, damaged or foreign file, or one of another major version.
     """

@@ -21,24 +21,6 @@ CLASS_NAMES = ("female", "male")
 #: One speaker of each sex in each of train, validation and test.
 MIN_SPEAKERS_PER_SEX = 3
 DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
-#: Per-window cepstral mean normalisation (see :class:`Normalisation`) in models trained by train_models.py
-#: (stored in the .h5; models without the flag are read without it). Off: on EmoDB, leave-speakers-out
-#: (bench/accuracy.py, ConvNet, 5 folds) it cost 1.2 points clean (0.938 vs 0.950) and 4.7 points in room
-#: noise at 0 dB (0.895 vs 0.942) for 2.6 points in babble at 5 dB (0.875 vs 0.849), within the intervals.
-CMN = False
-#: Models trained by train_models.py see only the first this many of the normalised MFCCs; the others
-#: are set to 0 (:class:`Normalisation`; the number is stored in the .h5, and models without it see all).
-#: The low coefficients describe the vocal tract (the spectral envelope); the high ones mostly the
-#: harmonics of the pitch, which emotion moves a lot. On EmoDB, leave-speakers-out (ConvNet at 1e-3,
-#: 5 folds, seeds 42 and 43) the first 20 of 40 scored 0.951 and 0.963 clean and 0.895 and 0.912 in
-#: babble at 5 dB, against 0.950, 0.957, 0.849 and 0.884 with all 40. All 40 are still stored: the
-#: babble augmentation needs them to get back to the mel bands.
-COEFFICIENTS = 20
-#: Training-time babble: each training window gets, with this probability, 3 to 6 other windows of its
-#: batch (other voices) mixed in, in the mel power domain, at an SNR drawn uniformly from this range
-#: (see :func:`babble_augment`). 0 turns it off.
-BABBLE_PROBABILITY = 0.5
-BABBLE_SNR_DB = (0.0, 20.0)
 #: Feature rows read per query when streaming (each row is one clip: ~3 s is ~50 KB of MFCCs).
 ROWS_PER_READ = 200
 
@@ -110,12 +92,13 @@ def is_usable_split(assignment: dict, speakers_dataframe) -> bool:
     return all((subset, sex) in present for subset in SUBSETS for sex in SEXES)
 
 
-def prepare_data(database: FeatureDatabase, seed: int, *, new_split: bool = False):
+def prepare_data(database: FeatureDatabase, seed: int, *, new_split: bool = False, fractions=None):
     """Check the database holds enough data and return ``(index, split, reused)``.
 
     ``index`` is :meth:`FeatureDatabase.feature_index` with the columns ``label`` (0 female, 1 male)
     and ``subset``. The stored split is reused when it covers exactly the speakers that have
-    features; otherwise (or with ``new_split``) a new one is drawn with ``seed`` and stored.
+    features; otherwise (or with ``new_split``, or with ``fractions`` (train, validation, test) given)
+    a new one is drawn with ``seed`` and stored.
     Raises :class:`NotEnoughDataError` naming the database and the stage to run first.
     """
     path = database.path
@@ -138,8 +121,8 @@ def prepare_data(database: FeatureDatabase, seed: int, *, new_split: bool = Fals
             "on more data."
         )
     stored = database.load_split()
-    reused = not new_split and is_usable_split(stored, speakers)
-    split = stored if reused else split_speakers(speakers, seed)
+    reused = not new_split and fractions is None and is_usable_split(stored, speakers)
+    split = stored if reused else split_speakers(speakers, seed, DEFAULT_FRACTIONS if fractions is None else fractions)
     if not reused:
         database.save_split(split, seed)
     index = index.assign(
@@ -172,8 +155,8 @@ def read_matrices(database: FeatureDatabase, feature_ids, n_mfcc: int) -> dict:
     return matrices
 
 
-def feature_statistics(database: FeatureDatabase, feature_ids, settings, *, cmn: bool = CMN,
-                       coefficients: int | None = COEFFICIENTS) -> Normalisation:
+def feature_statistics(database: FeatureDatabase, feature_ids, settings, *, cmn: bool = False,
+                       coefficients: int | None = None) -> Normalisation:
     """The :class:`Normalisation` of the given feature rows: :func:`matrix_statistics` over every frame.
 
     Streamed: ``ROWS_PER_READ`` rows at a time. ``coefficients`` is capped at ``settings.n_mfcc``.
@@ -190,12 +173,12 @@ def feature_statistics(database: FeatureDatabase, feature_ids, settings, *, cmn:
         raise NotEnoughDataError(f"{database.path}: no training frames to compute statistics from; run 'python speech_prep.py' first.") from None
 
 
-def matrix_statistics(matrices, settings, *, cmn: bool = CMN, coefficients: int | None = COEFFICIENTS) -> Normalisation:
+def matrix_statistics(matrices, settings, *, cmn: bool = False, coefficients: int | None = None) -> Normalisation:
     """The :class:`Normalisation` of ``matrices`` (an iterable of (frames, n_mfcc) MFCC matrices).
 
     Per-coefficient mean and standard deviation over every frame, merged clip by clip with Chan's
-    parallel formula in float64; with ``cmn`` each clip's own mean is subtracted first. The defaults
-    (:data:`CMN`, :data:`COEFFICIENTS`, capped at ``settings.n_mfcc``) are those of train_models.py.
+    parallel formula in float64; with ``cmn`` each clip's own mean is subtracted first; ``coefficients``
+    (None: all) is capped at ``settings.n_mfcc``. Stage 4 passes its recipe's ``cmn`` and ``coefficients``.
     """
     n_mfcc = settings.n_mfcc
     count, mean, squares = 0, np.zeros(n_mfcc), np.zeros(n_mfcc)
@@ -225,7 +208,7 @@ class Normalisation:
     window's) own mean of each coefficient is subtracted first, so that a steady channel or level
     (microphone, room) does not decide; ``mean`` and ``std`` then come from statistics computed with
     ``cmn`` too. ``coefficients`` keeps only the first that many normalised coefficients and sets the
-    others to 0 (the training mean): a low-quefrency lifter (see :data:`COEFFICIENTS`); ``None``
+    others to 0 (the training mean): a low-quefrency lifter (the recipe's ``coefficients``); ``None``
     keeps them all. Bad values raise :class:`BadParameterError` (a ValueError).
     """
 
@@ -263,43 +246,6 @@ class Normalisation:
         return normalised
 
 
-def babble_augment(windows: np.ndarray, settings, rng: np.random.Generator, *, probability: float = BABBLE_PROBABILITY,
-                   snr_range=BABBLE_SNR_DB) -> np.ndarray:
-    """Mix other voices into some of a batch's raw MFCC ``windows`` (count, frames, n_mfcc): babble.
-
-    Each window is chosen with ``probability``; its babble is the sum of 3 to 6 other windows of the
-    batch (each at the same power, shifted in time by a random amount), added at an SNR drawn from
-    ``snr_range`` (power over the window, as :func:`acoustics.audio.mix_at_snr`). The mixing is done in
-    the mel power domain, which the orthonormal DCT gives back exactly when ``n_mfcc == n_mels``
-    (the defaults); otherwise, or with fewer than 4 windows, the windows come back unchanged. The
-    labels stay those of the windows: the louder voice is still the one to classify.
-    """
-    import scipy.fft
-
-    from .features import AMIN
-
-    windows = np.asarray(windows, dtype=np.float32)
-    count = len(windows)
-    if probability <= 0 or count < 4 or settings.n_mfcc != settings.n_mels:
-        return windows
-    chosen = np.flatnonzero(rng.random(count) < probability)
-    if chosen.size == 0:
-        return windows
-    power = 10.0 ** (scipy.fft.idct(windows.astype(np.float64), type=2, norm="ortho", axis=-1) / 10.0)
-    power_of_window = power.mean(axis=(1, 2))
-    mixed = windows.copy()
-    frames = windows.shape[1]
-    for position in chosen:
-        talkers = rng.choice(count - 1, size=min(int(rng.integers(3, 7)), count - 1), replace=False)
-        talkers = talkers + (talkers >= position)
-        babble = sum(np.roll(power[talker], int(rng.integers(0, frames)), axis=0) / max(power_of_window[talker], 1e-20)
-                     for talker in talkers)
-        gain = power_of_window[position] / (babble.mean() * 10 ** (rng.uniform(*snr_range) / 10))
-        log_mel = 10.0 * np.log10(np.maximum(power[position] + gain * babble, AMIN))
-        mixed[position] = scipy.fft.dct(log_mel, type=2, norm="ortho", axis=-1)[:, : settings.n_mfcc]
-    return mixed
-
-
 def balanced_class_weights(labels, window_count) -> dict:
     """``{0: weight, 1: weight}`` so that both classes weigh the same in the loss (sklearn's 'balanced')."""
     labels = np.asarray(labels)
@@ -310,19 +256,11 @@ def balanced_class_weights(labels, window_count) -> dict:
     return {label: float(totals.sum() / (2 * totals[label])) for label in (0, 1)}
 
 
-#: A clip's verdict weighs each window by its loudness: ``exp((level - loudest level) / LOUDNESS_WEIGHT_DB)``,
-#: the level being the window's mean log-mel level in dB. A window 2 dB quieter than the clip's loudest
-#: counts e**-1 = 0.37 times as much, one 6 dB quieter 0.05 times. In noise, the quiet windows are the
-#: pauses, where only the noise is heard: with babble, other people's voices. The plain mean let them
-#: vote; on EmoDB (5 folds, 2 seeds, 2-seed ensemble of ConvNets) this weighting took babble at 5 dB
-#: from 0.905 to 0.921 and at 0 dB from 0.850 to 0.871, clean 0.979 to 0.976. Temperatures from 1.5
-#: to 3 dB did about as well on three other training recipes; 2 dB is the middle of that plateau.
-LOUDNESS_WEIGHT_DB = 2.0
-
-
-def window_weights(raw_windows: np.ndarray, settings) -> np.ndarray:
+def window_weights(raw_windows: np.ndarray, settings, weight_db: float = 2.0) -> np.ndarray:
     """Weight of each window of *one* clip in its verdict, from its raw (not normalised) MFCC windows
-    (count, frames, n_mfcc): the loudest window weighs 1, each other ``exp(-(dB below it) / LOUDNESS_WEIGHT_DB)``.
+    (count, frames, n_mfcc): the loudest window weighs 1, each other ``exp(-(dB below it) / weight_db)``
+    (the recipe's ``loudness_weight_db``). In noise the quiet windows are the pauses, where only the
+    noise (or other people's voices) is heard: they hardly vote.
 
     The level is read from coefficient 0: with the orthonormal DCT of ``n_mels`` log-mel bands (librosa's
     and ours), it is the sum of the bands' dB over ``sqrt(n_mels)``.
@@ -331,24 +269,26 @@ def window_weights(raw_windows: np.ndarray, settings) -> np.ndarray:
     if raw_windows.ndim != 3 or len(raw_windows) == 0:
         raise ValueError(f"window_weights: expected (count, frames, n_mfcc) windows, got shape {raw_windows.shape}")
     levels = raw_windows[:, :, 0].mean(axis=1) / np.sqrt(settings.n_mels)
-    return np.exp((levels - levels.max()) / LOUDNESS_WEIGHT_DB)
+    return np.exp((levels - levels.max()) / float(weight_db))
 
 
-def clip_windows(matrices, settings, normalisation: Normalisation):
+def clip_windows(matrices, settings, normalisation: Normalisation, weight_db: float = 2.0):
     """Cut whole clips' (frames, n_mfcc) MFCC ``matrices`` into one batch: ``(windows, owners, weights)``.
 
     ``windows`` is normalised, shape (count, frames, n_mfcc); ``owners[i]`` is the position in
-    ``matrices`` of the clip that window ``i`` comes from, ``weights[i]`` its :func:`window_weights`.
+    ``matrices`` of the clip that window ``i`` comes from, ``weights[i]`` its :func:`window_weights`
+    with ``weight_db``.
     """
     from .features import windows as cut_windows
 
     raw_pieces = [cut_windows(matrix, settings.frames) for matrix in matrices]
     owners = np.concatenate([np.full(len(piece), position) for position, piece in enumerate(raw_pieces)])
-    weights = np.concatenate([window_weights(piece, settings) for piece in raw_pieces])
+    weights = np.concatenate([window_weights(piece, settings, weight_db) for piece in raw_pieces])
     return normalisation.apply(np.concatenate(raw_pieces)), owners, weights
 
 
-def clip_batches(database: FeatureDatabase, index, settings, normalisation: Normalisation, windows_per_batch: int = 256):
+def clip_batches(database: FeatureDatabase, index, settings, normalisation: Normalisation, windows_per_batch: int = 256,
+                 weight_db: float = 2.0):
     """Yield ``(feature_ids, windows, owners, weights)`` for whole clips, about ``windows_per_batch`` windows
     each, as :func:`clip_windows` (``owners`` index ``feature_ids``)."""
     feature_ids = index["feature_id"].to_numpy()
@@ -360,8 +300,49 @@ def clip_batches(database: FeatureDatabase, index, settings, normalisation: Norm
             stop += 1
         batch_ids = [int(feature_id) for feature_id in feature_ids[start:stop]]
         matrices = read_matrices(database, batch_ids, settings.n_mfcc)
-        yield (batch_ids, *clip_windows([matrices[feature_id] for feature_id in batch_ids], settings, normalisation))
+        yield (batch_ids, *clip_windows([matrices[feature_id] for feature_id in batch_ids], settings, normalisation, weight_db))
         start = stop
+
+
+# Calibration -------------------------------------------------------------------------------------
+def calibrate(probabilities, temperature: float = 1.0) -> np.ndarray:
+    """P(male) ``probabilities`` with their log-odds divided by ``temperature`` (1: unchanged; above 1:
+    less sure). Temperature scaling keeps every verdict and changes only how sure it sounds."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if temperature == 1.0:
+        return probabilities
+    clipped = np.clip(probabilities, 1e-7, 1 - 1e-7)
+    return 1.0 / (1.0 + np.exp(-np.log(clipped / (1 - clipped)) / float(temperature)))
+
+
+def fit_temperature(probabilities, labels) -> float:
+    """The temperature (0.2 to 20) that minimises the log loss of ``calibrate(probabilities, T)`` on
+    these clips (the validation speakers', whom the network did not learn from)."""
+    from scipy.optimize import minimize_scalar
+    from sklearn.metrics import log_loss
+
+    probabilities, labels = np.asarray(probabilities, dtype=np.float64), np.asarray(labels)
+    if len(labels) == 0 or len(np.unique(labels)) < 2:
+        return 1.0
+    result = minimize_scalar(lambda log_t: log_loss(labels, calibrate(probabilities, float(np.exp(log_t))), labels=[0, 1]),
+                             bounds=(np.log(0.2), np.log(20.0)), method="bounded")
+    return float(np.exp(result.x))
+
+
+def expected_calibration_error(probabilities, labels, bins: int = 10) -> float:
+    """Expected calibration error of P(male) ``probabilities``: over ``bins`` equal-width bins of the
+    stated label's probability (0.5 to 1), the clip-weighted mean of |accuracy - mean probability|."""
+    probabilities, labels = np.asarray(probabilities, dtype=np.float64), np.asarray(labels)
+    stated = np.maximum(probabilities, 1 - probabilities)
+    right = (probabilities >= 0.5).astype(int) == labels
+    edges = np.linspace(0.5, 1.0, bins + 1)
+    which = np.clip(np.digitize(stated, edges[1:-1]), 0, bins - 1)
+    error = 0.0
+    for position in range(bins):
+        members = which == position
+        if members.any():
+            error += members.mean() * abs(right[members].mean() - stated[members].mean())
+    return float(error)
 
 
 # Scores ------------------------------------------------------------------------------------------

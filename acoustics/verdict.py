@@ -84,6 +84,80 @@ def classify_signal(model, metadata: dict, signal: np.ndarray, name) -> Verdict:
     return Verdict("male" if probability >= 0.5 else "female", probability, duration, speech.size / settings.sample_rate)
 
 
+# Which model answers -------------------------------------------------------------------------------
+#: The model shipped with the project (``make reference`` trains it on every real voice it finds).
+REFERENCE_MODEL = Path(__file__).resolve().parents[1] / "models" / "reference.h5"
+
+
+def describe_provenance(metadata: dict) -> str:
+    """What a model heard in training, in words: "trained on 295 real and 41 synthetic voices"."""
+    heard = metadata.get("provenance") or {}
+    if "real_speakers" not in heard:
+        return "what it was trained on is not recorded in the file"
+    return f"trained on {heard['real_speakers']} real and {heard['synthetic_speakers']} synthetic voices"
+
+
+def heard_real_voices(metadata: dict) -> bool:
+    """True when the model's provenance says it trained on at least one real (not synthetic) voice."""
+    return int((metadata.get("provenance") or {}).get("real_speakers", 0)) > 0
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model file stage 5 uses, the line that says which and what it heard, and a warning or ''."""
+
+    path: Path
+    metadata: dict
+    line: str
+    warning: str = ""
+    chosen_by_user: bool = False
+
+
+def choose_model(model_option, models_folder) -> ModelChoice:
+    """The model given with --model; without one, ``models_folder``/best.h5 where it exists and heard
+    real voices, otherwise the shipped :data:`REFERENCE_MODEL`. Raises BadModelError for a bad file."""
+    if model_option is not None:
+        path, by_user = Path(model_option), True
+    else:
+        best, by_user = Path(models_folder) / "best.h5", False
+        path = best if best.is_file() and _real_voices_in(best) else REFERENCE_MODEL
+    metadata = read_metadata(path)
+    who = "the reference model" if _same_file(path, REFERENCE_MODEL) else f"the {printable(metadata['model_name'])} model"
+    line = f"Answering: {who} ({path}), {describe_provenance(metadata)}."
+    warning = ""
+    if not heard_real_voices(metadata) and not _same_file(path, REFERENCE_MODEL):
+        warning = (f"Warning: {path} has heard no real voice in training and is often wrong about real people; "
+                   f"the reference model is the better choice: --model {_shown(REFERENCE_MODEL)}")
+    return ModelChoice(path, metadata, line, warning, by_user)
+
+
+def _real_voices_in(path: Path) -> bool:
+    try:
+        return heard_real_voices(read_metadata(path))
+    except Exception:  # a damaged best.h5 is not chosen silently; --model names it to see why
+        return False
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    try:
+        return Path(first).resolve() == Path(second).resolve()
+    except OSError:
+        return False
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working folder where it lies below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def printable(text: str) -> str:
+    """``text`` without control characters (a model's stored name is printed to the terminal)."""
+    return "".join(character for character in str(text) if character.isprintable())
+
+
 # The model, checked without TensorFlow and loaded in the background ------------------------------
 def read_model_settings(path) -> Settings:
     """The feature settings stored in a model ``.h5`` (h5py alone: milliseconds); raises BadModelError."""

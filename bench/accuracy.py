@@ -1,40 +1,31 @@
 #!/usr/bin/env python3
-"""Accuracy benchmark: leave-speakers-out on EmoDB, three models against two baselines, clean and in noise.
+"""Accuracy benchmark across corpora: leave one corpus out, the networks against two baselines.
 
-EmoDB has 5 male and 5 female speakers. Each of the 5 folds holds out one male and one female speaker
-for testing and trains on the other eight (optionally plus the synthetic demo corpus, ``--demo``).
-A network that stops early (one not in ``models.FIXED_EPOCHS``; by default none) trains on six and
-stops on the validation loss of one more pair (the next fold's). Every recording is
-processed the way stage 3 does it (``acoustics.preparation.clean_and_noisy``: load, trim, mix at a
-power SNR; ``acoustics.features.mfcc``), but in memory instead of through SQLite. The models are the
-project's (builders, normalisation, windows, class weights, ``fit_model``, the loudness-weighted
-mean of a clip's windows) with their defaults.
+For each of EmoDB (10 German actors), RAVDESS (24 English actors) and LibriSpeech (261 English
+readers) in ../shared/data: train on the other two plus the espeak-ng demo corpus, and test on every
+clip of the held-out one. A few speakers of each training corpus (2 per sex) are kept out of training
+to fit the calibration temperature, as stage 4 does with its validation speakers. Every recording is
+prepared as stage 3 does (``preparation.clean_and_noisy``: load, trim, room noise at the settings'
+SNRs; ``features.mfcc``) but in memory, and every network trains through ``models.train_network``
+with the project's :class:`~acoustics.recipe.Recipe` (``--recipe NAME=VALUE`` changes it).
 
-- Training data: clean + a synthetic room noise (``audio.synthetic_room_noise``, seed A) at the
-  settings' SNRs, as ``make demo`` stores them.
-- Test conditions: clean; a *different* room noise (seed B) and babble (six espeak-ng talkers of other
-  languages, three male and three female, ``audio.babble_noise``) at 20, 10, 5 and 0 dB SNR.
-- Baselines, fitted on the same training speakers: the median F0 (librosa.pyin) against a threshold
-  fitted on the clean training clips, and a logistic regression on per-clip MFCC means and stds.
-- ``ensemble``: as train_models.py's ensemble.h5, the mean P(male) of ``models.ENSEMBLE_SIZE``
-  ConvNets (``models.ENSEMBLE_MODEL``) trained with the seeds seed, seed + 1, ...; its seed spread
-  compares ensembles that start at each of the ``--seeds`` seeds (they share members).
-- Seed spread: every fold is trained with ``--seeds`` seeds; the spread is max - min over the seeds of
-  the accuracy pooled over the folds (the table's rows are the first seed, the pipeline's default).
-- ``synthetic_only``: the default model trained on the demo corpus alone, tested on all of EmoDB.
+Test conditions (mixed at a power SNR with ``audio.mix_at_snr``): clean; white noise at 5 and 0 dB;
+babble of six real voices of the held-out corpus that are not the test clip's speaker (``real
+babble``) at 5 and 0 dB; six espeak-ng talkers of other languages (``espeak babble``) at 5 dB; a room
+noise the training never heard at 0 dB; and the first 1.0 s of speech only.
 
-Accuracy is per clip, pooled over the folds, with Wilson 95 % intervals (clips of one speaker are not
-independent: the intervals are optimistic). The table goes to bench/results/accuracy.csv; the last
-line is one JSON object. F0 values are cached in bench/results/ (pyin is the slowest part).
+Baselines fitted on the same training clips: the median F0 (``librosa.yin`` over the louder frames)
+against the threshold best on them, and a logistic regression on per-clip MFCC means and stds.
+Accuracy is per clip, with Wilson 95 % intervals (clips of one speaker are not independent, so the
+intervals are optimistic) and per-sex recall. The headline is the *worst* held-out corpus.
 
-    python bench/accuracy.py                 # everything (about an hour on 2 cores)
-    python bench/accuracy.py --folds 0 1 --models cnnlstm --seeds 1 --no-baselines
+    python bench/accuracy.py            # 2 seeds, all networks: about 40 minutes on 2 cores
+    python bench/accuracy.py --quick    # 1 seed, the ensemble only, fewer conditions: under 10 minutes
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -47,36 +38,33 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-EMODB = ROOT.parent / "shared" / "data" / "emodb"
+DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
+CORPORA = ("emodb", "ravdess", "librispeech")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from acoustics import audio, corpus, features, preparation, training  # noqa: E402
+from acoustics import audio, augment, corpus, features, preparation, training  # noqa: E402
+from acoustics.errors import AcousticsError  # noqa: E402
+from acoustics.recipe import Recipe  # noqa: E402
 from acoustics.settings import Settings  # noqa: E402
 
-MODELS = ("cnn", "lstm", "cnnlstm")
-TRAIN_NOISE_SEED, TEST_NOISE_SEED, BABBLE_SEED = 0, 1000, 2000
+CONDITIONS = ("clean", "white@5", "white@0", "realbabble@5", "realbabble@0", "espeakbabble@5", "room@0", "first1s")
+QUICK_CONDITIONS = ("clean", "white@5", "realbabble@5", "room@0", "first1s")
+TRAIN_NOISE_SEED, TEST_NOISE_SEED = 0, 1000
 F0_RANGE = (60.0, 400.0)
 
 
 def parse_arguments(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--folds", type=int, nargs="+", default=list(range(5)), help="folds to run (0-4; default all)")
-    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
-    parser.add_argument("--seeds", type=int, default=2,
-                        help="every fold is trained with this many seeds (settings.seed, +1, ...) for the spread (default 2)")
-    parser.add_argument("--epochs", type=int, default=30, help="epoch cap; each network's fixed schedule is shorter (default 30)")
-    parser.add_argument("--cmn", type=int, choices=(0, 1), default=None, help=f"override training.CMN ({training.CMN})")
-    parser.add_argument("--coefficients", type=int, default=None,
-                        help=f"override training.COEFFICIENTS ({training.COEFFICIENTS}): how many MFCCs the networks see")
-    parser.add_argument("--babble", type=float, default=None,
-                        help=f"override training.BABBLE_PROBABILITY ({training.BABBLE_PROBABILITY})")
-    parser.add_argument("--demo", type=int, choices=(0, 1), default=1, help="add the demo corpus to training (default 1)")
-    parser.add_argument("--no-baselines", action="store_true")
-    parser.add_argument("--no-synthetic-only", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="one seed, the ensemble only, fewer conditions")
+    parser.add_argument("--held-out", nargs="+", choices=CORPORA, default=list(CORPORA))
+    parser.add_argument("--models", nargs="+", default=None, help="networks besides the ensemble (default: the recipe's)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per fold (default 2; --quick 1)")
+    parser.add_argument("--recipe", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--csv", type=Path, default=RESULTS / "accuracy.csv")
-    parser.add_argument("--tag", default="", help="a label for this run in the log")
+    parser.add_argument("--tag", default="")
     return parser.parse_args(argv)
 
 
@@ -84,77 +72,177 @@ def parse_arguments(argv=None):
 _worker: dict = {}
 
 
-def _init(settings, noises, babble_voice_paths, want_f0):
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"
-    _worker.update(settings=settings, noises=noises, want_f0=want_f0)
+def _init(settings, noises):
+    _worker.update(settings=settings, noises=noises)
 
 
 def median_f0(signal: np.ndarray, sample_rate: int) -> float:
-    """Median F0 in Hz over the voiced frames (librosa.pyin, 40 ms hop); NaN if nothing is voiced."""
+    """Median F0 (Hz) of the frames within 20 dB of the loudest (librosa.yin); NaN if none."""
     import librosa
 
-    f0, voiced, _ = librosa.pyin(signal, fmin=F0_RANGE[0], fmax=F0_RANGE[1], sr=sample_rate, frame_length=1024,
-                                 hop_length=640)
-    f0 = f0[voiced & np.isfinite(f0)]
-    return float(np.median(f0)) if f0.size else float("nan")
+    f0 = librosa.yin(signal, fmin=F0_RANGE[0], fmax=F0_RANGE[1], sr=sample_rate, frame_length=1024, hop_length=320)
+    rms = librosa.feature.rms(y=signal, frame_length=1024, hop_length=320)[0][: len(f0)]
+    loud = rms >= rms.max() * 0.1
+    return float(np.median(f0[loud])) if loud.any() else float("nan")
 
 
 def _features_of(job):
-    """(key, {condition: mfcc}, {condition: f0}) of one recording, as stage 3 computes them."""
-    task, conditions, f0_conditions = job
-    settings = _worker["settings"]
-    mfccs, f0s = {}, {}
-    speech = None
-    for noise_name in {condition.split("@")[0] for condition in conditions if condition != "clean"} | {None}:
-        if noise_name is None:
+    """{condition: mfcc} and {condition: F0} of one recording."""
+    task, conditions, babble_key = job
+    settings, noises = _worker["settings"], _worker["noises"]
+    try:
+        speech, mixed = preparation.clean_and_noisy(task, noises["train"], settings)
+    except AcousticsError as error:  # refused by stage 3's check: reported, left out
+        return str(error)
+    mfccs = {"clean": features.mfcc(speech, settings)}
+    mfccs.update({f"train@{snr:g}": features.mfcc(signal, settings) for snr, signal in mixed.items()})
+    signals = {"clean": speech}
+    rng = np.random.default_rng(int(task.sha256[:8], 16))
+    for condition in conditions:
+        if condition == "clean":
             continue
-        speech, mixed = preparation.clean_and_noisy(task, _worker["noises"][noise_name], settings)
-        for snr, signal in mixed.items():
-            condition = f"{noise_name}@{snr:g}"
-            if condition in conditions:
-                mfccs[condition] = features.mfcc(signal, settings)
-            if condition in f0_conditions:
-                f0s[condition] = median_f0(signal, settings.sample_rate)
-    if speech is None:
-        speech, _ = preparation.clean_and_noisy(task, _worker["noises"]["train"], settings.replace(snrs_db=()))
-    mfccs["clean"] = features.mfcc(speech, settings)
-    if "clean" in f0_conditions:
-        f0s["clean"] = median_f0(speech, settings.sample_rate)
-    return task.sha256, mfccs, f0s
+        if condition == "first1s":
+            signals[condition] = speech[: settings.sample_rate]
+            continue
+        noise_name, snr = condition.split("@")
+        noise = noises[babble_key] if noise_name == "realbabble" else noises[noise_name]
+        signals[condition] = audio.mix_at_snr(speech, noise, float(snr), rng)
+    for condition, signal in signals.items():
+        mfccs[condition] = features.mfcc(signal, settings)
+    f0 = {condition: median_f0(signals[condition], settings.sample_rate) for condition in conditions}
+    return mfccs, f0
 
 
-def load_corpus(manifest, settings, noises, conditions, f0_conditions, f0_cache, workers, synthetic=False):
-    """Recordings of ``manifest`` with their features: list of dicts (speaker, label, mfcc, f0)."""
-    recordings, skipped = corpus.read_manifest(manifest, synthetic=synthetic)
+def load_corpus(name, settings, noises, conditions, workers):
+    """The recordings of corpus ``name`` with their features (the test ``conditions`` too where it is held
+    out: where ``noises`` has its babble): a list of dicts."""
+    manifest = (corpus.make_demo_corpus(RESULTS / "demo_corpus") if name == "demo" else DATA / name / "labels.csv")
+    recordings, _ = corpus.read_manifest(manifest, synthetic=name == "demo")
     tasks = [preparation.make_task(recording) for recording in recordings]
-    jobs = []
-    for task in tasks:
-        missing = tuple(c for c in f0_conditions if f"{task.sha256}|{c}" not in f0_cache)
-        jobs.append((task, conditions, missing))
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init,
-                             initargs=(settings, noises, None, bool(f0_conditions))) as pool:
+    babble_speakers = noises.get(f"{name}_babble_speakers", set())
+    tested = f"{name}_babble_a" in noises
+    jobs = [(task, conditions if tested else ("clean",),
+             f"{name}_babble_b" if task.recording.speaker in babble_speakers else f"{name}_babble_a") for task in tasks]
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init, initargs=(settings, noises)) as pool:
         results = list(pool.map(_features_of, jobs, chunksize=4))
-    clips = []
-    for task, (sha, mfccs, f0s) in zip(tasks, results):
-        for condition, value in f0s.items():
-            f0_cache[f"{sha}|{condition}"] = value
-        clips.append({"speaker": task.recording.speaker, "label": int(task.recording.sex == "male"),
-                      "mfcc": mfccs, "f0": {c: f0_cache.get(f"{sha}|{c}", float("nan")) for c in f0_conditions}})
+    for refusal in (result for result in results if isinstance(result, str)):
+        print(f"left out (stage 3 refuses it): {refusal}", flush=True)
+    return [{"corpus": name, "speaker": f"{name}/{task.recording.speaker}", "label": int(task.recording.sex == "male"),
+             "mfcc": result[0], "f0": result[1]} for task, result in zip(tasks, results) if not isinstance(result, str)]
+
+
+def real_babble(name, settings, rng):
+    """Two six-talker babbles of corpus ``name`` (3 male, 3 female each) from disjoint speakers, and the
+    speakers of the first: clips of those speakers get the second babble, so nobody babbles over himself."""
+    recordings, _ = corpus.read_manifest(DATA / name / "labels.csv")
+    by_sex = {sex: sorted({r.speaker for r in recordings if r.sex == sex}) for sex in ("male", "female")}
+    groups = []
+    for group in range(2):
+        speakers = [speaker for sex in ("male", "female") for speaker in by_sex[sex][group * 3 : group * 3 + 3]]
+        voices = [audio.trim_silence(audio.load_audio(next(r.path for r in recordings if r.speaker == speaker),
+                                                      settings.sample_rate)[0], settings.trim_top_db) for speaker in speakers]
+        groups.append((set(speakers), audio.babble_noise(voices, 20.0, settings.sample_rate, rng, talkers=6)))
+    return groups
+
+
+def make_noises(settings, held_out):
+    rate, rng = settings.sample_rate, np.random.default_rng(TEST_NOISE_SEED)
+    voices = [audio.trim_silence(audio.load_audio(path, rate)[0], settings.trim_top_db)
+              for path in corpus.make_babble_voices(RESULTS / "babble_voices")]
+    noises = {
+        "train": audio.synthetic_room_noise(10.0, rate, np.random.default_rng(TRAIN_NOISE_SEED)),
+        "room": audio.synthetic_room_noise(10.0, rate, rng) + 0.3 * augment.coloured_noise("brown", 10 * rate, rng) * 10 ** (-45 / 20),
+        "white": augment.coloured_noise("white", 10 * rate, rng) * 0.05,
+        "espeakbabble": audio.babble_noise(voices, 20.0, rate, rng, talkers=6),
+    }
+    for name in held_out:
+        (speakers_a, babble_a), (_, babble_b) = real_babble(name, settings, rng)
+        noises.update({f"{name}_babble_a": babble_a, f"{name}_babble_b": babble_b, f"{name}_babble_speakers": speakers_a})
+    return noises
+
+
+def cached_features(settings, conditions, arguments):
+    """Every corpus's clips with their features, computed once per settings, conditions and held-out
+    corpora and kept in bench/results/ (the features do not depend on the recipe)."""
+    import hashlib
+    import pickle
+
+    key = json.dumps([settings.to_json(), list(conditions), sorted(arguments.held_out), 2])
+    cache = RESULTS / f"features_{hashlib.sha256(key.encode()).hexdigest()[:12]}.pickle"
+    if cache.exists():
+        with open(cache, "rb") as handle:
+            return pickle.load(handle)
+    noises = make_noises(settings, arguments.held_out)
+    clips = [clip for name in ("demo",) + CORPORA for clip in load_corpus(name, settings, noises, conditions, arguments.workers)]
+    with open(f"{cache}.tmp", "wb") as handle:
+        pickle.dump(clips, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(f"{cache}.tmp", cache)
     return clips
 
 
-def make_noises(settings):
-    rate = settings.sample_rate
-    voices = [audio.trim_silence(audio.load_audio(path, rate)[0], settings.trim_top_db)
-              for path in corpus.make_babble_voices(RESULTS / "babble_voices")]
+# Training and scoring -----------------------------------------------------------------------------
+def split_training(clips, seed):
+    """(train, calibration) clips: 2 speakers of each sex of each real training corpus calibrate."""
+    rng = np.random.default_rng(seed)
+    calibration = set()
+    for name in sorted({clip["corpus"] for clip in clips} - {"demo"}):
+        for label in (0, 1):
+            speakers = sorted({c["speaker"] for c in clips if c["corpus"] == name and c["label"] == label})
+            calibration |= set(rng.choice(speakers, size=min(2, len(speakers) - 1), replace=False))
+    return [c for c in clips if c["speaker"] not in calibration], [c for c in clips if c["speaker"] in calibration]
+
+
+def variant_rows(clips, settings):
+    """Every stored-like variant (clean, room noise at the settings' SNRs) of each clip: (matrices, labels, recordings)."""
+    conditions = ["clean"] + [f"train@{snr:g}" for snr in settings.snrs_db]
+    rows = [(clip["mfcc"][condition], clip["label"], position) for position, clip in enumerate(clips) for condition in conditions]
+    return [row[0] for row in rows], np.array([row[1] for row in rows]), np.array([row[2] for row in rows])
+
+
+def train_network(name, train, calibration, settings, recipe, seed):
+    """One network as stage 4 trains it, calibrated on the calibration speakers: a predict function."""
+    from acoustics import models
+
+    matrices, labels, recordings = variant_rows(train, settings)
+    normalisation = training.matrix_statistics(matrices, settings, cmn=recipe.cmn, coefficients=recipe.coefficients)
+    weights = training.balanced_class_weights(labels, training.window_counts([len(m) for m in matrices], settings.frames))
+    batches = models.ArrayBatches(matrices, labels, settings, normalisation, batch_size=recipe.batch_size, shuffle=True,
+                                  seed=seed, class_weights=weights, recipe=recipe, recordings=recordings)
+    model, fit = models.train_network(name, batches, None, settings, recipe, seed, verbose=0)
+
+    def predict(clips, condition):
+        return models.predict_matrices(model, [clip["mfcc"][condition] for clip in clips], settings, normalisation, recipe=recipe)
+    return model, predict, fit
+
+
+def calibrated(probabilities, calibration_probabilities, calibration_labels, recipe):
+    temperature = training.fit_temperature(calibration_probabilities, calibration_labels) if recipe.calibrate else 1.0
+    return {condition: training.calibrate(values, temperature) for condition, values in probabilities.items()}, temperature
+
+
+def baselines(train, test, conditions):
+    """{"f0": {condition: P(male)}, "logreg": {...}} fitted on the clean training clips (and the room-noise variants)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    f0 = np.array([clip["f0"].get("clean", np.nan) for clip in train])
+    labels = np.array([clip["label"] for clip in train])
+    usable = np.isfinite(f0)
+    candidates = np.unique(f0[usable])
+    balanced = [0.5 * (np.mean(f0[usable & (labels == 1)] < t) + np.mean(f0[usable & (labels == 0)] >= t)) for t in candidates]
+    threshold = float(candidates[int(np.argmax(balanced))])
+    stats = lambda matrix: np.concatenate([matrix.mean(axis=0), matrix.std(axis=0)])  # noqa: E731
+    rows = [(stats(m), clip["label"]) for clip in train for key, m in clip["mfcc"].items() if key == "clean" or key.startswith("train@")]
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced"))
+    classifier.fit(np.stack([row[0] for row in rows]), np.array([row[1] for row in rows]))
     return {
-        "train": audio.synthetic_room_noise(10.0, rate, np.random.default_rng(TRAIN_NOISE_SEED)),
-        "room": audio.synthetic_room_noise(10.0, rate, np.random.default_rng(TEST_NOISE_SEED)),
-        "babble": audio.babble_noise(voices, 20.0, rate, np.random.default_rng(BABBLE_SEED), talkers=6),
+        "f0": {c: np.array([float(clip["f0"][c] < threshold) if np.isfinite(clip["f0"][c]) else 0.5 for clip in test])
+               for c in conditions},
+        "logreg": {c: classifier.predict_proba(np.stack([stats(clip["mfcc"][c]) for clip in test]))[:, 1] for c in conditions},
     }
 
 
-# Scores -------------------------------------------------------------------------------------------
 def wilson(correct: int, total: int, z: float = 1.96) -> tuple:
     if total == 0:
         return float("nan"), float("nan")
@@ -164,229 +252,114 @@ def wilson(correct: int, total: int, z: float = 1.96) -> tuple:
     return centre - half, centre + half
 
 
-def folds_of(clips):
-    males = sorted({c["speaker"] for c in clips if c["label"] == 1})
-    females = sorted({c["speaker"] for c in clips if c["label"] == 0})
-    pairs = list(zip(males, females))
-    return [{"test": set(pairs[i]), "validation": set(pairs[(i + 1) % len(pairs)])} for i in range(len(pairs))]
+def score_rows(system, seed, held_out, probabilities, labels):
+    rows = []
+    for condition, values in probabilities.items():
+        right = (np.asarray(values) >= 0.5).astype(int) == labels
+        low, high = wilson(int(right.sum()), len(right))
+        rows.append({"system": system, "seed": seed, "held_out": held_out, "condition": condition,
+                     "accuracy": right.mean(), "low": low, "high": high, "clips": len(right),
+                     "female_recall": right[labels == 0].mean(), "male_recall": right[labels == 1].mean()})
+    return rows
 
 
-def training_rows(clips, speakers, conditions):
-    rows = [(clip["mfcc"][condition], clip["label"]) for clip in clips if clip["speaker"] in speakers
-            for condition in conditions]
-    return [row[0] for row in rows], np.array([row[1] for row in rows])
-
-
-def train_model(name, train, validation, settings, seed, epochs, normalisation_options, babble):
-    """Train one network as stage 4 does: ``(model, normalisation, fit)``; ``normalisation_options``
-    is ``{"cmn": bool, "coefficients": int}``."""
+def run_fold(held_out, clips, settings, recipe, networks, seeds, conditions, log):
+    """Train on every corpus but ``held_out``; test on all its clips. Returns (rows, ensemble clean P, labels)."""
     from acoustics import models
 
-    (train_x, train_y), (val_x, val_y) = train, validation
-    normalisation = training.matrix_statistics(train_x, settings, **normalisation_options)
-    counts = training.window_counts([len(m) for m in train_x], settings.frames)
-    weights = training.balanced_class_weights(train_y, counts)
-    batches = models.ArrayBatches(train_x, train_y, settings, normalisation, shuffle=True, seed=seed,
-                                  class_weights=weights, babble=babble)
-    val_batches = models.ArrayBatches(val_x, val_y, settings, normalisation, batch_size=256)
-    model = models.build_model(name, settings, seed)
-    fit = models.fit_model(model, batches, val_batches, epochs=epochs, verbose=0)
-    return model, normalisation, fit
+    test = [clip for clip in clips if clip["corpus"] == held_out]
+    labels = np.array([clip["label"] for clip in test])
+    train, calibration = split_training([clip for clip in clips if clip["corpus"] != held_out], seeds[0])
+    calibration_labels = np.array([clip["label"] for clip in calibration])
+    rows = []
+    for system, probabilities in baselines(train + calibration, test, conditions).items():
+        rows += score_rows(system, seeds[0], held_out, probabilities, labels)
+    trained, clean = {}, {}
+
+    def probabilities_of(name, seed):
+        if (name, seed) not in trained:
+            model, predict, fit = train_network(name, train, calibration, settings, recipe, seed)
+            trained[(name, seed)] = ({c: predict(test, c) for c in conditions}, predict(calibration, "clean"))
+            log(f"{held_out} held out, {name} seed {seed}: {fit['seconds']:.0f} s, clean "
+                f"{np.mean((trained[(name, seed)][0]['clean'] >= 0.5) == labels):.3f}")
+            models.keras.backend.clear_session()
+        return trained[(name, seed)]
+
+    for seed in seeds:
+        systems = {name: probabilities_of(name, seed) for name in networks}
+        members = [probabilities_of(recipe.ensemble_network, seed + k) for k in range(recipe.ensemble_size)]
+        systems["ensemble"] = ({c: np.mean([m[0][c] for m in members], axis=0) for c in conditions},
+                               np.mean([m[1] for m in members], axis=0))
+        for system, (probabilities, calibration_probabilities) in systems.items():
+            final, temperature = calibrated(probabilities, calibration_probabilities, calibration_labels, recipe)
+            rows += score_rows(system, seed, held_out, final, labels)
+            if system == "ensemble":
+                clean.setdefault(seed, final["clean"])
+    return rows, clean, labels
 
 
-def predict(model, clips, conditions, settings, normalisation):
-    """{condition: P(male) of each clip}."""
-    from acoustics import models
-
-    return {condition: models.predict_matrices(model, [clip["mfcc"][condition] for clip in clips], settings,
-                                               normalisation)
-            for condition in conditions}
-
-
-def clip_stats(matrix):
-    return np.concatenate([matrix.mean(axis=0), matrix.std(axis=0)])
+# Report ---------------------------------------------------------------------------------------------
+def report(table, ece, started, seeds, quick):
+    first = table[table["seed"] == seeds[0]]
+    shown = first.assign(cell=first.apply(lambda r: f"{r.accuracy:.3f} [{r.low:.2f},{r.high:.2f}]", axis=1))
+    for held_out, rows in shown.groupby("held_out"):
+        print(f"\nHeld out: {held_out} ({int(rows['clips'].iloc[0])} clips), seed {seeds[0]}; accuracy [Wilson 95 %]:")
+        print(rows.pivot(index="system", columns="condition", values="cell").to_string())
+        recalls = rows[rows["condition"] == "clean"].set_index("system")[["female_recall", "male_recall"]]
+        print("clean, per-sex recall:\n" + recalls.to_string(float_format=lambda v: f"{v:.3f}"))
+    networks = sorted(set(first["system"]) - {"f0", "logreg"})
+    worst = first.groupby(["system", "condition"])["accuracy"].min().unstack()
+    best = max(networks, key=lambda name: worst.loc[name, "clean"] + worst.loc[name].get("realbabble@5", 0))
+    print("\nWorst held-out corpus per system and condition:\n" + worst.to_string(float_format=lambda v: f"{v:.3f}"))
+    ensemble_clean = table[(table["system"] == best) & (table["condition"] == "clean")]
+    pooled = ensemble_clean.groupby("seed").apply(lambda rows: np.average(rows["accuracy"], weights=rows["clips"]))
+    cell = lambda system, condition: round(float(worst.loc[system].get(condition, float("nan"))), 4)  # noqa: E731
+    per_corpus = {held_out: {row.condition: round(float(row.accuracy), 4) for row in rows.itertuples()}
+                  for held_out, rows in first[first["system"] == best].groupby("held_out")}
+    summary = {"best_model": best, "worst_clean": cell(best, "clean"), "worst_5db_babble": cell(best, "realbabble@5"),
+               "worst_5db_white": cell(best, "white@5"), "f0_worst_clean": cell("f0", "clean"),
+               "f0_worst_5db_babble": cell("f0", "realbabble@5"), "logreg_worst_clean": cell("logreg", "clean"),
+               "logreg_worst_5db_babble": cell("logreg", "realbabble@5"), "ece": round(ece, 4),
+               "seed_spread_clean": round(float(pooled.max() - pooled.min()), 4) if len(pooled) > 1 else None,
+               "seconds": round(time.perf_counter() - started), "quick": quick, "per_corpus": per_corpus}
+    return summary
 
 
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
     started = time.perf_counter()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    settings = Settings()
-    cmn = training.CMN if arguments.cmn is None else bool(arguments.cmn)
-    coefficients = min(training.COEFFICIENTS if arguments.coefficients is None else arguments.coefficients, settings.n_mfcc)
-    normalisation_options = {"cmn": cmn, "coefficients": coefficients}
-    babble = training.BABBLE_PROBABILITY if arguments.babble is None else arguments.babble
-    snrs = settings.snrs_db
-    train_conditions = ["clean"] + [f"train@{snr:g}" for snr in snrs]
-    test_conditions = ["clean"] + [f"{noise}@{snr:g}" for noise in ("room", "babble") for snr in snrs]
-    f0_conditions = [] if arguments.no_baselines else test_conditions
-    noises = make_noises(settings)
-    f0_cache_path = RESULTS / f"f0_cache_{hashlib.sha256(settings.to_json().encode()).hexdigest()[:10]}.json"
-    f0_cache = json.loads(f0_cache_path.read_text()) if f0_cache_path.exists() else {}
-    emodb = load_corpus(EMODB / "labels.csv", settings, noises, train_conditions + test_conditions, f0_conditions,
-                        f0_cache, arguments.workers)
-    f0_cache_path.write_text(json.dumps(f0_cache))
-    use_demo = bool(arguments.demo) or not arguments.no_synthetic_only
-    demo = (load_corpus(corpus.make_demo_corpus(RESULTS / "demo_corpus"), settings, noises, train_conditions, [], {},
-                        arguments.workers, synthetic=True) if use_demo else [])
-    print(f"features: {len(emodb)} EmoDB clips x {len(set(train_conditions + test_conditions))} conditions, "
-          f"{len(demo)} demo clips, {time.perf_counter() - started:.0f} s; cmn={cmn} coefficients={coefficients} demo_in_training={arguments.demo}",
-          flush=True)
-
-    from acoustics import models  # imports Keras: after the feature workers are done
-
-    folds = folds_of(emodb)
-    correct = {}  # (system, condition) -> list of bool arrays
-    per_seed = {}  # (system, seed, condition) -> list of bool arrays, one per fold
-    seeds = [settings.seed + k for k in range(max(1, arguments.seeds))]
-
-    def log_line(fold_number, name, seed, fit, probabilities, labels):
-        accuracies = {c: float(((probabilities[c] >= 0.5).astype(int) == labels).mean()) for c in probabilities}
-        trained = f"epochs {fit['epochs']} (best {fit['best_epoch']}), {fit['seconds']:.0f} s; " if fit else ""
-        print(f"fold {fold_number} {name} seed {seed}: {trained}clean {accuracies['clean']:.3f} room5 {accuracies['room@5']:.3f} "
-              f"babble5 {accuracies['babble@5']:.3f} babble0 {accuracies['babble@0']:.3f} [{time.perf_counter() - started:.0f} s]",
-              flush=True)
-    for fold_number in arguments.folds:
-        fold = folds[fold_number]
-        test = [clip for clip in emodb if clip["speaker"] in fold["test"]]
-        train_speakers = {clip["speaker"] for clip in emodb} - fold["test"] - fold["validation"]
-        train = training_rows(emodb, train_speakers, train_conditions)
-        if arguments.demo:
-            demo_x, demo_y = training_rows(demo, {clip["speaker"] for clip in demo}, train_conditions)
-            train = (train[0] + demo_x, np.concatenate([train[1], demo_y]))
-        validation = training_rows(emodb, fold["validation"], train_conditions)
-        train_and_validation = (train[0] + validation[0], np.concatenate([train[1], validation[1]]))
-        labels = np.array([clip["label"] for clip in test])
-        if not arguments.no_baselines:
-            fit_speakers = train_speakers | fold["validation"]
-            # median-F0 threshold: the cut between the sexes that is best on the clean training clips
-            f0 = np.array([c["f0"]["clean"] for c in emodb if c["speaker"] in fit_speakers])
-            y = np.array([c["label"] for c in emodb if c["speaker"] in fit_speakers])
-            ok = np.isfinite(f0)
-            candidates = np.unique(f0[ok])
-            balanced = [0.5 * (np.mean(f0[ok & (y == 1)] < t) + np.mean(f0[ok & (y == 0)] >= t)) for t in candidates]
-            threshold = float(candidates[int(np.argmax(balanced))])
-            for condition in test_conditions:
-                values = np.array([c["f0"][condition] for c in test])
-                predicted = np.where(np.isfinite(values), values < threshold, 0)
-                correct.setdefault(("f0", condition), []).append(predicted.astype(int) == labels)
-            # logistic regression on per-clip MFCC means and stds
-            from sklearn.linear_model import LogisticRegression
-            from sklearn.pipeline import make_pipeline
-            from sklearn.preprocessing import StandardScaler
-
-            x, y = training_rows(emodb, fit_speakers, train_conditions)
-            classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced"))
-            classifier.fit(np.stack([clip_stats(m) for m in x]), y)
-            for condition in test_conditions:
-                predicted = classifier.predict(np.stack([clip_stats(c["mfcc"][condition]) for c in test]))
-                correct.setdefault(("logreg", condition), []).append(predicted == labels)
-        trained = {}  # (name, seed) -> {condition: P(male)}; the ensemble reuses the ConvNets trained here
-
-        def probabilities_of(name, seed):
-            if (name, seed) not in trained:
-                # A network on a fixed schedule does not stop on the validation speakers: it learns from them.
-                rows = train_and_validation if name in models.FIXED_EPOCHS else train
-                model, normalisation, fit = train_model(name, rows, validation, settings, seed, arguments.epochs,
-                                                        normalisation_options, babble)
-                trained[(name, seed)] = predict(model, test, test_conditions, settings, normalisation)
-                log_line(fold_number, name, seed, fit, trained[(name, seed)], labels)
-                models.keras.backend.clear_session()
-            return trained[(name, seed)]
-
-        for seed in seeds:
-            fold_probabilities = {name: probabilities_of(name, seed) for name in arguments.models}
-            if models.ENSEMBLE_MODEL in arguments.models:
-                members = [probabilities_of(models.ENSEMBLE_MODEL, seed + k) for k in range(models.ENSEMBLE_SIZE)]
-                fold_probabilities["ensemble"] = {condition: np.mean([member[condition] for member in members], axis=0)
-                                                  for condition in test_conditions}
-                log_line(fold_number, "ensemble", seed, None, fold_probabilities["ensemble"], labels)
-            for name, probabilities in fold_probabilities.items():
-                for condition, values in probabilities.items():
-                    hits = (values >= 0.5).astype(int) == labels
-                    per_seed.setdefault((name, seed, condition), []).append(hits)
-                    if seed == settings.seed:
-                        correct.setdefault((name, condition), []).append(hits)
-
-    synthetic_only = {}
-    if not arguments.no_synthetic_only:
-        speakers = sorted({clip["speaker"] for clip in demo})
-        validation_speakers = set(speakers[::5])
-        train = training_rows(demo, set(speakers) - validation_speakers, train_conditions)
-        validation = training_rows(demo, validation_speakers, train_conditions)
-        model, normalisation, fit = train_model("cnnlstm", train, validation, settings, settings.seed, arguments.epochs, normalisation_options, babble)
-        labels = np.array([clip["label"] for clip in emodb])
-        result = predict(model, emodb, test_conditions, settings, normalisation)
-        synthetic_only = {c: float(((v >= 0.5).astype(int) == labels).mean()) for c, v in result.items()}
-        print(f"synthetic only (cnnlstm, demo corpus -> all EmoDB): clean {synthetic_only['clean']:.3f} "
-              f"room5 {synthetic_only['room@5']:.3f} babble5 {synthetic_only['babble@5']:.3f}", flush=True)
-
-    # Table ----------------------------------------------------------------------------------------
+    missing = [name for name in CORPORA if not (DATA / name / "labels.csv").exists()]
+    if missing:
+        print(f"bench/accuracy.py needs {', '.join(missing)} in {DATA}; they come with ../shared.", file=sys.stderr)
+        return 1
+    settings, recipe = Settings(), Recipe().with_overrides(arguments.recipe)
+    seeds = [settings.seed + k for k in range(arguments.seeds or (1 if arguments.quick else 2))]
+    networks = [] if arguments.quick and arguments.models is None else list(arguments.models or recipe.networks)
+    conditions = QUICK_CONDITIONS if arguments.quick else CONDITIONS
+    log = lambda text: print(f"[{time.perf_counter() - started:5.0f} s] {text}", flush=True)  # noqa: E731
+    clips = cached_features(settings, conditions, arguments)
+    log(f"features of {len(clips)} clips; recipe {recipe.to_json()} {arguments.tag}")
     import pandas
 
-    rows = []
-    for (system, condition), arrays in correct.items():
-        values = np.concatenate(arrays)
-        low, high = wilson(int(values.sum()), len(values))
-        noise, snr = ("none", "clean") if condition == "clean" else condition.split("@")
-        rows.append({"system": system, "noise": noise, "snr_db": snr, "accuracy": values.mean(), "low": low,
-                     "high": high, "clips": len(values), "folds": len(arrays)})
-    for condition, value in synthetic_only.items():
-        noise, snr = ("none", "clean") if condition == "clean" else condition.split("@")
-        low, high = wilson(int(round(value * len(emodb))), len(emodb))
-        rows.append({"system": "synthetic_only_cnnlstm", "noise": noise, "snr_db": snr, "accuracy": value, "low": low,
-                     "high": high, "clips": len(emodb), "folds": 0})
+    rows, probabilities, labels = [], {}, {}
+    for held_out in arguments.held_out:
+        fold_rows, clean, labels[held_out] = run_fold(held_out, clips, settings, recipe, networks, seeds, conditions, log)
+        rows += fold_rows
+        probabilities[held_out] = clean[seeds[0]]
     table = pandas.DataFrame(rows)
     table.to_csv(arguments.csv, index=False, float_format="%.4f")
-
-    def cell(system, condition):
-        values = np.concatenate(correct[(system, condition)]) if (system, condition) in correct else None
-        return float(values.mean()) if values is not None else float("nan")
-
-    columns = ["clean"] + [f"{noise}@{snr:g}" for noise in ("room", "babble") for snr in snrs]
-    models_run = list(arguments.models) + (["ensemble"] if models.ENSEMBLE_MODEL in arguments.models else [])
-    systems = models_run + ([] if arguments.no_baselines else ["logreg", "f0"])
-    for noise in ("room", "babble"):
-        print(f"\nAccuracy (clips pooled over folds {arguments.folds}; seed {settings.seed}; Wilson 95 % interval), noise = {noise}:")
-        shown = pandas.DataFrame({
-            system: {condition.split("@")[-1] + ("" if condition == "clean" else " dB"):
-                     "{:.3f} [{:.3f}, {:.3f}]".format(*_with_interval(correct.get((system, condition))))
-                     for condition in ["clean"] + [c for c in columns if c.startswith(noise)]}
-            for system in systems}).T
-        print(shown.to_string())
-    spread = {}
-    print(f"\nSeed spread (accuracy pooled over folds {arguments.folds}, for each of the seeds {seeds}):")
-    for name in models_run:
-        pooled = {condition: [float(np.concatenate(per_seed[(name, seed, condition)]).mean()) for seed in seeds]
-                  for condition in ("clean", "babble@5")}
-        for condition, values in pooled.items():
-            spread[f"{name}_{condition}"] = round(max(values) - min(values), 4)
-        print(f"  {name:<9} " + "; ".join(f"{condition}: " + ", ".join(f"{value:.3f}" for value in values)
-                                          + f" (spread {max(values) - min(values):.3f})" for condition, values in pooled.items()))
-    best = max(models_run, key=lambda name: (cell(name, "clean") + cell(name, "babble@5")))
-    at_low_snr = [c for c in columns if c != "clean" and float(c.split("@")[1]) <= 5]
-    if not arguments.no_baselines:
-        beaten = {name: all(cell(name, c) > max(cell("logreg", c), cell("f0", c)) for c in at_low_snr) for name in models_run}
-        print(f"beats both baselines in every condition at 5 dB and below: {json.dumps(beaten)}")
-    print(f"seed spread (max - min, accuracy): {json.dumps(spread)}")
-    print(f"table: {arguments.csv}; {time.perf_counter() - started:.0f} s in all; cmn={cmn} coefficients={coefficients} babble={babble} demo={arguments.demo} {arguments.tag}")
-    summary = {
-        "best_model": best, "best_clean": round(cell(best, "clean"), 4), "best_5db_babble": round(cell(best, "babble@5"), 4),
-        "f0_clean": round(cell("f0", "clean"), 4), "f0_5db_babble": round(cell("f0", "babble@5"), 4),
-        "logreg_clean": round(cell("logreg", "clean"), 4), "logreg_5db_babble": round(cell("logreg", "babble@5"), 4),
-        "synthetic_only_clean": round(synthetic_only.get("clean", float("nan")), 4),
-        "best_seed_spread_clean": spread.get(f"{best}_clean"), "best_seed_spread_5db_babble": spread.get(f"{best}_babble@5"),
-    }
-    # Strict JSON: a figure that was not measured (--no-baselines, --no-synthetic-only) is null, not NaN.
-    print(json.dumps({key: None if isinstance(value, float) and np.isnan(value) else value for key, value in summary.items()}))
+    ece = training.expected_calibration_error(np.concatenate(list(probabilities.values())), np.concatenate(list(labels.values())))
+    everything = np.concatenate(list(probabilities.values()))
+    stated = np.maximum(everything, 1 - everything)
+    right = (everything >= 0.5).astype(int) == np.concatenate(list(labels.values()))
+    sure = stated >= 0.85
+    print(f"\n'sure' verdicts (P >= 0.85) of the ensemble, clean: {int(sure.sum())} of {len(sure)}, right {right[sure].mean():.3f}; "
+          f"P >= 0.95: right {right[stated >= 0.95].mean():.3f} of {int((stated >= 0.95).sum())}")
+    summary = report(table, ece, started, seeds, arguments.quick)
+    print(f"table: {arguments.csv}; {summary['seconds']} s")
+    print(json.dumps(summary))
     return 0
-
-
-def _with_interval(arrays):
-    if not arrays:
-        return float("nan"), float("nan"), float("nan")
-    values = np.concatenate(arrays)
-    return (values.mean(), *wilson(int(values.sum()), len(values)))
 
 
 if __name__ == "__main__":

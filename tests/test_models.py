@@ -16,6 +16,7 @@ import pytest
 from acoustics import features, training
 from acoustics.database import FeatureDatabase
 from acoustics.errors import BadModelError, NotEnoughDataError, SettingsMismatchError
+from acoustics.recipe import Recipe
 from acoustics.settings import Settings
 
 models = pytest.importorskip("acoustics.models")  # imports TensorFlow (~4 s), once for the module
@@ -107,7 +108,7 @@ def test_streamed_statistics_equal_in_memory_ones(model_database):
         everything = np.concatenate(list(database.load_features(ids).values())).astype(np.float64)
     np.testing.assert_allclose(normalisation.mean, everything.mean(axis=0), rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(normalisation.std, everything.std(axis=0), rtol=1e-5, atol=1e-4)
-    assert normalisation.coefficients == training.COEFFICIENTS and normalisation.cmn == training.CMN
+    assert normalisation.coefficients is None and normalisation.cmn is False  # the recipe's come from stage 4
 
 
 def test_training_batches_hold_only_training_speakers_and_every_window_once(model_database_copy):
@@ -160,7 +161,7 @@ def test_window_weights_follow_loudness_and_ignore_the_microphone_gain(spoken_cl
     # the repeat 6 dB quieter counts much less, but still counts: exp(-6 dB / 2 dB) = 0.05 if every mel band
     # fell by 6 dB; the quietest bands lie on the -100 dB floor, which does not fall
     second_half = weights[starts >= speech_seconds + 3.0]
-    assert np.exp(-6 / training.LOUDNESS_WEIGHT_DB) / 2 < second_half.max() < np.exp(-3 / training.LOUDNESS_WEIGHT_DB)
+    assert np.exp(-6 / Recipe().loudness_weight_db) / 2 < second_half.max() < np.exp(-3 / Recipe().loudness_weight_db)
     # a microphone 20 dB softer lowers the speech's levels alike: its windows keep their weights
     softer = training.window_weights(features.windows(features.mfcc(signal * np.float32(0.1), settings), settings.frames), settings)
     np.testing.assert_allclose(softer[weights > 0.5], weights[weights > 0.5], atol=0.05)
@@ -235,10 +236,8 @@ def trained(model_database, tmp_path_factory):
             "index": index, "settings": settings, "normalisation": normalisation}
 
 
-def test_fit_reports_history_and_keeps_the_last_epoch_of_a_fixed_schedule(trained):
-    """The ConvNet trains on a fixed schedule (models.FIXED_EPOCHS), here cut to 2 epochs by the cap."""
+def test_fit_reports_history_and_keeps_the_last_epoch_of_its_cosine_schedule(trained):
     fit, model = trained["fit"], trained["model"]
-    assert "cnn" in models.FIXED_EPOCHS
     assert fit["epochs"] == 2 and not fit["interrupted"] and fit["best_epoch"] == 2
     assert set(fit["history"]) >= {"loss", "val_loss", "accuracy", "val_accuracy"}
     # The cosine has run its course: the learning rate is 0 after the last step.
@@ -246,47 +245,36 @@ def test_fit_reports_history_and_keeps_the_last_epoch_of_a_fixed_schedule(traine
     assert int(model.optimizer.iterations) > 0
 
 
-def test_fixed_schedule_runs_its_epochs_below_the_cap(trained, monkeypatch):
-    """With the cap above the schedule, the schedule's own epoch count is trained, whatever the
-    validation loss does; the learning rate starts at the network's own."""
-    monkeypatch.setitem(models.FIXED_EPOCHS, "cnn", 1)
+def test_train_network_follows_the_recipe_and_augments_only_training_batches(trained):
+    """models.train_network: the recipe's epochs and learning rate; its augmentation changes the training
+    windows (not the labels), and one stored variant of each recording is used per epoch."""
     settings, index, normalisation = trained["settings"], trained["index"], trained["normalisation"]
-    train = models.WindowBatches(trained["database"], index[index["subset"] == "train"], settings, normalisation,
-                                 shuffle=True, seed=1)
+    recipe = Recipe(epochs=1, learning_rate=2e-3)
+    train_rows = index[index["subset"] == "train"]
+    train = models.WindowBatches(trained["database"], train_rows, settings, normalisation, shuffle=True, seed=1, recipe=recipe)
+    plain = models.WindowBatches(trained["database"], train_rows, settings, normalisation, shuffle=True, seed=1)
+    recordings = train_rows.drop_duplicates("recording_id")
+    assert int(train.ends[-1]) == int(training.window_counts(recordings["frame_count"], settings.frames).sum())
+    assert int(plain.ends[-1]) == int(training.window_counts(train_rows["frame_count"], settings.frames).sum())
+    used = set(train_rows.set_index("feature_id").loc[train.feature_ids[train.order], "recording_id"])
+    assert used == set(recordings["recording_id"])  # every recording once, in one of its variants
+    x, y = train[0]
+    assert np.isfinite(x).all() and set(np.unique(y)) <= {0.0, 1.0}
     validation = models.WindowBatches(trained["database"], index[index["subset"] == "validation"], settings, normalisation)
-    model = models.build_model("cnn", settings, seed=1)
-    fit = models.fit_model(model, train, validation, epochs=30, verbose=0)
+    model, fit = models.train_network("cnn", train, validation, settings, recipe, seed=1, verbose=0)
     assert fit["epochs"] == 1 and fit["best_epoch"] == 1 and len(fit["history"]["val_loss"]) == 1
     schedule = model.optimizer._learning_rate
     assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
-    assert schedule.initial_learning_rate == pytest.approx(models.LEARNING_RATES["cnn"])
+    assert schedule.initial_learning_rate == pytest.approx(2e-3)
     assert schedule.decay_steps == len(train)
 
 
-def test_a_network_off_the_fixed_schedule_stops_early_and_keeps_its_best_epoch(trained, monkeypatch):
-    """Early stopping stays for a network not in models.FIXED_EPOCHS (by default, none is)."""
-    assert set(models.FIXED_EPOCHS) == set(models.MODEL_NAMES)
-    monkeypatch.delitem(models.FIXED_EPOCHS, "cnn")
-    settings, index, normalisation = trained["settings"], trained["index"], trained["normalisation"]
-    train = models.WindowBatches(trained["database"], index[index["subset"] == "train"], settings, normalisation,
-                                 shuffle=True, seed=1)
-    validation = models.WindowBatches(trained["database"], index[index["subset"] == "validation"], settings, normalisation)
-    model = models.build_model("cnn", settings, seed=1, learning_rate=3e-2)  # too fast: the loss soon rises
-    fit = models.fit_model(model, train, validation, epochs=8, patience=1, verbose=0)
-    losses = fit["history"]["val_loss"]
-    assert fit["best_epoch"] == int(np.argmin(losses)) + 1
-    assert fit["epochs"] == 8 or fit["epochs"] == fit["best_epoch"] + 1  # stopped one epoch after the best
-    assert models.training_plan("cnn", 30) == "at most 30 epochs, stopping early"
-
-
-@pytest.mark.parametrize("name, cap, words", [
-    ("cnn", 30, "10 epochs, the learning rate falling along a cosine"),
-    ("cnn", 1, "1 epoch, the learning rate falling along a cosine"),
-    ("lstm", 30, "10 epochs, the learning rate falling along a cosine"),
-    ("cnnlstm", 4, "4 epochs, the learning rate falling along a cosine"),
+@pytest.mark.parametrize("epochs, words", [
+    (10, "10 epochs, the learning rate falling along a cosine"),
+    (1, "1 epoch, the learning rate falling along a cosine"),
 ])
-def test_training_plan_in_words(name, cap, words):
-    assert models.training_plan(name, cap) == words
+def test_training_plan_in_words(epochs, words):
+    assert models.training_plan(Recipe(epochs=epochs)) == words
 
 
 def test_saved_model_loads_with_metadata_and_with_plain_keras(trained):

@@ -11,6 +11,7 @@ import pytest
 from conftest import PYTHON, ROOT, build_feature_database, run_stage
 
 from acoustics.database import FeatureDatabase, create_database
+from acoustics.recipe import Recipe
 from acoustics.settings import Settings
 
 MODEL_FILES = ("cnn.h5", "lstm.h5", "cnnlstm.h5", "ensemble.h5", "best.h5")
@@ -39,7 +40,7 @@ def trained_run(model_database, tmp_path_factory):
 def test_training_saves_three_models_pictures_and_the_best(trained_run):
     result, _, models_folder = trained_run
     lines = result.stdout.strip().splitlines()
-    assert lines[-1] == "Next: python implement_model.py"
+    assert lines[-1] == f"Next: python implement_model.py --model {models_folder / 'best.h5'}"
     header = next(line for line in lines if line.strip().startswith("model"))
     for column in ("accuracy", "clean", "snr10", "snr0", "balanced accuracy", "test speakers", "seconds", "parameters"):
         assert column in header
@@ -66,7 +67,10 @@ def test_saved_models_load_and_carry_the_database_settings(trained_run):
         model, metadata = models.load_model(models_folder / name)
         assert metadata["settings"] == settings
         normalisation = metadata["normalisation"]
-        assert normalisation.coefficients == min(training.COEFFICIENTS, settings.n_mfcc) and normalisation.cmn == training.CMN
+        recipe = metadata["recipe"]
+        assert recipe == Recipe(epochs=2)  # train_models.py's defaults with --epochs 2, stored in every model
+        assert normalisation.coefficients == min(recipe.coefficients, settings.n_mfcc) and normalisation.cmn == recipe.cmn
+        assert 0.05 <= metadata["temperature"] <= 50 and metadata["provenance"]["synthetic_speakers"] > 0
         models.check_model_settings(metadata, settings)
         assert set(metadata["scores"]["test"]["per_variant"]) == {"clean", "snr10", "snr0"}
         plain = keras.models.load_model(models_folder / name, compile=False)
@@ -193,7 +197,7 @@ def test_ctrl_c_keeps_the_best_weights_and_saves(model_database, tmp_path):
         process.kill()
     text = "".join(output)
     assert process.returncode == 0, text + process.stderr.read()
-    assert "Stopped by Ctrl-C" in text and "Next: python implement_model.py" in text
+    assert "Stopped by Ctrl-C" in text and "Next: python implement_model.py --model" in text
     from acoustics import models
 
     _, metadata = models.load_model(tmp_path / "models" / "cnnlstm.h5")

@@ -1,0 +1,174 @@
+"""Every training parameter of stage 4, in one frozen object: the recipe.
+
+The feature side has :class:`acoustics.settings.Settings`; the training side has this. A recipe is
+stored in every ``.h5`` (``models.save_model``) and in the ``runs`` table, shown by
+``train_models.py --check``, and overridden for experiments with ``--recipe NAME=VALUE``. Stage 4,
+``make reference`` and the benchmarks all train through ``models.train_network`` with one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+
+from .errors import BadParameterError
+
+NETWORKS = ("cnn", "lstm", "cnnlstm")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the networks are trained and how a clip's verdict is formed.
+
+    Parameters
+    ----------
+    networks : tuple of str
+        The networks stage 4 trains, from ``("cnn", "lstm", "cnnlstm")``.
+    epochs : int
+        Epochs of every network: Adam's learning rate falls from ``learning_rate`` to 0 along a cosine
+        over them, and the last epoch's weights are kept (the validation speakers only measure).
+    learning_rate : float
+        Adam's learning rate at the start of the cosine.
+    batch_size : int
+        Training windows per batch.
+    all_variants : bool
+        Train every epoch on every stored variant of each recording (clean and each SNR); false: on one
+        variant of each, drawn anew each epoch (an epoch then costs one pass over the recordings, and
+        the augmentation below brings the other noises).
+    coefficients : int
+        The networks see the first this many normalised MFCCs; the others are set to 0 (a low-quefrency
+        lifter: the spectral envelope, less of the pitch harmonics that emotion moves).
+    cmn : bool
+        Subtract each window's own mean of each coefficient (cepstral mean normalisation) first.
+    babble_probability, babble_snr_db
+        Each training window gets, with this probability, 3 to 6 other windows of its batch (other
+        voices) mixed in at an SNR (dB) drawn uniformly from the range.
+    noise_probability, noise_snr_db
+        ... and, with this probability, white, pink or brown noise at an SNR (dB) from this range.
+    equaliser_probability, equaliser_tilt_db
+        ... and, with this probability, a microphone response: a spectral tilt of up to this many dB
+        per octave either way, and in half of those cases a band limit (high-pass 100-400 Hz and
+        low-pass 3-7 kHz, as telephones and small microphones have).
+    gain_db
+        ... and every window a level change drawn uniformly within +-this many dB.
+    loudness_weight_db : float
+        A clip's P(male) is the mean of its windows' P(male), each weighted by
+        ``exp((level - loudest level) / loudness_weight_db)``: the pauses, where only noise or other
+        voices are heard, hardly vote.
+    ensemble_network, ensemble_size
+        The ensemble stage 4 saves: this many networks of this kind, trained with the seeds
+        seed, seed + 1, ... and averaged.
+    calibrate : bool
+        Fit a temperature on the validation speakers' clips (:func:`acoustics.training.fit_temperature`)
+        and store it with the model, so that its probabilities mean what they say.
+    """
+
+    networks: tuple = NETWORKS
+    epochs: int = 10
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    all_variants: bool = False
+    coefficients: int = 20
+    cmn: bool = False
+    babble_probability: float = 0.5
+    babble_snr_db: tuple = (0.0, 20.0)
+    noise_probability: float = 0.3
+    noise_snr_db: tuple = (-5.0, 20.0)
+    equaliser_probability: float = 0.3
+    equaliser_tilt_db: float = 3.0
+    gain_db: float = 20.0
+    loudness_weight_db: float = 2.0
+    ensemble_network: str = "cnn"
+    ensemble_size: int = 3
+    calibrate: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("networks", "babble_snr_db", "noise_snr_db"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        problems = []
+        if not self.networks or any(network not in NETWORKS for network in self.networks) or not isinstance(self.networks, tuple):
+            problems.append(f"networks must be some of {', '.join(NETWORKS)}, not {self.networks!r}")
+        for name, low, high in (("epochs", 1, 1000), ("batch_size", 4, 4096), ("coefficients", 1, 1000),
+                                ("ensemble_size", 1, 20)):
+            value = getattr(self, name)
+            if not _is_integer(value) or not low <= value <= high:
+                problems.append(f"{name} must be an integer from {low} to {high}, not {value!r}")
+        for name, low, high in (("learning_rate", 1e-6, 1.0), ("babble_probability", 0.0, 1.0),
+                                ("noise_probability", 0.0, 1.0), ("equaliser_probability", 0.0, 1.0),
+                                ("equaliser_tilt_db", 0.0, 12.0), ("gain_db", 0.0, 60.0),
+                                ("loudness_weight_db", 0.1, 100.0)):
+            value = getattr(self, name)
+            if not _is_number(value) or not low <= value <= high:
+                problems.append(f"{name} must be a number from {low:g} to {high:g}, not {value!r}")
+        for name in ("babble_snr_db", "noise_snr_db"):
+            value = getattr(self, name)
+            if (not isinstance(value, tuple) or len(value) != 2 or not all(_is_number(item) for item in value)
+                    or not -30 <= value[0] <= value[1] <= 60):
+                problems.append(f"{name} must be two numbers low <= high between -30 and 60 dB, not {value!r}")
+        if self.ensemble_network not in NETWORKS:
+            problems.append(f"ensemble_network must be one of {', '.join(NETWORKS)}, not {self.ensemble_network!r}")
+        for name in ("cmn", "calibrate", "all_variants"):
+            if not isinstance(getattr(self, name), bool):
+                problems.append(f"{name} must be true or false, not {getattr(self, name)!r}")
+        if problems:
+            raise BadParameterError("Bad recipe: " + "; ".join(problems) + ".")
+
+    # JSON form ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        values = dataclasses.asdict(self)
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in values.items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Recipe":
+        try:
+            values = json.loads(text)
+        except (TypeError, json.JSONDecodeError) as error:
+            raise BadParameterError(f"Stored recipe is not valid JSON ({error}).") from None
+        if not isinstance(values, dict):
+            raise BadParameterError(f"Stored recipe must be a JSON object, not {type(values).__name__}.")
+        unknown = sorted(set(values) - {item.name for item in dataclasses.fields(cls)})
+        if unknown:
+            raise BadParameterError(f"Stored recipe has fields this version does not know: {', '.join(unknown)}; "
+                                    "it was made by a newer version of the project.")
+        try:
+            return cls(**values)
+        except TypeError as error:
+            raise BadParameterError(f"Stored recipe is malformed ({error}).") from None
+
+    def replace(self, **changes) -> "Recipe":
+        return dataclasses.replace(self, **changes)
+
+    def with_overrides(self, assignments) -> "Recipe":
+        """This recipe with ``NAME=VALUE`` texts applied (values in JSON: ``epochs=20``,
+        ``networks=["cnn"]``, ``cmn=true``); raises BadParameterError naming a bad one."""
+        known = {item.name for item in dataclasses.fields(self)}
+        changes = {}
+        for assignment in assignments:
+            name, equals, text = str(assignment).partition("=")
+            name = name.strip().replace("-", "_")
+            if not equals or name not in known:
+                raise BadParameterError(f"--recipe {assignment!r}: write NAME=VALUE with NAME one of {', '.join(sorted(known))}.")
+            try:
+                changes[name] = json.loads(text)
+            except json.JSONDecodeError:
+                changes[name] = text.strip()  # a bare word: a network name
+        return self.replace(**changes)
+
+    def describe(self) -> str:
+        """The recipe in a few lines, for ``--check`` and the stage-4 heading."""
+        return "\n".join(f"  {key:<22} {value}" for key, value in self.to_dict().items())
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
