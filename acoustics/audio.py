@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from .errors import BadAudioError, BadParameterError
+from .errors import BadAudioError, BadParameterError, NoSpeechError
 
 #: Files longer than this (in seconds) are refused before they are read.
 MAX_FILE_SECONDS = 600.0
@@ -166,6 +166,30 @@ def check_speech(signal: np.ndarray, sample_rate: int, name, *, allow_clipped: b
             f"{name}: only {seconds * 1000:.0f} ms of sound, below the minimum of "
             f"{MIN_SPEECH_SECONDS * 1000:.0f} ms; record a whole sentence."
         )
+
+
+@dataclass(frozen=True)
+class Speech:
+    """The speech of a recording: its samples with silence trimmed, and a note on a poor input."""
+
+    samples: np.ndarray
+    note: str = ""
+
+
+def usable_speech(signal: np.ndarray, sample_rate: int, top_db: float, name) -> Speech:
+    """Trim ``signal`` (a whole recording) and decide whether it holds speech.
+
+    Raises :class:`NoSpeechError` when it holds only silence or steady noise, :class:`BadAudioError`
+    when it is silent, clipped or too short.
+    """
+    from .microphone import detect_utterances
+
+    speech = trim_silence(signal, top_db)
+    check_speech(speech, sample_rate, name)
+    if not detect_utterances(signal, sample_rate):
+        raise NoSpeechError(f"{name}: no speech detected (only silence or steady noise); "
+                            "speak a sentence, closer to the microphone.")
+    return Speech(speech)
 
 
 def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:

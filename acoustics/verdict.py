@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 
 from . import audio, features
-from .errors import BadAudioError, reason_of
+from .errors import BadAudioError, NoSpeechError, reason_of
 from .modelfile import check_model_settings, read_metadata
 from .settings import Settings
 
@@ -59,29 +59,21 @@ class Verdict:
         return f"{self.label} voice (probability {self.probability:.2f}; {self.confidence})"
 
 
-def has_speech(signal: np.ndarray, sample_rate: int) -> float:
-    """Seconds of speech the voice activity detector hears in ``signal`` (0.0 for silence or steady noise)."""
-    from .microphone import detect_utterances
-
-    return float(sum(utterance.speech_seconds for utterance in detect_utterances(signal, sample_rate)))
-
-
 def classify_signal(model, metadata: dict, signal: np.ndarray, name) -> Verdict:
     """Classify a float32 mono signal at the model's sample rate; no speech gives a Verdict without label."""
     from .models import predict_clip
 
     settings = metadata["settings"]
     duration = signal.size / settings.sample_rate
-    speech = audio.trim_silence(signal, settings.trim_top_db)
     try:
-        audio.check_speech(speech, settings.sample_rate, name)
+        speech = audio.usable_speech(signal, settings.sample_rate, settings.trim_top_db, name)
+    except NoSpeechError as error:
+        return Verdict(None, None, duration, 0.0, reason_of(error, name))
     except BadAudioError as error:
         return Verdict(None, None, duration, 0.0, f"no verdict: {reason_of(error, name)}")
-    if has_speech(signal, settings.sample_rate) == 0.0:
-        return Verdict(None, None, duration, 0.0,
-                       "no speech detected (only silence or steady noise); speak a sentence, closer to the microphone.")
-    probability = predict_clip(model, metadata, features.mfcc(speech, settings))
-    return Verdict("male" if probability >= 0.5 else "female", probability, duration, speech.size / settings.sample_rate)
+    probability = predict_clip(model, metadata, features.mfcc(speech.samples, settings))
+    return Verdict("male" if probability >= 0.5 else "female", probability, duration,
+                   speech.samples.size / settings.sample_rate, speech.note)
 
 
 # The model, checked without TensorFlow and loaded in the background ------------------------------
