@@ -36,7 +36,7 @@ class Verdict:
     probability_male: Optional[float]
     duration_seconds: float
     speech_seconds: float
-    note: str = ""
+    note: str = ""  # without a label: why; with one: what is poor about the input ("clipped 1.0 %, noisy")
 
     @property
     def confidence(self) -> str:
@@ -54,9 +54,11 @@ class Verdict:
         return self.probability_male if self.label == "male" else 1 - self.probability_male
 
     def sentence(self) -> str:
+        """The verdict in words, e.g. "male voice (probability 0.93; sure) [quiet: -58 dBFS]"; or the reason."""
         if self.label is None:
             return self.note
-        return f"{self.label} voice (probability {self.probability:.2f}; {self.confidence})"
+        words = f"{self.label} voice (probability {self.probability:.2f}; {self.confidence})"
+        return f"{words} [{self.note}]" if self.note else words
 
 
 def classify_signal(model, metadata: dict, signal: np.ndarray, name) -> Verdict:
