@@ -23,7 +23,7 @@ MAX_FILE_SECONDS = 600.0
 MIN_SPEECH_SECONDS = 0.25
 #: A signal whose RMS level is below this (dBFS) is nearly silent: stage 2 warns about such a noise.
 SILENCE_DBFS = -60.0
-#: A signal whose RMS level, its mean removed, is below this (dBFS; under one step of 16-bit audio) holds no sound.
+#: A signal whose RMS level is below this (dBFS; under one step of 16-bit audio) holds no sound.
 NO_SOUND_DBFS = -90.0
 #: Speech whose RMS level (after trimming) is below this (dBFS) gets the note "quiet".
 QUIET_DBFS = -55.0
@@ -171,7 +171,7 @@ def trim_silence(signal: np.ndarray, top_db: float) -> np.ndarray:
 def check_speech(signal: np.ndarray, sample_rate: int, name, *, allow_clipped: bool = False) -> None:
     """Raise :class:`BadAudioError` when ``signal`` (trimmed speech) holds no sound, is clipped in more
     than :data:`CLIP_REFUSED_FRACTION` of its samples, or is shorter than :data:`MIN_SPEECH_SECONDS`."""
-    level = level_dbfs(signal - np.mean(signal, dtype=np.float64)) if signal.size else float("-inf")
+    level = level_dbfs(signal)
     if level < NO_SOUND_DBFS:
         raise BadAudioError(
             f"{name}: silent (level {level:.0f} dBFS); check that the microphone was on and not muted."

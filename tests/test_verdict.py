@@ -67,7 +67,7 @@ class NoModel:
 @pytest.mark.parametrize("kind, reason", [
     ("digital silence", "silent"),
     ("quiet hiss", "no speech detected"),
-    ("constant value", "silent"),
+    ("constant value", "no speech detected"),
     ("440 Hz sine", "no speech detected"),
     ("steady noise", "no speech detected"),
     ("steady hum", "no speech detected"),
