@@ -108,7 +108,7 @@ def main(argv=None) -> int:
         level = audio.level_dbfs(signal)
         duration = signal.size / rate
         print(f"Got {duration:.1f} s from {source}; level {level:.1f} dBFS ({settings_source}: {rate} Hz).")
-        if level < audio.SILENCE_DBFS - 30:
+        if level < audio.NO_SOUND_DBFS:
             raise BadParameterError(
                 f"The noise from {source} is digital silence ({level:.0f} dBFS), which cannot be mixed into speech; "
                 "nothing was saved. Record again with the microphone unmuted, or use --from-file PATH (another file) or --synthetic."

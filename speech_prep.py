@@ -87,7 +87,7 @@ def load_noise(path, settings):
         raise AcousticsError(f"{path}: no background noise yet; run 'python collect_background_noise.py' "
                              "(or with --synthetic) first.")
     noise, _ = audio.load_audio(path, settings.sample_rate)
-    if audio.level_dbfs(noise) < audio.SILENCE_DBFS - 30:
+    if audio.level_dbfs(noise) < audio.NO_SOUND_DBFS:
         raise AcousticsError(f"{path}: the background noise is digital silence; record it again with "
                              "'python collect_background_noise.py'.")
     return noise, preparation.file_hash(path)
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     from acoustics.corpus import Skipped
 
     started = time.perf_counter()
-    stored_now, skipped, seconds_of_audio = 0, [], 0.0
+    stored_now, skipped, noted, seconds_of_audio = 0, [], [], 0.0
     feature_database = None
     try:
         feature_database = open_database(arguments)
@@ -155,13 +155,15 @@ def main(argv=None) -> int:
                 skipped.append(result)
                 continue
             batch.append(result)
+            if result["note"]:
+                noted.append((result["path"], result["note"]))
             if len(batch) >= BATCH_SIZE:
                 stored_now += feature_database.add_recordings(batch)
                 seconds_of_audio += sum(item["speech_seconds"] * len(item["variants"]) for item in batch)
                 batch = []
         stored_now += feature_database.add_recordings(batch)
         seconds_of_audio += sum(item["speech_seconds"] * len(item["variants"]) for item in batch)
-        summarise(feature_database, stored_now, seconds_of_audio, skipped, time.perf_counter() - started)
+        summarise(feature_database, stored_now, seconds_of_audio, skipped, noted, time.perf_counter() - started)
         if not arguments.no_picture:
             picture(feature_database, tasks, noise, settings, arguments.picture)
     except AcousticsError as error:
@@ -180,7 +182,10 @@ def main(argv=None) -> int:
     return 0
 
 
-def summarise(feature_database, stored_now: int, seconds_of_audio: float, skipped: list, seconds: float) -> None:
+def summarise(feature_database, stored_now: int, seconds_of_audio: float, skipped: list, noted: list,
+              seconds: float) -> None:
+    """Print what was stored, the files skipped with their reasons, and the (path, note) pairs of files
+    kept despite a poor input (quiet, noisy, mildly clipped)."""
     import pandas
 
     counts = feature_database.counts()
@@ -194,6 +199,12 @@ def summarise(feature_database, stored_now: int, seconds_of_audio: float, skippe
             print(f"  {item.path}: {item.reason}")
         if len(skipped) > 20:
             print(f"  ... and {len(skipped) - 20} more.")
+    if noted:
+        print(f"\nKept {len(noted)} files whose input is poor:")
+        for path, note in noted[:20]:
+            print(f"  {path}: {note}")
+        if len(noted) > 20:
+            print(f"  ... and {len(noted) - 20} more.")
 
 
 def picture(feature_database, tasks, noise, settings, path) -> None:

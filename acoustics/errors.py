@@ -17,6 +17,10 @@ class BadAudioError(AcousticsError):
     """An audio file cannot be used: unreadable, empty, silent, clipped, too short or too long."""
 
 
+class NoSpeechError(BadAudioError):
+    """An audio file holds sound but no speech: only silence, a steady tone or steady noise."""
+
+
 class BadDatabaseError(AcousticsError):
     """The feature database is missing, foreign, from another schema version, read-only or full."""
 

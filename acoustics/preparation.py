@@ -1,8 +1,9 @@
 """Stage 3's work on one recording, and the worker pool that does it for a whole corpus.
 
 For each recording: load (any format, resampled to mono at the settings' rate), trim leading and
-trailing silence, check it is usable speech, then compute the clean MFCCs and, for each SNR in the
-settings, the MFCCs of the speech with the background noise mixed in at that SNR (power-based over the
+trailing silence, check it is usable speech (``audio.usable_speech``: speech is judged against the
+recording's own noise floor; quiet, noisy or mildly clipped speech is kept, with a note), then compute
+the clean MFCCs and, for each SNR in the settings, the MFCCs of the speech with the background noise mixed in at that SNR (power-based over the
 trimmed speech; the noise offset is drawn from a generator seeded by the settings' seed and the
 recording's content hash, so a rerun gives the same numbers whatever the order).
 """
@@ -61,27 +62,38 @@ def noise_generator(settings: Settings, sha256: str) -> np.random.Generator:
     return np.random.default_rng([settings.seed, int(sha256[:15], 16)])
 
 
+def usable(task: Task, settings: Settings) -> audio.Speech:
+    """The trimmed speech of one recording and its note (see audio.usable_speech); raises BadAudioError."""
+    signal, _ = audio.load_audio(task.recording.path, settings.sample_rate)
+    return audio.usable_speech(signal, settings.sample_rate, settings.trim_top_db, task.recording.path)
+
+
+def noisy_variants(speech: np.ndarray, task: Task, noise: np.ndarray, settings: Settings) -> dict:
+    """``{snr_db: mixed_signal}``: ``speech`` with the noise mixed in at each of the settings' SNRs."""
+    generator = noise_generator(settings, task.sha256)
+    return {snr: audio.mix_at_snr(speech, noise, snr, generator) for snr in settings.snrs_db}
+
+
 def clean_and_noisy(task: Task, noise: np.ndarray, settings: Settings) -> tuple:
     """Return ``(speech, {snr_db: mixed_signal})`` for one recording (raises BadAudioError)."""
-    signal, _ = audio.load_audio(task.recording.path, settings.sample_rate)
-    speech = audio.trim_silence(signal, settings.trim_top_db)
-    audio.check_speech(speech, settings.sample_rate, task.recording.path)
-    generator = noise_generator(settings, task.sha256)
-    return speech, {snr: audio.mix_at_snr(speech, noise, snr, generator) for snr in settings.snrs_db}
+    speech = usable(task, settings).samples
+    return speech, noisy_variants(speech, task, noise, settings)
 
 
 def prepare(task: Task, noise: np.ndarray, noise_id: int, settings: Settings) -> dict:
-    """The database item (see FeatureDatabase.add_recordings) for one recording."""
-    speech, mixed = clean_and_noisy(task, noise, settings)
-    variants = [("clean", None, None, features.mfcc(speech, settings))]
+    """The database item (see FeatureDatabase.add_recordings) for one recording, with its ``note``
+    on a poor input ("" if none; not stored)."""
+    speech = usable(task, settings)
+    mixed = noisy_variants(speech.samples, task, noise, settings)
+    variants = [("clean", None, None, features.mfcc(speech.samples, settings))]
     variants += [(variant_name(snr), noise_id, snr, features.mfcc(signal, settings)) for snr, signal in mixed.items()]
     recording = task.recording
     return {
         "speaker": recording.speaker, "sex": recording.sex, "source": recording.source,
         "synthetic": recording.synthetic, "path": str(recording.path), "sha256": task.sha256,
-        "duration_seconds": task.info.duration_seconds, "speech_seconds": speech.size / settings.sample_rate,
+        "duration_seconds": task.info.duration_seconds, "speech_seconds": speech.samples.size / settings.sample_rate,
         "original_sample_rate": task.info.sample_rate, "original_channels": task.info.channels,
-        "variants": variants,
+        "variants": variants, "note": speech.note,
     }
 
 

@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 
 from . import audio, features
-from .errors import BadAudioError, reason_of
+from .errors import BadAudioError, NoSpeechError, reason_of
 from .modelfile import check_model_settings, read_metadata
 from .settings import Settings
 
@@ -36,7 +36,7 @@ class Verdict:
     probability_male: Optional[float]
     duration_seconds: float
     speech_seconds: float
-    note: str = ""
+    note: str = ""  # without a label: why; with one: what is poor about the input ("clipped 1.0 %, noisy")
 
     @property
     def confidence(self) -> str:
@@ -54,16 +54,11 @@ class Verdict:
         return self.probability_male if self.label == "male" else 1 - self.probability_male
 
     def sentence(self) -> str:
+        """The verdict in words, e.g. "male voice (probability 0.93; sure) [quiet: -58 dBFS]"; or the reason."""
         if self.label is None:
             return self.note
-        return f"{self.label} voice (probability {self.probability:.2f}; {self.confidence})"
-
-
-def has_speech(signal: np.ndarray, sample_rate: int) -> float:
-    """Seconds of speech the voice activity detector hears in ``signal`` (0.0 for silence or steady noise)."""
-    from .microphone import detect_utterances
-
-    return float(sum(utterance.speech_seconds for utterance in detect_utterances(signal, sample_rate)))
+        words = f"{self.label} voice (probability {self.probability:.2f}; {self.confidence})"
+        return f"{words} [{self.note}]" if self.note else words
 
 
 def classify_signal(model, metadata: dict, signal: np.ndarray, name) -> Verdict:
@@ -72,16 +67,15 @@ def classify_signal(model, metadata: dict, signal: np.ndarray, name) -> Verdict:
 
     settings = metadata["settings"]
     duration = signal.size / settings.sample_rate
-    speech = audio.trim_silence(signal, settings.trim_top_db)
     try:
-        audio.check_speech(speech, settings.sample_rate, name)
+        speech = audio.usable_speech(signal, settings.sample_rate, settings.trim_top_db, name)
+    except NoSpeechError as error:
+        return Verdict(None, None, duration, 0.0, reason_of(error, name))
     except BadAudioError as error:
         return Verdict(None, None, duration, 0.0, f"no verdict: {reason_of(error, name)}")
-    if has_speech(signal, settings.sample_rate) == 0.0:
-        return Verdict(None, None, duration, 0.0,
-                       "no speech detected (only silence or steady noise); speak a sentence, closer to the microphone.")
-    probability = predict_clip(model, metadata, features.mfcc(speech, settings))
-    return Verdict("male" if probability >= 0.5 else "female", probability, duration, speech.size / settings.sample_rate)
+    probability = predict_clip(model, metadata, features.mfcc(speech.samples, settings))
+    return Verdict("male" if probability >= 0.5 else "female", probability, duration,
+                   speech.samples.size / settings.sample_rate, speech.note)
 
 
 # Which model answers -------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 EMODB = SHARED / "data" / "emodb"
+RAVDESS = SHARED / "data" / "ravdess"
+LIBRISPEECH = SHARED / "data" / "librispeech"
 PYTHON = sys.executable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -43,11 +45,26 @@ def run_stage(script: str, *arguments, cwd: Path = ROOT, timeout: float = 600, e
     )
 
 
+def shared_corpus(folder: Path, name: str) -> Path:
+    """``folder`` if it holds the corpus (its labels.csv); else the test is skipped, saying where it was looked for."""
+    if not (folder / "labels.csv").exists():
+        pytest.skip(f"{name} is not beside the repository ({folder}); it exists in CI and in ../shared")
+    return folder
+
+
 @pytest.fixture(scope="session")
 def emodb_dir() -> Path:
-    if not (EMODB / "labels.csv").exists():
-        pytest.skip(f"EmoDB is not beside the repository ({EMODB}); it exists in CI and in ../shared")
-    return EMODB
+    return shared_corpus(EMODB, "EmoDB")
+
+
+@pytest.fixture(scope="session")
+def ravdess_dir() -> Path:
+    return shared_corpus(RAVDESS, "RAVDESS")
+
+
+@pytest.fixture(scope="session")
+def librispeech_dir() -> Path:
+    return shared_corpus(LIBRISPEECH, "LibriSpeech")
 
 
 @pytest.fixture(scope="session")

@@ -204,6 +204,44 @@ def test_prepare_all_reasons(noise, tmp_path, problem):
     assert {"silent": "silent", "clipped": "clipped", "too-short": "minimum"}[problem] in reason
 
 
+def written(folder: Path, name: str, signal: np.ndarray) -> LabelledRecording:
+    path = folder / f"{name}.wav"
+    soundfile.write(path, np.asarray(signal, np.float32), RATE, subtype="PCM_16")
+    return LabelledRecording(path, "female", "s", "t")
+
+
+@pytest.mark.parametrize("kind, note", [("as recorded", ""), ("-60 dBFS", "quiet: -"), ("1 % clipped", "clipped 1.0 %"),
+                                        ("0 dB SNR white noise", "noisy")])
+def test_prepare_keeps_poor_but_audible_speech_with_its_note(kind, note, clips, noise, tmp_path):
+    """Stage 3 stores what stage 5 classifies: the same audio.usable_speech decides both."""
+    clip = np.concatenate([np.zeros(RATE // 2, np.float32), audio.load_audio(clips[4].path, RATE)[0]])
+    speech = audio.trim_silence(clip, SETTINGS.trim_top_db)
+    signal = {
+        "as recorded": lambda: clip,
+        "-60 dBFS": lambda: clip * 10 ** ((-60 - audio.level_dbfs(clip)) / 20),
+        "1 % clipped": lambda: np.clip(clip * audio.CLIP_LEVEL / np.quantile(np.abs(speech), 0.99), -1, 1),
+        "0 dB SNR white noise": lambda: np.clip(clip + np.random.default_rng(4).standard_normal(clip.size)
+                                                * 10 ** (audio.level_dbfs(speech) / 20), -1, 1),
+    }[kind]()
+    [item] = preparation.prepare_all([task_of(written(tmp_path, kind, signal))], noise, 1, SETTINGS)
+    assert isinstance(item, dict), item
+    assert (note in item["note"]) if note else item["note"] == "", item["note"]
+    assert len(item["variants"]) == 1 + len(SETTINGS.snrs_db)
+
+
+@pytest.mark.parametrize("kind, reason", [("constant value", "no speech detected"), ("440 Hz sine", "no speech detected"),
+                                          ("white noise", "no speech detected")])
+def test_prepare_still_skips_sound_without_speech(kind, reason, noise, tmp_path):
+    seconds = np.arange(2 * RATE) / RATE
+    signal = {
+        "constant value": np.full(2 * RATE, 0.25),
+        "440 Hz sine": 0.5 * np.sin(2 * np.pi * 440 * seconds),
+        "white noise": np.random.default_rng(6).standard_normal(2 * RATE) * 0.1,
+    }[kind]
+    [result] = preparation.prepare_all([task_of(written(tmp_path, kind, signal))], noise, 1, SETTINGS)
+    assert skip_reason(result).startswith(reason)
+
+
 def test_skip_reason_of_a_file_with_colon_space_in_its_name(noise, tmp_path):
     path = tmp_path / "Take: 2.wav"
     soundfile.write(path, np.zeros(RATE, np.float32), RATE)

@@ -275,3 +275,93 @@ def test_a_bad_model_is_one_line_before_the_microphone_opens(kind, stage5, tmp_p
     assert all(word in lines[0] for word in words) and str(model) in lines[0], lines[0]
     assert "Speak now" not in done.stdout and "Loaded" not in done.stdout
 
+
+
+# Speech a person hears gets a verdict -------------------------------------------------------------
+#: The quietest RAVDESS takes (trimmed speech at -62 to -58 dBFS), refused as silent or speechless before.
+QUIET_RAVDESS = ["Actor_09/03-01-04-01-01-01-09.flac", "Actor_09/03-01-02-02-01-01-09.flac",
+                 "Actor_09/03-01-06-01-01-01-09.flac", "Actor_20/03-01-02-02-02-01-20.flac"]
+#: LibriSpeech clips that start with speech at once (the live detector's calibration heard no floor).
+LIBRISPEECH_CLIPS = ["train-clean-100/1363-135842-0000.flac", "train-clean-100/445-123857-0000.flac"]
+
+
+@pytest.fixture(scope="module")
+def loaded(stage5) -> tuple:
+    """``(model, metadata)`` of the module's CNN, loaded in this process."""
+    from acoustics import models
+
+    return models.load_model(stage5["model"])
+
+
+def classify(loaded, signal: np.ndarray, name: str = "clip"):
+    from acoustics.verdict import classify_signal
+
+    return classify_signal(*loaded, np.asarray(signal, dtype=np.float32), name)
+
+
+@pytest.mark.parametrize("clip", QUIET_RAVDESS)
+def test_quiet_ravdess_takes_get_a_verdict(clip, loaded, ravdess_dir):
+    signal, _ = audio.load_audio(ravdess_dir / "flac" / clip, RATE)
+    result = classify(loaded, signal)
+    assert result.label in ("male", "female"), result.note
+    assert result.note.startswith("quiet: ") and result.sentence().endswith(f"[{result.note}]")
+
+
+@pytest.mark.parametrize("clip", LIBRISPEECH_CLIPS)
+def test_speech_from_the_first_sample_gets_a_verdict(clip, loaded, librispeech_dir):
+    signal, _ = audio.load_audio(librispeech_dir / "flac" / clip, RATE)
+    result = classify(loaded, signal)
+    assert result.label in ("male", "female") and result.note == "", result.note
+
+
+def emodb_variant(clip: np.ndarray, kind: str) -> np.ndarray:
+    """An EmoDB clip made poor the way real recordings are: quiet, clipped, or in noise."""
+    speech = audio.trim_silence(clip, 30)
+    if kind == "-60 dBFS":
+        return clip * 10 ** ((-60 - audio.level_dbfs(clip)) / 20)
+    if kind == "1 % clipped":
+        return np.clip(clip * audio.CLIP_LEVEL / np.quantile(np.abs(speech), 0.99), -1, 1)
+    noise = np.random.default_rng(5).standard_normal(clip.size) * 10 ** (audio.level_dbfs(speech) / 20)
+    return np.clip(clip + noise, -1, 1)  # white noise as strong as the speech: 0 dB SNR
+
+
+@pytest.mark.parametrize("kind, note", [("-60 dBFS", "quiet: -"), ("1 % clipped", "clipped 1.0 %"),
+                                        ("0 dB SNR white noise", "noisy")])
+def test_poor_but_audible_speech_gets_a_verdict_with_a_note(kind, note, loaded, emodb_dir):
+    clip, _ = audio.load_audio(emodb_dir / "wav" / "03a01Fa.wav", RATE)  # speaker 03, male
+    result = classify(loaded, emodb_variant(clip, kind))
+    assert result.label in ("male", "female") and result.probability_male is not None, result.note
+    assert note in result.note and result.sentence().endswith(f"[{result.note}]"), result.sentence()
+
+
+@pytest.mark.parametrize("kind", ["digital silence", "constant value", "440 Hz sine", "white noise"])
+def test_no_speech_still_gets_no_verdict(kind, loaded):
+    seconds = np.arange(3 * RATE) / RATE
+    signal = {
+        "digital silence": np.zeros(3 * RATE),
+        "constant value": np.full(3 * RATE, 0.3),
+        "440 Hz sine": 0.5 * np.sin(2 * np.pi * 440 * seconds),
+        "white noise": np.random.default_rng(2).standard_normal(3 * RATE) * 0.1,
+    }[kind]
+    result = classify(loaded, signal)
+    assert result.label is None and result.probability_male is None
+    assert ("silent" if kind == "digital silence" else "no speech detected") in result.note
+
+
+def test_wav_notes_reach_the_printed_line_and_the_csv(stage5, spoken_clips, tmp_path):
+    clip, _ = audio.load_audio(spoken_clips["female"], RATE)
+    folder = tmp_path / "poor"
+    folder.mkdir()
+    soundfile.write(folder / "quiet.wav", clip * 10 ** ((-62 - audio.level_dbfs(clip)) / 20), RATE, subtype="PCM_16")
+    soundfile.write(folder / "white.wav", np.random.default_rng(1).standard_normal(2 * RATE) * 0.05, RATE, subtype="PCM_16")
+    out_csv = tmp_path / "verdicts.csv"
+    done = run_stage(SCRIPT, "--wav", folder, "--csv", out_csv, env=stage5["env"], timeout=120)
+    assert_clean(done.returncode, done.stdout, done.stderr)
+    lines = {Path(line.split(": ", 1)[0]).name: line.split(": ", 1)[1] for line in done.stdout.splitlines()
+             if line.startswith(str(folder))}
+    assert re.fullmatch(r"(fe)?male voice \(probability [0-9.]+; [a-z ]+\) \[quiet: -\d+ dBFS\]", lines["quiet.wav"])
+    assert lines["white.wav"].startswith("no speech detected")
+    with open(out_csv, newline="") as handle:
+        rows = {Path(row["path"]).name: row for row in csv.DictReader(handle)}
+    assert rows["quiet.wav"]["label"] in ("male", "female") and rows["quiet.wav"]["note"].startswith("quiet: -")
+    assert rows["white.wav"]["label"] == "" and rows["white.wav"]["note"].startswith("no speech detected")

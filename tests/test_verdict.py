@@ -66,7 +66,9 @@ class NoModel:
 
 @pytest.mark.parametrize("kind, reason", [
     ("digital silence", "silent"),
-    ("quiet hiss", "silent"),
+    ("quiet hiss", "no speech detected"),
+    ("constant value", "no speech detected"),
+    ("440 Hz sine", "no speech detected"),
     ("steady noise", "no speech detected"),
     ("steady hum", "no speech detected"),
     ("short", "below the minimum of 250 ms"),
@@ -76,6 +78,8 @@ def test_clips_without_usable_speech_get_no_label(kind, reason, speech, rng):
     signal = {
         "digital silence": lambda: np.zeros(2 * RATE, np.float32),
         "quiet hiss": lambda: (rng.standard_normal(2 * RATE) * 10 ** (-70 / 20)).astype(np.float32),
+        "constant value": lambda: np.full(2 * RATE, 0.3, np.float32),
+        "440 Hz sine": lambda: (0.5 * np.sin(2 * np.pi * 440 * np.arange(3 * RATE) / RATE)).astype(np.float32),
         "steady noise": lambda: (rng.standard_normal(3 * RATE) * 10 ** (-25 / 20)).astype(np.float32),
         "steady hum": lambda: (0.2 * np.sin(2 * np.pi * 120 * np.arange(3 * RATE) / RATE)).astype(np.float32),
         "short": lambda: silence_around(audio.trim_silence(speech, 30)[RATE // 2 : RATE // 2 + RATE // 10]),
