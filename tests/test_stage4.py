@@ -90,9 +90,9 @@ def test_the_ensemble_is_the_mean_of_convnets_of_three_seeds(trained_run):
     ensemble, metadata = models.load_model(models_folder / "ensemble.h5")
     with FeatureDatabase(database_path, readonly=True) as database:
         seed = database.settings.seed
-    for member_seed in (seed + 1, seed + 2):
-        assert f"=== ensemble: one more cnn with seed {member_seed}" in result.stdout
-    assert f"the mean of 3 cnn models' probabilities (seeds {seed} to {seed + 2})" in result.stdout
+    for position, member_seed in ((2, seed + 1), (3, seed + 2)):
+        assert f"=== ensemble: cnn with seed {member_seed} ({position} of 3)" in result.stdout
+    assert f"the mean of 3 cnn models' probabilities (seeds {seed} to {seed + 2};" in result.stdout
     windows = np.random.default_rng(0).normal(size=(64, metadata["settings"].frames, metadata["settings"].n_mfcc)).astype(np.float32)
     members = [ensemble.get_layer(f"cnn_{position}") for position in (1, 2, 3)]
     member_predictions = [models.predict_windows(member, windows) for member in members]
