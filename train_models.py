@@ -42,9 +42,24 @@ from pathlib import Path
 from acoustics import training
 from acoustics.database import FeatureDatabase
 from acoustics.errors import AcousticsError
-from acoustics.settings import Paths
+from acoustics.settings import Paths, command_line
 
 MODEL_CHOICES = ("cnn", "lstm", "cnnlstm")
+DESCRIPTION = """Stage 4: train three kinds of network to tell male from female speech, and keep the best.
+
+It learns from what speech_prep.py stored in the feature database. The speakers are split into
+training, validation and test speakers, so that every score is measured on voices the network never
+heard. Each network (cnn: a convolutional network, lstm: a recurrent one, cnnlstm: both) is saved
+in data/models/ with pictures of its training and its mistakes; after all three, an ensemble of
+three cnn networks too. The one best on the validation speakers is copied to data/models/best.h5,
+which implement_model.py uses. Ctrl-C saves the network as trained so far and skips the rest.
+"""
+EXAMPLES = """examples:
+  python train_models.py                        # all three networks and the ensemble (minutes)
+  python train_models.py --model cnn --epochs 5 # one quick network
+  python train_models.py --db data/reference.db --name reference   # data/models/reference.h5
+  python train_models.py --check data/models/best.h5                # show a model's scores
+"""
 
 
 def positive_integer(text: str) -> int:
@@ -63,17 +78,18 @@ def file_name(text: str) -> str:
 
 def parse_arguments(argv=None) -> argparse.Namespace:
     paths = Paths()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", type=Path, default=paths.database, help=f"feature database (default {paths.database})")
-    parser.add_argument("--model", choices=MODEL_CHOICES + ("all",), default="all", help="which model to train (default all)")
-    parser.add_argument("--epochs", type=positive_integer, default=30, help="most epochs per model; each network's schedule is shorter (models.FIXED_EPOCHS: 10) unless this cuts it (default 30)")
-    parser.add_argument("--batch-size", type=positive_integer, default=64, help="windows per training batch (default 64)")
-    parser.add_argument("--out", type=Path, default=paths.models, help=f"folder for the models and pictures (default {paths.models})")
+    parser = argparse.ArgumentParser(description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", metavar="PATH", type=Path, default=paths.database, help=f"feature database (default {paths.database})")
+    parser.add_argument("--model", choices=MODEL_CHOICES + ("all",), default="all", help="which network to train (default all)")
+    parser.add_argument("--epochs", type=positive_integer, default=30, help="most passes over the training data per network; "
+                        "each network stops after its own number (10) unless this is smaller (default 30)")
+    parser.add_argument("--batch-size", metavar="N", type=positive_integer, default=64, help="1-second pieces of speech per training step (default 64)")
+    parser.add_argument("--out", metavar="FOLDER", type=Path, default=paths.models, help=f"folder for the models and pictures (default {paths.models})")
     parser.add_argument("--seed", type=int, default=None, help="seed of the split, the shuffling and the weights (default: the database's)")
     parser.add_argument("--name", type=file_name, default="best", help="file name (without .h5) of the copy of the best model (default best)")
     parser.add_argument("--pick", choices=MODEL_CHOICES + ("ensemble",), default=None,
                         help="copy this model to NAME.h5 instead of the one best on the validation speakers (make reference "
-                             "picks the ensemble, the best on unseen speakers in bench/accuracy.py)")
+                             "picks the ensemble, the best on unseen speakers in our measurements)")
     parser.add_argument("--new-split", action="store_true", help="draw a new speaker split even if the stored one still fits")
     parser.add_argument("--check", type=Path, metavar="MODEL", help="only check that MODEL.h5 loads and matches the database, and show its scores")
     return parser.parse_args(argv)
@@ -210,7 +226,9 @@ def train_all(arguments) -> int:
     print("\nTest speakers' clips (accuracy at clip level; a clip's verdict is the mean over its 1 s windows, the louder ones counting more):")
     print(summary_table(results, index).to_string(index=False, float_format=lambda value: f"{value:.3f}"))
     print(f"\n{reason}; copied to {best_copy}. Pictures are beside the models in {arguments.out}.")
-    print("Next: python implement_model.py")
+    paths = Paths()
+    print("Next: " + command_line("implement_model.py", ("--db", arguments.db, paths.database),
+                                  ("--model", best_copy, paths.models / "best.h5")))
     return 0
 
 
