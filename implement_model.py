@@ -12,6 +12,7 @@ and loads the model (acoustics.verdict.ModelLoader); the person speaks meanwhile
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import datetime
 import io
@@ -32,6 +33,8 @@ SENTENCE = "Guten Morgen, wie geht es Ihnen"
 CHUNK_SECONDS = 0.03
 #: The background loader of the model (see start_loading), once started.
 _loader = None
+#: Files whose windows one prediction takes, threads that read files, and the count from which a bar shows progress.
+FILES_PER_PREDICTION, READ_THREADS, PROGRESS_FROM_FILES = 64, 4, 10
 #: The range of --pause in seconds (its defaults are microphone.UTTERANCE_PAUSE_SECONDS and STREAM_PAUSE_SECONDS).
 MIN_PAUSE_SECONDS, MAX_PAUSE_SECONDS = 0.1, 5.0
 
@@ -116,15 +119,55 @@ def audio_paths(names) -> list:
     return paths
 
 
-def classify_file(model, metadata, path):
-    """The Verdict of one audio file; a file that cannot be used gets one without label."""
+def prepare_file(metadata, path):
+    """One audio file read and made ready for the model (verdict.prepare_signal); a file that cannot be
+    used gets its Verdict without label."""
     from acoustics import audio, verdict
 
     try:
         signal, _ = audio.load_audio(path, metadata["settings"].sample_rate)
-        return verdict.classify_signal(model, metadata, signal, path)
+        return verdict.prepare_signal(metadata, signal, path)
     except AcousticsError as error:
         return verdict.Verdict(None, None, 0.0, 0.0, f"no verdict: {reason_of(error, path)}")
+
+
+def read_ahead(function, items, workers: int, ahead: int):
+    """``function(item)`` for each of ``items``, in order, computed by ``workers`` threads at most ``ahead``
+    items ahead of the caller (decoding and MFCCs release the interpreter lock for most of their time)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=workers)
+    pending = collections.deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(function, item))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def file_verdicts(model, metadata, paths: list):
+    """Yield ``(path, Verdict)`` for each file in order: files read by a few threads, the windows of
+    :data:`FILES_PER_PREDICTION` files predicted at once."""
+    from acoustics import verdict
+
+    workers = max(1, min(READ_THREADS, os.cpu_count() or 1))
+    prepared = read_ahead(lambda path: prepare_file(metadata, path), paths, workers, 2 * FILES_PER_PREDICTION)
+    for start in range(0, len(paths), FILES_PER_PREDICTION):
+        batch = paths[start:start + FILES_PER_PREDICTION]
+        items = [next(prepared) for _ in batch]
+        yield from zip(batch, verdict.classify_prepared(model, metadata, items))
+
+
+def progress_bar(count: int):
+    """A progress bar on stderr for more than a few files when a person watches (stderr is a terminal)."""
+    from tqdm import tqdm
+
+    return tqdm(total=count, unit="files", file=sys.stderr, dynamic_ncols=True, leave=False,
+                disable=count <= PROGRESS_FROM_FILES or not sys.stderr.isatty())
 
 
 def classify_files(arguments, loader) -> int:
@@ -132,10 +175,13 @@ def classify_files(arguments, loader) -> int:
     paths = audio_paths(arguments.files)
     model, metadata = loader.get()
     rows = []
-    for path in paths:
-        result = classify_file(model, metadata, path)
-        print(json_line(path, result) if arguments.json else f"{path}: {result.sentence()}", flush=arguments.json)
-        rows.append(result)
+    with progress_bar(len(paths)) as bar:
+        for path, result in file_verdicts(model, metadata, paths):
+            bar.write(json_line(path, result) if arguments.json else f"{path}: {result.sentence()}", file=sys.stdout)
+            if arguments.json:
+                sys.stdout.flush()  # each object reaches a program that reads them as soon as it is known
+            bar.update()
+            rows.append(result)
     # With --json, stdout holds the JSON objects alone: the rest goes to stderr.
     report = sys.stderr if arguments.json else sys.stdout
     if arguments.csv:

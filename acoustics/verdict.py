@@ -66,10 +66,22 @@ def has_speech(signal: np.ndarray, sample_rate: int) -> float:
     return float(sum(utterance.speech_seconds for utterance in detect_utterances(signal, sample_rate)))
 
 
-def classify_signal(model, metadata: dict, signal: np.ndarray, name) -> Verdict:
-    """Classify a float32 mono signal at the model's sample rate; no speech gives a Verdict without label."""
-    from .models import predict_clip
+@dataclass(frozen=True)
+class Prepared:
+    """A clip ready for the model: the MFCC matrix of its speech, and the seconds its Verdict reports."""
 
+    matrix: np.ndarray
+    duration_seconds: float
+    speech_seconds: float
+
+    def verdict(self, probability_male: float) -> Verdict:
+        label = "male" if probability_male >= 0.5 else "female"
+        return Verdict(label, probability_male, self.duration_seconds, self.speech_seconds)
+
+
+def prepare_signal(metadata: dict, signal: np.ndarray, name):
+    """A float32 mono signal at the model's sample rate made ready for the model (:class:`Prepared`), or,
+    when it holds no usable speech, its Verdict without label."""
     settings = metadata["settings"]
     duration = signal.size / settings.sample_rate
     speech = audio.trim_silence(signal, settings.trim_top_db)
@@ -80,8 +92,30 @@ def classify_signal(model, metadata: dict, signal: np.ndarray, name) -> Verdict:
     if has_speech(signal, settings.sample_rate) == 0.0:
         return Verdict(None, None, duration, 0.0,
                        "no speech detected (only silence or steady noise); speak a sentence, closer to the microphone.")
-    probability = predict_clip(model, metadata, features.mfcc(speech, settings))
-    return Verdict("male" if probability >= 0.5 else "female", probability, duration, speech.size / settings.sample_rate)
+    return Prepared(features.mfcc(speech, settings), duration, speech.size / settings.sample_rate)
+
+
+def classify_signal(model, metadata: dict, signal: np.ndarray, name) -> Verdict:
+    """Classify a float32 mono signal at the model's sample rate; no speech gives a Verdict without label."""
+    from .models import predict_clip
+
+    prepared = prepare_signal(metadata, signal, name)
+    if isinstance(prepared, Verdict):
+        return prepared
+    return prepared.verdict(predict_clip(model, metadata, prepared.matrix))
+
+
+def classify_prepared(model, metadata: dict, items: list) -> list:
+    """The Verdict of each of ``items`` (:class:`Prepared`, or a Verdict already), the windows of all
+    clips predicted in a few large batches (:func:`acoustics.models.predict_matrices`)."""
+    from .models import predict_matrices
+
+    ready = [item for item in items if isinstance(item, Prepared)]
+    if not ready:
+        return list(items)
+    probabilities = iter(predict_matrices(model, [item.matrix for item in ready], metadata["settings"],
+                                          metadata["normalisation"]))
+    return [item.verdict(float(next(probabilities))) if isinstance(item, Prepared) else item for item in items]
 
 
 # The model, checked without TensorFlow and loaded in the background ------------------------------

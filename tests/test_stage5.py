@@ -312,6 +312,41 @@ def test_files_without_wav_json_and_p_male(stage5, spoken_clips, tmp_path):
     assert refused.returncode == 1 and "--json needs files" in refused.stderr, refused.stderr
 
 
+def test_many_files_get_the_verdicts_each_gets_alone(stage5, spoken_clips, tmp_path, monkeypatch):
+    import implement_model
+
+    from acoustics import models, verdict
+
+    model, metadata = models.load_model(stage5["model"])
+    paths = []
+    for number, (sex, gain, before) in enumerate([(sex, gain, before) for sex in ("male", "female")
+                                                  for gain, before in ((1.0, 0.0), (0.3, 0.5), (0.8, 1.5))]):
+        paths.append(tmp_path / f"{number}-{sex}.wav")
+        soundfile.write(paths[-1], gain * spoken_signal(spoken_clips[sex], before=before, after=0.3), RATE)
+    paths.insert(3, tmp_path / "missing.wav")
+    (tmp_path / "text.wav").write_text("not audio")
+    paths.append(tmp_path / "text.wav")
+    monkeypatch.setattr(implement_model, "FILES_PER_PREDICTION", 3)  # batches of several files, the last one short
+    batched = list(implement_model.file_verdicts(model, metadata, paths))
+    assert [path for path, _ in batched] == paths
+    for path, result in batched:
+        alone = implement_model.prepare_file(metadata, path)
+        if isinstance(alone, verdict.Prepared):
+            alone = verdict.classify_signal(model, metadata, audio.load_audio(path, RATE)[0], path)
+            assert result.probability_male == pytest.approx(alone.probability_male, abs=1e-6)
+        assert implement_model.record_of(path, result) == implement_model.record_of(path, alone)
+    assert sum(result.label is not None for _, result in batched) == 6
+
+
+@pytest.mark.parametrize("count, terminal, shown", [(11, True, True), (10, True, False), (100, False, False)])
+def test_a_progress_bar_for_many_files_on_a_terminal(count, terminal, shown, monkeypatch):
+    import implement_model
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    with implement_model.progress_bar(count) as bar:
+        assert bar.disable is not shown
+
+
 def test_hostile_files_and_models_get_one_line_each(stage5, tmp_path):
     sys.path.insert(0, str(ROOT / "tests"))
     from hostile import run_hostile_stage5
