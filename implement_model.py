@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Stage 5: classify new real-world speech as male or female.
 
-By default it listens to the microphone: speak "Guten Morgen, wie geht es Ihnen" and pause, and it
-answers. --wav classifies files (or folders) instead; --stream keeps listening until Ctrl-C.
+By default it listens to the microphone: speak "Guten Morgen, wie geht es Ihnen" and pause (--pause),
+and it answers. Files and folders given (or --wav) are classified instead: a few threads read them
+ahead, and the windows of many files go to one prediction. --stream keeps listening until Ctrl-C.
 
 Start-up: importing Keras takes about 6 s, so the microphone modes check the model's settings with
 h5py alone, open the microphone and say "Speak now" at once, while a background thread imports Keras
