@@ -15,29 +15,35 @@ import sys
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from acoustics.errors import AcousticsError, BadParameterError
-from acoustics.settings import Paths, Settings
+from acoustics.settings import Paths, Settings, command_line
 
 DEFAULT_SECONDS = 10.0
+EXAMPLES = """examples:
+  python collect_background_noise.py                     # 10 s from the microphone: stay quiet
+  python collect_background_noise.py --from-file room.wav   # a recording of the room made with another program
+  python collect_background_noise.py --synthetic         # no microphone: room-like noise
+"""
 MICROPHONE_ALTERNATIVES = "--from-file PATH (a recording of the room made with another program) or --synthetic"
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
     paths = Paths()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--from-file", metavar="PATH", help="take the noise from this audio file instead of the microphone")
     source.add_argument("--synthetic", action="store_true", help="make room-like noise (pink noise and mains hum)")
     parser.add_argument("--seconds", type=float,
                         help=f"how long to record or synthesise (default {DEFAULT_SECONDS:g}; with --from-file: the whole file)")
-    parser.add_argument("--out", default=str(paths.background_noise), help="where to save the noise (default: %(default)s)")
-    parser.add_argument("--db", default=str(paths.database),
+    parser.add_argument("--out", metavar="PATH", default=str(paths.background_noise), help="where to save the noise (default: %(default)s)")
+    parser.add_argument("--db", metavar="PATH", default=str(paths.database),
                         help="feature database whose sample rate to use, if it exists (default: %(default)s)")
-    parser.add_argument("--picture", default=str(paths.pictures / "background_noise.png"),
-                        help="where to save the picture (default: %(default)s)")
+    parser.add_argument("--picture", metavar="PNG", help=f"where to save the picture (default: {paths.picture('background_noise')}, "
+                                          f"or {paths.pictures}/DB_background_noise.png for another --db DB.db)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing noise file even with a silent recording")
     arguments = parser.parse_args(argv)
     if arguments.seconds is not None and not 0.5 <= arguments.seconds <= 600:
         parser.error(f"--seconds must be between 0.5 and 600, not {arguments.seconds:g}")
+    arguments.picture = arguments.picture or str(paths.picture("background_noise", arguments.db))
     return arguments
 
 
@@ -144,7 +150,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("\nStopped; nothing was saved.", file=sys.stderr)
         return 130
-    print("Next: python speech_prep.py")
+    paths = Paths()
+    print("Next: " + command_line("speech_prep.py", ("--db", arguments.db, paths.database),
+                                  ("--noise", arguments.out, paths.background_noise)))
     return 0
 
 

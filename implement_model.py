@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Stage 5: classify new real-world speech as male or female.
 
-By default it listens to the microphone: speak "Guten Morgen, wie geht es Ihnen" and pause, and it
-answers. --wav classifies files (or folders) instead; --stream keeps listening until Ctrl-C.
+By default it listens to the microphone: speak "Guten Morgen, wie geht es Ihnen" and pause (--pause),
+and it answers. Files and folders given (or --wav) are classified instead: a few threads read them
+ahead, and the windows of many files go to one prediction. --stream keeps listening until Ctrl-C.
 
 Start-up: importing Keras takes about 6 s, so the microphone modes check the model's settings with
 h5py alone, open the microphone and say "Speak now" at once, while a background thread imports Keras
@@ -12,6 +13,7 @@ and loads the model (acoustics.verdict.ModelLoader); the person speaks meanwhile
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import datetime
 import io
@@ -23,30 +25,64 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from acoustics.errors import AcousticsError, reason_of
+from acoustics.microphone import STREAM_PAUSE_SECONDS, UTTERANCE_PAUSE_SECONDS
 from acoustics.settings import Paths
 
-WAV_ALTERNATIVE = "use --wav FILE to classify a recording instead"
+WAV_ALTERNATIVE = "classify a recording instead with 'python implement_model.py FILE' (or --wav FILE)"
 SENTENCE = "Guten Morgen, wie geht es Ihnen"
 #: Length of one microphone read: one detector frame, so a verdict follows the pause within ~30 ms.
 CHUNK_SECONDS = 0.03
 #: The background loader of the model (see start_loading), once started.
 _loader = None
+#: Files whose windows one prediction takes, threads that read files, and the count from which a bar shows progress.
+FILES_PER_PREDICTION, READ_THREADS, PROGRESS_FROM_FILES = 64, 4, 10
+#: The range of --pause in seconds (its defaults are microphone.UTTERANCE_PAUSE_SECONDS and STREAM_PAUSE_SECONDS).
+MIN_PAUSE_SECONDS, MAX_PAUSE_SECONDS = 0.1, 5.0
+
+
+DESCRIPTION = """Stage 5: is this voice male or female? The model trained by train_models.py answers.
+
+By default it listens to the microphone: say "Guten Morgen, wie geht es Ihnen", pause, and it
+answers. Give audio files or folders instead to classify recordings, one line each (or a CSV file, or
+JSON lines for other programs). --stream keeps listening, a verdict per sentence, until Ctrl-C.
+"""
+
+EXAMPLES = """examples:
+  python implement_model.py                             # say one sentence into the microphone
+  python implement_model.py --stream --pause 0.8        # a verdict after each sentence, until Ctrl-C
+  python implement_model.py recordings/ --csv out.csv   # every audio file in a folder, also as a table
+  python implement_model.py a.wav b.flac --json         # one JSON object per line, for other programs
+"""
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
     paths = Paths()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=DESCRIPTION, epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("files", nargs="*", metavar="FILE", help="audio files or folders to classify instead of listening")
     parser.add_argument("--model", default=None,
                         help=f"model file (default: {paths.models / 'best.h5'} if it has heard real voices, "
-                             "otherwise the reference model shipped in models/reference.h5)")
+                             "otherwise the reference model that comes with the project, models/reference.h5)")
     parser.add_argument("--db", default=str(paths.database),
-                        help="feature database whose settings the model must match, where it exists (default: %(default)s)")
-    parser.add_argument("--wav", nargs="+", metavar="FILE", help="classify these audio files or folders")
-    parser.add_argument("--csv", metavar="OUT", help="with --wav: write path,label,probability,duration,speech_seconds")
-    parser.add_argument("--stream", action="store_true", help="keep listening; a verdict per utterance until Ctrl-C")
-    parser.add_argument("--seconds", type=float, default=6.0, help="longest recording or utterance in seconds (default: 6)")
+                        help="feature database the model was trained from; its settings must match, if it exists "
+                             "(default: %(default)s)")
+    parser.add_argument("--wav", nargs="+", default=[], metavar="FILE", help="the same as giving FILE...")
+    parser.add_argument("--csv", metavar="OUT", help="with files: also write a table (CSV) to OUT, one row per file")
+    parser.add_argument("--json", action="store_true", help="with files: print one JSON object per file (path, label, "
+                        "p_male, probability, duration, speech_seconds, note) and nothing else")
+    parser.add_argument("--stream", action="store_true", help="keep listening; a verdict per sentence until Ctrl-C")
+    parser.add_argument("--pause", type=float, metavar="SECONDS",
+                        help=f"silence that ends a sentence (default: {UTTERANCE_PAUSE_SECONDS:g}; "
+                             f"with --stream: {STREAM_PAUSE_SECONDS:g})")
+    parser.add_argument("--seconds", type=float, default=6.0, help="longest recording or sentence in seconds (default: 6)")
     parser.add_argument("--no-save", action="store_true", help="do not save recordings and pictures")
-    return parser.parse_args(argv)
+    arguments = parser.parse_args(argv)
+    arguments.files = arguments.files + arguments.wav
+    if arguments.pause is not None and not MIN_PAUSE_SECONDS <= arguments.pause <= MAX_PAUSE_SECONDS:
+        parser.error(f"--pause must be between {MIN_PAUSE_SECONDS:g} and {MAX_PAUSE_SECONDS:g} seconds, not {arguments.pause:g}")
+    if arguments.pause is None:
+        arguments.pause = STREAM_PAUSE_SECONDS if arguments.stream else UTTERANCE_PAUSE_SECONDS
+    return arguments
 
 
 def start_loading(arguments):
@@ -59,13 +95,15 @@ def start_loading(arguments):
     settings = choice.metadata["settings"]
     if choice.chosen_by_user or choice.path != verdict.REFERENCE_MODEL:
         verdict.check_against_database(choice.path, settings, arguments.db)
-    print(choice.line, flush=True)
+    # With --json, stdout holds the JSON objects alone.
+    report = sys.stderr if arguments.json else sys.stdout
+    print(choice.line, file=report, flush=True)
     if choice.warning:
         print(choice.warning, file=sys.stderr, flush=True)
     _loader = verdict.ModelLoader(
         choice.path,
         on_ready=lambda model, metadata: print(f"Loaded the {verdict.printable(metadata['model_name'])} model from {choice.path}.",
-                                               flush=True),
+                                               file=report, flush=True),
     )
     return settings, _loader
 
@@ -75,33 +113,112 @@ def _loading() -> bool:
     return _loader is not None and not _loader.ready
 
 
-def classify_files(arguments, loader) -> int:
+def audio_paths(names) -> list:
+    """The audio files that ``names`` (files and folders) stand for, in order; folders are searched."""
     from pathlib import Path
 
-    from acoustics import audio, corpus, verdict
+    from acoustics import corpus
 
     paths = []
-    for name in arguments.wav:
+    for name in names:
         paths += corpus.audio_files(Path(name)) if Path(name).is_dir() else [Path(name)]
     if not paths:
-        raise AcousticsError(f"No audio files in {' '.join(arguments.wav)}; give WAV files or folders that hold them.")
+        raise AcousticsError(f"No audio files in {' '.join(map(str, names))}; give audio files or folders that hold them.")
+    return paths
+
+
+def prepare_file(metadata, path):
+    """One audio file read and made ready for the model (verdict.prepare_signal); a file that cannot be
+    used gets its Verdict without label."""
+    from acoustics import audio, verdict
+
+    try:
+        signal, _ = audio.load_audio(path, metadata["settings"].sample_rate)
+        return verdict.prepare_signal(metadata, signal, path)
+    except AcousticsError as error:
+        return verdict.Verdict(None, None, 0.0, 0.0, f"no verdict: {reason_of(error, path)}")
+
+
+def read_ahead(function, items, workers: int, ahead: int):
+    """``function(item)`` for each of ``items``, in order, computed by ``workers`` threads at most ``ahead``
+    items ahead of the caller (decoding and MFCCs release the interpreter lock for most of their time)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=workers)
+    pending = collections.deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(function, item))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def file_verdicts(model, metadata, paths: list):
+    """Yield ``(path, Verdict)`` for each file in order: files read by a few threads, the windows of
+    :data:`FILES_PER_PREDICTION` files predicted at once."""
+    from acoustics import verdict
+
+    workers = max(1, min(READ_THREADS, os.cpu_count() or 1))
+    prepared = read_ahead(lambda path: prepare_file(metadata, path), paths, workers, 2 * FILES_PER_PREDICTION)
+    for start in range(0, len(paths), FILES_PER_PREDICTION):
+        batch = paths[start:start + FILES_PER_PREDICTION]
+        items = [next(prepared) for _ in batch]
+        yield from zip(batch, verdict.classify_prepared(model, metadata, items))
+
+
+def progress_bar(count: int):
+    """A progress bar on stderr for more than a few files when a person watches (stderr is a terminal)."""
+    from tqdm import tqdm
+
+    return tqdm(total=count, unit="files", file=sys.stderr, dynamic_ncols=True, leave=False,
+                disable=count <= PROGRESS_FROM_FILES or not sys.stderr.isatty())
+
+
+def classify_files(arguments, loader) -> int:
+    """Classify every file the arguments name: one line (or JSON object) each, the CSV, a summary."""
+    paths = audio_paths(arguments.files)
     model, metadata = loader.get()
     rows = []
-    for path in paths:
-        try:
-            signal, _ = audio.load_audio(path, metadata["settings"].sample_rate)
-            result = verdict.classify_signal(model, metadata, signal, path)
-        except AcousticsError as error:
-            result = verdict.Verdict(None, None, 0.0, 0.0, f"no verdict: {reason_of(error, path)}")
-        print(f"{path}: {result.sentence()}")
-        rows.append(result)
+    with progress_bar(len(paths)) as bar:
+        for path, result in file_verdicts(model, metadata, paths):
+            bar.write(json_line(path, result) if arguments.json else f"{path}: {result.sentence()}", file=sys.stdout)
+            if arguments.json:
+                sys.stdout.flush()  # each object reaches a program that reads them as soon as it is known
+            bar.update()
+            rows.append(result)
+    # With --json, stdout holds the JSON objects alone: the rest goes to stderr.
+    report = sys.stderr if arguments.json else sys.stdout
     if arguments.csv:
         write_csv(arguments.csv, paths, rows)
-        print(f"Wrote {len(rows)} rows to {arguments.csv}.")
+        print(f"Wrote {len(rows)} rows to {arguments.csv}.", file=report)
     labelled = [row for row in rows if row.label]
     print(f"Classified {len(labelled)} of {len(rows)} files: {sum(row.label == 'male' for row in labelled)} male, "
-          f"{sum(row.label == 'female' for row in labelled)} female.")
+          f"{sum(row.label == 'female' for row in labelled)} female.", file=report)
     return 0
+
+
+def record_of(path, result) -> dict:
+    """One file's result as the CSV and JSON outputs hold it (probabilities to 4 decimals, seconds to 3)."""
+    def rounded(value, digits):
+        return None if value is None else round(value, digits)
+
+    return {"path": str(path), "label": result.label or "", "probability": rounded(result.probability, 4),
+            "duration": round(result.duration_seconds, 3), "speech_seconds": round(result.speech_seconds, 3),
+            "note": result.note, "p_male": rounded(result.probability_male, 4)}
+
+
+def json_line(path, result) -> str:
+    """One file's result as a JSON object on one line; no label and no probabilities are null."""
+    import json
+
+    record = record_of(path, result)
+    record["label"] = record["label"] or None
+    order = ("path", "label", "p_male", "probability", "duration", "speech_seconds", "note")
+    return json.dumps({key: record[key] for key in order}, ensure_ascii=False)
 
 
 def check_writable(path) -> None:
@@ -114,16 +231,11 @@ def check_writable(path) -> None:
 
 
 def write_csv(path, paths, rows) -> None:
+    """Write one row per file (columns as :func:`record_of`) to ``path``, atomically."""
     import pandas
 
-    table = pandas.DataFrame({
-        "path": [str(item) for item in paths],
-        "label": [row.label or "" for row in rows],
-        "probability": [None if row.probability is None else round(row.probability, 4) for row in rows],
-        "duration": [round(row.duration_seconds, 3) for row in rows],
-        "speech_seconds": [round(row.speech_seconds, 3) for row in rows],
-        "note": [row.note for row in rows],
-    })
+    table = pandas.DataFrame([record_of(item, row) for item, row in zip(paths, rows)],
+                             columns=["path", "label", "probability", "duration", "speech_seconds", "note", "p_male"])
     temporary = f"{path}.tmp"
     try:
         table.to_csv(temporary, index=False)
@@ -159,6 +271,7 @@ def listen_once(arguments, settings, loader) -> int:
 
     signal, detected = microphone.record_utterance(
         settings.sample_rate, max_seconds=arguments.seconds, alternatives=WAV_ALTERNATIVE, chunk_seconds=CHUNK_SECONDS,
+        pause_seconds=arguments.pause,
         on_start=lambda: print(f"Speak now: '{SENTENCE}' (listening for up to {arguments.seconds:g} s)", flush=True),
     )
     if not detected:
@@ -182,7 +295,7 @@ def listen_stream(arguments, settings, loader) -> int:
     try:
         for utterance in microphone.stream_utterances(
             settings.sample_rate, alternatives=WAV_ALTERNATIVE, max_utterance_seconds=arguments.seconds,
-            chunk_seconds=CHUNK_SECONDS,
+            chunk_seconds=CHUNK_SECONDS, pause_seconds=arguments.pause,
             on_start=lambda: print("Listening: speak, pause, and a verdict follows each sentence. Ctrl-C stops.", flush=True),
         ):
             heard += 1
@@ -198,9 +311,10 @@ def listen_stream(arguments, settings, loader) -> int:
 
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
-    if arguments.csv and not arguments.wav:
-        print("Error: --csv needs --wav FILE...", file=sys.stderr)
-        return 1
+    for option in ("csv", "json"):
+        if getattr(arguments, option) and not arguments.files:
+            print(f"Error: --{option} needs files to classify: give FILE... (audio files or folders).", file=sys.stderr)
+            return 1
     # Keras' import (in the loader thread) points file descriptor 2 at /dev/null for seconds: this
     # process's own messages go through a duplicate of it.
     sys.stderr.flush()
@@ -209,7 +323,7 @@ def main(argv=None) -> int:
         if arguments.csv:
             check_writable(arguments.csv)
         settings, loader = start_loading(arguments)
-        if arguments.wav:
+        if arguments.files:
             return classify_files(arguments, loader)
         if arguments.stream:
             return listen_stream(arguments, settings, loader)

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Stage 1: create the SQLite feature database (default data/features.db).
+"""Stage 1: create the feature database (default data/features.db) that the next stages fill and read.
 
-Safe to run twice: an existing database is kept with its data. ``--reset`` starts over (it asks
-first, or takes ``--yes``).
+Safe to run twice: an existing database is kept with its data. --reset starts over (it asks first,
+or takes --yes). The feature settings (sample rate, MFCCs, noise levels) are stored in it once, and
+every later stage follows them.
 """
 
 from __future__ import annotations
@@ -11,17 +12,23 @@ import argparse
 import sys
 
 from acoustics.errors import AcousticsError
-from acoustics.settings import Paths, Settings
+from acoustics.settings import Paths, Settings, command_line
+
+EXAMPLES = """examples:
+  python set_up_sql.py                          # data/features.db with the default settings
+  python set_up_sql.py --snrs 20 10 0           # mix the room noise in at 20, 10 and 0 dB
+  python set_up_sql.py --db data/mine.db --reset --yes   # start another database over
+"""
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", default=str(Paths().database), help="database file (default: %(default)s)")
+    parser = argparse.ArgumentParser(description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", metavar="PATH", default=str(Paths().database), help="database file (default: %(default)s)")
     parser.add_argument("--reset", action="store_true", help="delete the stored features and start over")
     parser.add_argument("--yes", action="store_true", help="do not ask before --reset deletes anything")
     parser.add_argument("--snrs", type=float, nargs="+", metavar="DB",
                         help="signal-to-noise ratios in dB to mix noise at (default: 20 10 5 0)")
-    parser.add_argument("--seed", type=int, help="seed of every random generator (default: 42)")
+    parser.add_argument("--seed", type=int, help="seed of every random choice (speaker split, noise mixing; default: 42)")
     return parser.parse_args(argv)
 
 
@@ -66,7 +73,7 @@ def main(argv=None) -> int:
     print(f"Feature settings stored in it: {stored.sample_rate} Hz, {stored.n_mfcc} MFCCs, "
           f"{stored.window_ms:g} ms window, {stored.hop_ms:g} ms hop, {stored.frames} frames per model input, "
           f"noise mixed at {', '.join(f'{snr:g}' for snr in stored.snrs_db)} dB SNR, seed {stored.seed}.")
-    print("Next: python collect_background_noise.py")
+    print(f"Next: {command_line('collect_background_noise.py', ('--db', arguments.db, Paths().database))}")
     return 0
 
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Stage 3: read labelled speech, mix in the background noise at each SNR, store MFCCs in the database.
+"""Stage 3: read labelled speech, mix in the room's background noise at each noise level, and store
+what the networks learn from (MFCCs: a picture of the voice's timbre over time) in the feature database.
 
 Speech comes from the Saarbruecken Voice Database export (data/male_speech/, data/female_speech/), from
-CSV manifests (--manifest FILE, columns path,sex,speaker) and/or the built-in demo corpus (--demo).
-Reruns are safe: every recording is stored once, with all its variants, and a run that was stopped
-continues where it stopped.
+CSV files listing recordings (--manifest FILE, columns path,sex,speaker) and/or the built-in demo
+corpus (--demo). Reruns are safe: every recording is stored once, with all its noisy copies, and a run
+that was stopped continues where it stopped.
 """
 
 from __future__ import annotations
@@ -18,32 +19,49 @@ import time
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # BLAS threads fight on small machines
 
 from acoustics.errors import AcousticsError, reason_of
-from acoustics.settings import Paths
+from acoustics.settings import Paths, command_line
 
+EXAMPLES = """examples:
+  python speech_prep.py                          # the SVD export in data/male_speech and data/female_speech
+  python speech_prep.py --demo                   # the built-in demo corpus (synthetic voices)
+  python speech_prep.py --manifest emodb.csv --db data/emodb.db   # recordings listed in a CSV file
+"""
 BATCH_SIZE = 32  # recordings per database transaction
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
     paths = Paths()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", default=str(paths.database), help="feature database (default: %(default)s)")
-    parser.add_argument("--noise", default=str(paths.background_noise), help="background noise WAV (default: %(default)s)")
+    parser = argparse.ArgumentParser(description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", metavar="PATH", default=str(paths.database), help="feature database (default: %(default)s)")
+    parser.add_argument("--noise", metavar="WAV", default=str(paths.background_noise),
+                        help="background noise recorded by collect_background_noise.py (default: %(default)s)")
     parser.add_argument("--svd", default=str(paths.data_dir), metavar="FOLDER",
                         help="folder holding male_speech/ and female_speech/ of the SVD export (default: %(default)s)")
     parser.add_argument("--manifest", action="append", default=[], metavar="CSV",
                         help="CSV with columns path,sex,speaker (repeatable)")
     parser.add_argument("--demo", action="store_true", help="use the built-in demo corpus (spoken by espeak-ng)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                        help="processes computing features (default: %(default)s)")
+                        help="recordings worked on at the same time, one per processor core (default: %(default)s)")
     parser.add_argument("--snrs", type=float, nargs="+", metavar="DB",
-                        help="SNRs in dB; must match the database's unless --start-over")
+                        help="noise levels: speech-to-noise ratios in dB; must match the database's unless --start-over")
     parser.add_argument("--start-over", action="store_true",
                         help="delete every stored feature and start again (with --snrs, under the new SNRs)")
     parser.add_argument("--limit", type=int, help="process at most this many new recordings")
-    parser.add_argument("--picture", default=str(paths.pictures / "speech_prep.png"), help="where to save the picture")
-    parser.add_argument("--no-picture", action="store_true",
-                        help="do not save the picture (it takes about 2 s: matplotlib's import and drawing)")
-    return parser.parse_args(argv)
+    parser.add_argument("--picture", metavar="PNG", help=f"where to save the picture (default: {paths.picture('speech_prep')}, "
+                                                         f"or {paths.pictures}/DB_speech_prep.png for another --db DB.db)")
+    parser.add_argument("--no-picture", action="store_true", help="do not save the picture (saves about 2 s)")
+    arguments = parser.parse_args(argv)
+    arguments.picture = arguments.picture or str(paths.picture("speech_prep", arguments.db))
+    return arguments
+
+
+def same_command(arguments) -> str:
+    """The command that continues this run: the script with the database, noise and corpus options given."""
+    paths = Paths()
+    return command_line("speech_prep.py", ("--db", arguments.db, paths.database),
+                        ("--noise", arguments.noise, paths.background_noise), ("--svd", arguments.svd, paths.data_dir),
+                        ("--manifest", arguments.manifest, None), ("--demo", arguments.demo, None),
+                        ("--snrs", arguments.snrs if arguments.start_over else None, None))
 
 
 def collect(arguments, paths: Paths) -> tuple:
@@ -169,16 +187,17 @@ def main(argv=None) -> int:
     except AcousticsError as error:
         print(f"Error: {error}", file=sys.stderr)
         if stored_now:
-            print(f"{stored_now} recordings were stored before that; rerun to continue.", file=sys.stderr)
+            print(f"{stored_now} recordings were stored before that; run '{same_command(arguments)}' again to continue.",
+                  file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"\nStopped. {stored_now} recordings were stored completely in this run; the one being written "
-              "was rolled back. Run the same command again to continue.", file=sys.stderr)
+              f"was rolled back. Run '{same_command(arguments)}' again to continue.", file=sys.stderr)
         return 130
     finally:
         if feature_database is not None:
             feature_database.close()
-    print("Next: python train_models.py")
+    print(f"Next: {command_line('train_models.py', ('--db', arguments.db, Paths().database))}")
     return 0
 
 

@@ -34,14 +34,25 @@ from acoustics import trainer, verdict
 from acoustics.database import FeatureDatabase
 from acoustics.errors import AcousticsError
 from acoustics.recipe import Recipe
-from acoustics.settings import Paths
+from acoustics.settings import Paths, command_line
 
 MODEL_CHOICES = ("cnn", "lstm", "cnnlstm")
+DESCRIPTION = """Stage 4: train three kinds of network to tell male from female speech, and keep the best.
+
+It learns from what speech_prep.py stored in the feature database. The speakers are split into
+training, validation and test speakers, so that every score is measured on voices the network never
+heard. Each network (cnn: a convolutional network, lstm: a recurrent one, cnnlstm: both) is saved
+in data/models/ with pictures of its training and its mistakes; after all three, an ensemble of
+three cnn networks too. The validation speakers also calibrate each model, so that its probabilities
+mean what they say. The one best on the validation speakers is copied to data/models/best.h5,
+which implement_model.py uses if it has heard real voices. Ctrl-C saves the network as trained so
+far and skips the rest.
+"""
 EXAMPLES = """examples:
-  python train_models.py                          all three networks and the ensemble
-  python train_models.py --model cnn --recipe epochs=5
-  python train_models.py --model ensemble --name reference --pick ensemble
-  python train_models.py --check data/models/best.h5   what a model file holds and heard
+  python train_models.py                        # all three networks and the ensemble (minutes)
+  python train_models.py --model cnn --epochs 5 # one quick network
+  python train_models.py --recipe noise_probability=0 --recipe epochs=20   # change the recipe
+  python train_models.py --check data/models/best.h5                # what a model holds and heard
 """
 
 
@@ -61,17 +72,18 @@ def file_name(text: str) -> str:
 
 def parse_arguments(argv=None) -> argparse.Namespace:
     paths = Paths()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", type=Path, default=paths.database, help=f"feature database (default {paths.database})")
+    parser = argparse.ArgumentParser(description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", metavar="PATH", type=Path, default=paths.database, help=f"feature database (default {paths.database})")
     parser.add_argument("--model", choices=MODEL_CHOICES + ("ensemble", "all"), default="all",
-                        help="which network to train, or only the ensemble (default all: the recipe's networks and the ensemble)")
+                        help="which network to train, or only the ensemble (default all: the three networks and the ensemble)")
     parser.add_argument("--recipe", action="append", default=[], metavar="NAME=VALUE",
-                        help="change one training parameter, e.g. epochs=20 or noise_probability=0 (repeatable; "
-                             "--check shows them all)")
-    parser.add_argument("--epochs", type=positive_integer, default=None, help="epochs per network (default: the recipe's, 10)")
-    parser.add_argument("--batch-size", type=positive_integer, default=None, help="windows per training batch (default: the recipe's, 64)")
-    parser.add_argument("--out", type=Path, default=paths.models, help=f"folder for the models and pictures (default {paths.models})")
+                        help="change one training setting, e.g. epochs=20 or noise_probability=0 (repeatable; "
+                             "--check MODEL shows them all)")
+    parser.add_argument("--epochs", type=positive_integer, default=None,
+                        help="passes over the training data per network (default: the recipe's, 10)")
+    parser.add_argument("--batch-size", metavar="N", type=positive_integer, default=None,
+                        help="1-second pieces of speech per training step (default: the recipe's, 64)")
+    parser.add_argument("--out", metavar="FOLDER", type=Path, default=paths.models, help=f"folder for the models and pictures (default {paths.models})")
     parser.add_argument("--seed", type=int, default=None, help="seed of the split, the shuffling and the weights (default: the database's)")
     parser.add_argument("--name", type=file_name, default="best", help="file name (without .h5) of the copy of the best model (default best)")
     parser.add_argument("--pick", choices=MODEL_CHOICES + ("ensemble",), default=None,
@@ -211,7 +223,9 @@ def report(arguments, results, index) -> int:
     print("\nTest speakers' clips (accuracy at clip level; a clip's verdict is the mean over its 1 s windows, the louder ones counting more):")
     print(summary_table(results, index).to_string(index=False, float_format=lambda value: f"{value:.3f}"))
     print(f"\n{reason}; copied to {best_copy}. Pictures are beside the models in {arguments.out}.")
-    print(f"Next: python implement_model.py --model {best_copy}")
+    paths = Paths()
+    print("Next: " + command_line("implement_model.py", ("--db", arguments.db, paths.database),
+                                  ("--model", best_copy, paths.models / "best.h5")))
     return 0
 
 

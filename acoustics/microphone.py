@@ -31,6 +31,11 @@ CHUNK_SECONDS = 0.1
 MAX_WAIT_SECONDS = 3.0
 #: Full scale of 16-bit samples: int16 / FULL_SCALE is in [-1, 1).
 FULL_SCALE = 32768.0
+#: Non-speech that ends the one utterance :func:`record_utterance` waits for: longer than the pause a
+#: person makes at a comma ("Guten Morgen, wie geht es Ihnen" with 0.7 s at the comma stays one).
+UTTERANCE_PAUSE_SECONDS = 1.0
+#: Non-speech that ends each utterance of :func:`stream_utterances` (and of :class:`VoiceActivityDetector`).
+STREAM_PAUSE_SECONDS = 0.5
 
 
 def _checked_rate(sample_rate) -> int:
@@ -261,7 +266,7 @@ class VoiceActivityDetector:
         Sound kept before the first and after the last speech frame (0.2 s each).
     """
 
-    def __init__(self, sample_rate: int, *, frame_seconds: float = 0.03, pause_seconds: float = 0.5,
+    def __init__(self, sample_rate: int, *, frame_seconds: float = 0.03, pause_seconds: float = STREAM_PAUSE_SECONDS,
                  pre_roll_seconds: float = 0.2, tail_seconds: float = 0.2, min_speech_seconds: float = 0.1,
                  max_utterance_seconds: Optional[float] = None, margin_db: float = 10.0,
                  hysteresis_db: float = 3.0, absolute_floor_dbfs: float = -50.0,
@@ -419,9 +424,9 @@ def detect_utterances(signal: np.ndarray, sample_rate: int, **options) -> list:
 
 # Listening for speech ---------------------------------------------------------------------------
 def record_utterance(sample_rate: int, *, max_seconds: float = 6.0, alternatives: str,
-                     on_start: Optional[Callable[[], None]] = None, pause_seconds: float = 0.5,
-                     chunk_seconds: float = CHUNK_SECONDS) -> tuple:
-    """Listen until speech was heard and then a pause, or for at most ``max_seconds``.
+                     on_start: Optional[Callable[[], None]] = None,
+                     pause_seconds: float = UTTERANCE_PAUSE_SECONDS, chunk_seconds: float = CHUNK_SECONDS) -> tuple:
+    """Listen until speech was heard and then ``pause_seconds`` of non-speech, or for at most ``max_seconds``.
 
     Returns ``(signal, speech_detected)``: the utterance (with 0.2 s before and after), or, when no
     speech was heard, everything that was recorded. ``on_start`` is called once the microphone is live.
@@ -445,9 +450,9 @@ def record_utterance(sample_rate: int, *, max_seconds: float = 6.0, alternatives
 
 
 def stream_utterances(sample_rate: int, *, alternatives: str, max_utterance_seconds: float = 6.0,
-                      on_start: Optional[Callable[[], None]] = None, pause_seconds: float = 0.5,
+                      on_start: Optional[Callable[[], None]] = None, pause_seconds: float = STREAM_PAUSE_SECONDS,
                       chunk_seconds: float = CHUNK_SECONDS) -> Iterator[np.ndarray]:
-    """Yield each utterance (float32) as soon as its trailing pause is heard, until the caller stops.
+    """Yield each utterance (float32) as soon as its trailing ``pause_seconds`` are heard, until the caller stops.
 
     The stream stays open between utterances, so nothing is lost while the caller works (up to the
     device's buffer). Ctrl-C (KeyboardInterrupt) propagates; the stream is closed either way.

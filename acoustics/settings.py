@@ -225,3 +225,31 @@ class Paths:
     @property
     def pictures(self) -> Path:
         return self.data_dir / "pictures"
+
+    def picture(self, name: str, database=None) -> Path:
+        """Where a stage saves its picture ``name``: ``pictures/NAME.png`` for the default database, and
+        ``pictures/DB_NAME.png`` for another one (``DB`` its file name without the suffix), so that runs on
+        different databases keep their own pictures."""
+        stem = Path(database).stem if database is not None else self.database.stem
+        prefix = "" if stem == self.database.stem else f"{stem}_"
+        return self.pictures / f"{prefix}{name}.png"
+
+
+def command_line(script: str, *options) -> str:
+    """``python SCRIPT`` and the options a person gave that differ from the defaults, quoted for a shell.
+
+    Each option is ``(flag, value, default)``: ``True`` adds the flag alone, a list adds it once per item,
+    ``None``, ``False``, an empty list and a value equal to the default add nothing.
+    """
+    import shlex
+
+    words = ["python", script]
+    for flag, value, default in options:
+        if value is None or value is False or value == [] or str(value) == str(default):
+            continue
+        if value is True:
+            words.append(flag)
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            words += [flag, shlex.quote(str(item))]
+    return " ".join(words)

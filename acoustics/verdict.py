@@ -61,10 +61,23 @@ class Verdict:
         return f"{words} [{self.note}]" if self.note else words
 
 
-def classify_signal(model, metadata: dict, signal: np.ndarray, name) -> Verdict:
-    """Classify a float32 mono signal at the model's sample rate; no speech gives a Verdict without label."""
-    from .models import predict_clip
+@dataclass(frozen=True)
+class Prepared:
+    """A clip ready for the model: the MFCC matrix of its speech, and the seconds its Verdict reports."""
 
+    matrix: np.ndarray
+    duration_seconds: float
+    speech_seconds: float
+    note: str = ""
+
+    def verdict(self, probability_male: float) -> Verdict:
+        label = "male" if probability_male >= 0.5 else "female"
+        return Verdict(label, probability_male, self.duration_seconds, self.speech_seconds, self.note)
+
+
+def prepare_signal(metadata: dict, signal: np.ndarray, name):
+    """A float32 mono signal at the model's sample rate made ready for the model (:class:`Prepared`), or,
+    when it holds no usable speech, its Verdict without label."""
     settings = metadata["settings"]
     duration = signal.size / settings.sample_rate
     try:
@@ -73,9 +86,31 @@ def classify_signal(model, metadata: dict, signal: np.ndarray, name) -> Verdict:
         return Verdict(None, None, duration, 0.0, reason_of(error, name))
     except BadAudioError as error:
         return Verdict(None, None, duration, 0.0, f"no verdict: {reason_of(error, name)}")
-    probability = predict_clip(model, metadata, features.mfcc(speech.samples, settings))
-    return Verdict("male" if probability >= 0.5 else "female", probability, duration,
-                   speech.samples.size / settings.sample_rate, speech.note)
+    return Prepared(features.mfcc(speech.samples, settings), duration, speech.samples.size / settings.sample_rate, speech.note)
+
+
+def classify_signal(model, metadata: dict, signal: np.ndarray, name) -> Verdict:
+    """Classify a float32 mono signal at the model's sample rate; no speech gives a Verdict without label."""
+    from .models import predict_clip
+
+    prepared = prepare_signal(metadata, signal, name)
+    if isinstance(prepared, Verdict):
+        return prepared
+    return prepared.verdict(predict_clip(model, metadata, prepared.matrix))
+
+
+def classify_prepared(model, metadata: dict, items: list) -> list:
+    """The Verdict of each of ``items`` (:class:`Prepared`, or a Verdict already), the windows of all
+    clips predicted in a few large batches (:func:`acoustics.models.predict_matrices`)."""
+    from .models import predict_matrices
+
+    ready = [item for item in items if isinstance(item, Prepared)]
+    if not ready:
+        return list(items)
+    probabilities = iter(predict_matrices(model, [item.matrix for item in ready], metadata["settings"],
+                                          metadata["normalisation"], recipe=metadata["recipe"],
+                                          temperature=metadata["temperature"]))
+    return [item.verdict(float(next(probabilities))) if isinstance(item, Prepared) else item for item in items]
 
 
 # Which model answers -------------------------------------------------------------------------------

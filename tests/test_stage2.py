@@ -42,7 +42,7 @@ def test_synthetic(places):
     assert audio.level_dbfs(signal) == pytest.approx(-45, abs=0.5)
     assert places["picture"].stat().st_size > 10_000
     assert "-45.0 dBFS" in done.stdout and str(places["out"]) in done.stdout
-    assert done.stdout.strip().splitlines()[-1] == "Next: python speech_prep.py"
+    assert done.stdout.strip().splitlines()[-1] == f"Next: python speech_prep.py --db {places['db']} --noise {places['out']}"
 
 
 def test_uses_the_sample_rate_of_an_existing_database(places):
@@ -129,7 +129,7 @@ def test_records_the_room_through_the_microphone(places, virtual_microphone, tmp
     signal, rate = soundfile.read(places["out"], dtype="float32")
     assert rate == 16000 and signal.size == 32000
     assert audio.level_dbfs(signal) == pytest.approx(-30, abs=1)
-    assert done.stdout.strip().splitlines()[-1] == "Next: python speech_prep.py"
+    assert done.stdout.strip().splitlines()[-1] == f"Next: python speech_prep.py --db {places['db']} --noise {places['out']}"
 
 
 def test_silence_from_the_microphone_is_refused(places, virtual_microphone):

@@ -38,9 +38,9 @@ def trained_run(model_database, tmp_path_factory):
 
 
 def test_training_saves_three_models_pictures_and_the_best(trained_run):
-    result, _, models_folder = trained_run
+    result, database, models_folder = trained_run
     lines = result.stdout.strip().splitlines()
-    assert lines[-1] == f"Next: python implement_model.py --model {models_folder / 'best.h5'}"
+    assert lines[-1] == f"Next: python implement_model.py --db {database} --model {models_folder / 'best.h5'}"
     header = next(line for line in lines if line.strip().startswith("model"))
     for column in ("accuracy", "clean", "snr10", "snr0", "balanced accuracy", "test speakers", "seconds", "parameters"):
         assert column in header

@@ -8,6 +8,7 @@ Keras' import); it separates the espeak-ng voices of the tests. Each implement_m
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import signal
@@ -21,7 +22,7 @@ import h5py
 import numpy as np
 import pytest
 import soundfile
-from conftest import PYTHON, ROOT, run_stage
+from conftest import PYTHON, ROOT, run_stage, speak
 
 from acoustics import audio
 from acoustics.database import create_database
@@ -167,6 +168,52 @@ def test_stream_reports_two_utterances_and_stops_on_ctrl_c(stage5, virtual_micro
     assert out.rstrip().endswith("Stopped listening after 2 utterances.")
 
 
+@pytest.fixture(scope="module")
+def comma_sentence(tmp_path_factory) -> dict:
+    """"Guten Morgen" + 0.7 s of silence + "wie geht es Ihnen" (espeak-ng, each part trimmed) at 16 kHz."""
+    folder = tmp_path_factory.mktemp("comma")
+    first, second = (audio.trim_silence(audio.load_audio(speak(text, folder / f"{number}.wav", voice="de+m3", pitch=40),
+                                                         RATE)[0], 30)
+                     for number, text in enumerate(("Guten Morgen", "wie geht es Ihnen")))
+    silence = np.zeros(int(0.7 * RATE), np.float32)
+    return {"signal": spoken_signal_of(np.concatenate([first, silence, second])), "first": first}
+
+
+def spoken_signal_of(clip: np.ndarray, before: float = 0.6, after: float = 1.5) -> np.ndarray:
+    return np.concatenate([np.zeros(int(before * RATE), np.float32), clip, np.zeros(int(after * RATE), np.float32)])
+
+
+def test_a_pause_at_the_comma_does_not_end_the_sentence(stage5, virtual_microphone, comma_sentence, tmp_path):
+    env = dict(stage5["env"], ACOUSTICS_DATA=str(tmp_path / "data"))
+    with virtual_microphone.pipe(comma_sentence["signal"]) as feed:
+        running = Running("--model", stage5["model"], "--db", stage5["db"], env=dict(env, **virtual_microphone.env))
+        running.wait_for("^Speak now")
+        feed.start()
+        code, out, err = running.finish()
+    assert_clean(code, out, err)
+    assert sum(line.startswith("Verdict: ") for line in out.splitlines()) == 1, out
+    recorded, _ = soundfile.read(next((tmp_path / "data" / "recordings").glob("*.wav")), dtype="float32")
+    assert recorded.size > comma_sentence["first"].size + 0.7 * RATE, "the sentence was cut at its comma"
+
+
+def test_stream_with_a_short_pause_splits_at_the_comma(stage5, virtual_microphone, comma_sentence):
+    with virtual_microphone.pipe(comma_sentence["signal"]) as feed:
+        running = Running("--stream", "--pause", 0.5, env=dict(stage5["env"], **virtual_microphone.env))
+        running.wait_for("^Listening")
+        feed.start()
+        running.wait_for(r"utterance \d+ \(", count=2)
+        time.sleep(0.5)
+        running.process.send_signal(signal.SIGINT)
+        code, out, err = running.finish(timeout=30)
+    assert_clean(code, out, err)
+    assert out.rstrip().endswith("Stopped listening after 2 utterances."), out
+
+
+def test_pause_out_of_range_is_refused():
+    done = run_stage(SCRIPT, "--pause", "0", timeout=60)
+    assert done.returncode == 2 and "--pause must be between 0.1 and 5 seconds" in done.stderr, done.stderr
+
+
 @pytest.mark.parametrize("kind", ["silence", "steady noise"])
 def test_no_speech_is_said_not_guessed(kind, stage5, virtual_microphone, tmp_path):
     env = dict(stage5["env"], **virtual_microphone.env, ACOUSTICS_DATA=str(tmp_path / "data"))
@@ -239,6 +286,65 @@ def test_wav_folder_with_csv(stage5, spoken_clips, tmp_path):
         assert 0.5 < float(rows[name]["speech_seconds"]) <= duration
     for name in ("silence.wav", "hum.wav"):
         assert rows[name]["label"] == "" and rows[name]["probability"] == "" and float(rows[name]["speech_seconds"]) == 0
+
+
+def test_files_without_wav_json_and_p_male(stage5, spoken_clips, tmp_path):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    (folder / "female.wav").write_bytes(spoken_clips["female"].read_bytes())
+    soundfile.write(folder / "silence.flac", np.zeros(RATE, np.float32), RATE)
+    out_csv = tmp_path / "verdicts.csv"
+    done = run_stage(SCRIPT, spoken_clips["male"], folder, "--json", "--csv", out_csv, env=stage5["env"], timeout=120)
+    assert_clean(done.returncode, done.stdout, done.stderr)
+    objects = [json.loads(line) for line in done.stdout.splitlines()]  # nothing but JSON on stdout
+    assert [Path(item["path"]).name for item in objects] == ["male.wav", "female.wav", "silence.flac"]
+    assert all(list(item) == ["path", "label", "p_male", "probability", "duration", "speech_seconds", "note"]
+               for item in objects)
+    male, female, silence = objects
+    assert male["label"] == "male" and male["p_male"] == male["probability"] > 0.5
+    assert female["label"] == "female" and female["p_male"] == pytest.approx(1 - female["probability"], abs=1e-4)
+    assert silence["label"] is None and silence["p_male"] is None and "silent" in silence["note"]
+    assert "Classified 2 of 3 files" in done.stderr and f"Wrote 3 rows to {out_csv}." in done.stderr
+    with open(out_csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(row["p_male"]) for row in rows[:2]] == [male["p_male"], female["p_male"]] and rows[2]["p_male"] == ""
+    refused = run_stage(SCRIPT, "--json", env=stage5["env"], timeout=60)
+    assert refused.returncode == 1 and "--json needs files" in refused.stderr, refused.stderr
+
+
+def test_many_files_get_the_verdicts_each_gets_alone(stage5, spoken_clips, tmp_path, monkeypatch):
+    import implement_model
+
+    from acoustics import models, verdict
+
+    model, metadata = models.load_model(stage5["model"])
+    paths = []
+    for number, (sex, gain, before) in enumerate([(sex, gain, before) for sex in ("male", "female")
+                                                  for gain, before in ((1.0, 0.0), (0.3, 0.5), (0.8, 1.5))]):
+        paths.append(tmp_path / f"{number}-{sex}.wav")
+        soundfile.write(paths[-1], gain * spoken_signal(spoken_clips[sex], before=before, after=0.3), RATE)
+    paths.insert(3, tmp_path / "missing.wav")
+    (tmp_path / "text.wav").write_text("not audio")
+    paths.append(tmp_path / "text.wav")
+    monkeypatch.setattr(implement_model, "FILES_PER_PREDICTION", 3)  # batches of several files, the last one short
+    batched = list(implement_model.file_verdicts(model, metadata, paths))
+    assert [path for path, _ in batched] == paths
+    for path, result in batched:
+        alone = implement_model.prepare_file(metadata, path)
+        if isinstance(alone, verdict.Prepared):
+            alone = verdict.classify_signal(model, metadata, audio.load_audio(path, RATE)[0], path)
+            assert result.probability_male == pytest.approx(alone.probability_male, abs=1e-6)
+        assert implement_model.record_of(path, result) == implement_model.record_of(path, alone)
+    assert sum(result.label is not None for _, result in batched) == 6
+
+
+@pytest.mark.parametrize("count, terminal, shown", [(11, True, True), (10, True, False), (100, False, False)])
+def test_a_progress_bar_for_many_files_on_a_terminal(count, terminal, shown, monkeypatch):
+    import implement_model
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    with implement_model.progress_bar(count) as bar:
+        assert bar.disable is not shown
 
 
 def test_hostile_files_and_models_get_one_line_each(stage5, tmp_path):

@@ -75,7 +75,7 @@ def test_stage1_creates_then_keeps(tmp_path):
     db_path = tmp_path / "features.db"
     first = run_stage("set_up_sql.py", "--db", db_path)
     assert first.returncode == 0 and "Created the empty feature database" in first.stdout
-    assert "Next: python collect_background_noise.py" in first.stdout
+    assert f"Next: python collect_background_noise.py --db {db_path}" in first.stdout
     second = run_stage("set_up_sql.py", "--db", db_path)
     assert second.returncode == 0 and "already exists; it was kept" in second.stdout
     with sqlite3.connect(db_path) as connection:
@@ -113,7 +113,7 @@ def test_stage3_stores_every_good_file_once_and_names_every_bad_one(workspace, s
                          ("tiny.wav", "only"), ("clipped.wav", "clipped"), ("missing.wav", "no such file"),
                          ("line 20", "unknown sex label 'child'")]:
         assert any(name in line and reason in line for line in result.stdout.splitlines()), (name, result.stdout)
-    assert "Next: python train_models.py" in result.stdout
+    assert f"Next: python train_models.py --db {workspace['db']}" in result.stdout
     assert (workspace["data"] / "prep.png").stat().st_size > 10_000
     with database.FeatureDatabase(workspace["db"], readonly=True) as feature_database:
         counts = feature_database.counts()
