@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -149,3 +151,43 @@ def test_check_against_database(tmp_path):
         verdict.check_against_database("m.h5", Settings(), database)
     assert "n_mfcc: 40 vs 13" in str(raised.value) or "n_mfcc" in str(raised.value)
     assert "train_models.py" in str(raised.value)
+
+
+# Which model answers ------------------------------------------------------------------------------
+def with_provenance(path, real: int, synthetic: int, name: str = "cnn"):
+    fake_model(path)
+    with h5py.File(path, "a") as handle:
+        handle.attrs["acoustics_model_name"] = name
+        handle.attrs["acoustics_provenance"] = json.dumps({"real_speakers": real, "synthetic_speakers": synthetic})
+    return path
+
+
+def test_best_h5_answers_when_it_has_heard_real_voices(tmp_path):
+    best = with_provenance(tmp_path / "best.h5", real=12, synthetic=41)
+    choice = verdict.choose_model(None, tmp_path)
+    assert choice.path == best and not choice.warning and not choice.chosen_by_user
+    assert choice.line == f"Answering: the cnn model ({best}), trained on 12 real and 41 synthetic voices."
+
+
+@pytest.mark.skipif(not verdict.REFERENCE_MODEL.exists(), reason="models/reference.h5 is made by 'make reference'")
+@pytest.mark.parametrize("best", ["missing", "synthetic only", "no provenance", "damaged"])
+def test_the_reference_model_answers_otherwise(tmp_path, best):
+    path = tmp_path / "best.h5"
+    if best == "synthetic only":
+        with_provenance(path, real=0, synthetic=41)
+    elif best == "no provenance":
+        fake_model(path)
+    elif best == "damaged":
+        path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    choice = verdict.choose_model(None, tmp_path)
+    assert choice.path == verdict.REFERENCE_MODEL and not choice.warning
+    assert choice.line.startswith("Answering: the reference model (") and "real and" in choice.line
+
+
+def test_a_model_that_heard_no_real_voice_answers_with_a_warning(tmp_path):
+    demo = with_provenance(tmp_path / "demo.h5", real=0, synthetic=41, name="cnn\x1b[2K\x1b[1Afake")
+    choice = verdict.choose_model(demo, tmp_path)
+    assert choice.path == demo and choice.chosen_by_user
+    assert "\x1b" not in choice.line and "trained on 0 real and 41 synthetic voices" in choice.line
+    assert choice.warning.startswith(f"Warning: {demo} has heard no real voice") and "reference.h5" in choice.warning
+    assert "\n" not in choice.warning

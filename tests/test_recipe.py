@@ -1,0 +1,58 @@
+"""acoustics.recipe: the one object of training parameters, its checks and its JSON form."""
+
+from __future__ import annotations
+
+import pytest
+
+from acoustics.errors import BadParameterError
+from acoustics.recipe import Recipe
+
+
+def test_json_round_trip_keeps_every_field():
+    recipe = Recipe(epochs=3, networks=("cnn",), noise_snr_db=(0.0, 10.0), cmn=True)
+    again = Recipe.from_json(recipe.to_json())
+    assert again == recipe and isinstance(again.networks, tuple) and isinstance(again.noise_snr_db, tuple)
+
+
+def test_overrides_from_the_command_line():
+    recipe = Recipe().with_overrides(["epochs=20", "networks=[\"cnn\", \"lstm\"]", "cmn=true", "ensemble-network=lstm",
+                                      "noise_snr_db=[-10, 5]"])
+    assert recipe.epochs == 20 and recipe.networks == ("cnn", "lstm") and recipe.cmn is True
+    assert recipe.ensemble_network == "lstm" and recipe.noise_snr_db == (-10, 5)
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"epochs": 0}, "epochs"),
+    ({"epochs": 2.5}, "epochs"),
+    ({"learning_rate": float("nan")}, "learning_rate"),
+    ({"noise_probability": 1.5}, "noise_probability"),
+    ({"noise_snr_db": (10.0, 0.0)}, "noise_snr_db"),
+    ({"babble_snr_db": (0.0,)}, "babble_snr_db"),
+    ({"networks": ("cnn", "transformer")}, "networks"),
+    ({"networks": ()}, "networks"),
+    ({"ensemble_network": "gru"}, "ensemble_network"),
+    ({"cmn": 1}, "cmn"),
+    ({"gain_db": -3}, "gain_db"),
+])
+def test_bad_values_are_refused_in_one_line(changes, words):
+    with pytest.raises(BadParameterError) as caught:
+        Recipe().replace(**changes)
+    message = str(caught.value)
+    assert message.startswith("Bad recipe:") and words in message and "\n" not in message
+
+
+@pytest.mark.parametrize("text, words", [
+    ("not json", "not valid JSON"),
+    ("[1, 2]", "JSON object"),
+    ('{"epochs": 3, "dropout": 0.5}', "dropout"),
+    ('{"epochs": "many"}', "epochs"),
+])
+def test_bad_stored_recipes_are_refused(text, words):
+    with pytest.raises(BadParameterError, match=words):
+        Recipe.from_json(text)
+
+
+@pytest.mark.parametrize("assignment", ["epochs", "speed=3", "=3"])
+def test_bad_overrides_name_the_form(assignment):
+    with pytest.raises(BadParameterError, match="NAME=VALUE"):
+        Recipe().with_overrides([assignment])
