@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 
 import pytest
-from conftest import PYTHON, ROOT, build_feature_database, run_stage
+from conftest import PYTHON, ROOT, OutputLines, build_feature_database, run_stage, stop_child, with_sigint
 
 from acoustics.database import FeatureDatabase, create_database
 from acoustics.settings import Settings
@@ -176,22 +176,20 @@ def test_ctrl_c_keeps_the_best_weights_and_saves(model_database, tmp_path):
     database = tmp_path / "features.db"
     database.write_bytes(model_database.read_bytes())
     process = subprocess.Popen(
-        [PYTHON, str(ROOT / "train_models.py"), "--db", str(database), "--out", str(tmp_path / "models"),
-         "--model", "cnnlstm", "--epochs", "200"],
+        with_sigint([PYTHON, ROOT / "train_models.py", "--db", database, "--out", tmp_path / "models",
+                     "--model", "cnnlstm", "--epochs", "200"]),
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )
-    output = []
+    output = OutputLines(process)
     try:
-        for line in process.stdout:
-            output.append(line)
-            if line.startswith("Epoch 3/"):
-                process.send_signal(signal.SIGINT)
-                break
-        output.extend(process.stdout)
-        process.wait(timeout=120)
+        line = output.readline(timeout=300)
+        while line and not line.startswith("Epoch 3/"):
+            line = output.readline(timeout=300)
+        process.send_signal(signal.SIGINT)
+        stop_child(process, timeout=120)
     finally:
         process.kill()
-    text = "".join(output)
+    text = output.text()
     assert process.returncode == 0, text + process.stderr.read()
     assert "Stopped by Ctrl-C" in text and "Next: python implement_model.py" in text
     from acoustics import models

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 import pytest
 import soundfile
-from conftest import PYTHON, ROOT, run_stage
+from conftest import PYTHON, ROOT, run_stage, with_sigint
 
 from acoustics import audio
 from acoustics.database import create_database
@@ -86,7 +86,7 @@ class Running:
     """implement_model.py in the background with its stdout read line by line."""
 
     def __init__(self, *arguments, env: dict) -> None:
-        self.process = subprocess.Popen([PYTHON, str(ROOT / SCRIPT), *map(str, arguments)], cwd=ROOT, text=True,
+        self.process = subprocess.Popen(with_sigint([PYTHON, ROOT / SCRIPT, *arguments]), cwd=ROOT, text=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         env=dict(os.environ, PYTHONUNBUFFERED="1", **env))
         self.lines: list = []
