@@ -296,6 +296,40 @@ def test_ctrl_c_works_in_a_test_run_that_ignores_sigint():
     assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout + done.stderr
 
 
+def test_a_microphone_that_delivers_nothing_is_one_clear_line(microphone_env):
+    """Open but never a sample (muted, unplugged behind a sound server): an error, not a wait forever."""
+    with microphone_env.dead_pipe():
+        started = time.monotonic()
+        with pytest.raises(NoInputDeviceError) as raised:
+            microphone.record_utterance(RATE, alternatives=ALTERNATIVES)
+        waited = time.monotonic() - started
+    message = str(raised.value)
+    assert "delivers no sound (no sound for 4 s)" in message and "plugged in, not muted" in message, message
+    assert message.endswith(f"Alternatives: {ALTERNATIVES}.") and "\n" not in message
+    assert microphone.START_SECONDS <= waited < microphone.START_SECONDS + 3
+    assert microphone_env.pactl("list", "short", "source-outputs") == ""  # the stream was closed
+
+
+def test_a_microphone_that_stops_mid_stream_is_one_clear_line(microphone_env, spoken):
+    errors, found = [], []
+
+    def listen(feed) -> None:
+        try:
+            found.extend(microphone.stream_utterances(RATE, alternatives=ALTERNATIVES, on_start=feed.start))
+        except BaseException as error:  # noqa: BLE001 - reported by the test thread below
+            errors.append(error)
+
+    with microphone_env.pipe(np.concatenate([spoken, np.zeros(RATE, np.float32)]), stall_after=True) as feed:
+        listener = threading.Thread(target=listen, args=(feed,), daemon=True)
+        listener.start()
+        listener.join(timeout=30)
+        assert not listener.is_alive(), "stream_utterances still waits 30 s after the microphone went quiet"
+    assert len(found) == 1  # what was heard before still came out
+    assert [type(error) for error in errors] == [NoInputDeviceError]
+    assert "stopped delivering sound (no sound for 2 s)" in str(errors[0]), errors[0]
+    assert microphone_env.pactl("list", "short", "source-outputs") == ""
+
+
 # No microphone ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("call", [
     lambda: microphone.record_seconds(1.0, RATE, alternatives=ALTERNATIVES),
