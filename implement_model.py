@@ -68,14 +68,33 @@ def _loading() -> bool:
     return _loader is not None and not _loader.ready
 
 
-def classify_files(arguments, loader) -> int:
+def input_files(arguments) -> list:
+    """The audio files --wav names: the files given, and those in the folders given."""
     from pathlib import Path
 
-    from acoustics import audio, corpus, verdict
+    from acoustics import corpus
 
     paths = []
     for name in arguments.wav:
         paths += corpus.audio_files(Path(name)) if Path(name).is_dir() else [Path(name)]
+    return paths
+
+
+def check_csv_path(arguments) -> None:
+    """Refuse, before any work, a --csv that would overwrite an input, the database, the model, or
+    another kind of file, or that cannot be written."""
+    from acoustics import outputs
+
+    protected = [("the feature database", arguments.db), ("the model", arguments.model)]
+    outputs.check_output_path(arguments.csv, "--csv", "CSV table",
+                              protected + [("the input audio file", path) for path in input_files(arguments)])
+    check_writable(arguments.csv)
+
+
+def classify_files(arguments, loader) -> int:
+    from acoustics import audio, verdict
+
+    paths = input_files(arguments)
     if not paths:
         raise AcousticsError(f"No audio files in {' '.join(arguments.wav)}; give WAV files or folders that hold them.")
     model, metadata = loader.get()
@@ -200,7 +219,7 @@ def main(argv=None) -> int:
     sys.stderr = io.TextIOWrapper(io.FileIO(os.dup(2), "w"), line_buffering=True, errors="backslashreplace")
     try:
         if arguments.csv:
-            check_writable(arguments.csv)
+            check_csv_path(arguments)
         settings, loader = start_loading(arguments)
         if arguments.wav:
             return classify_files(arguments, loader)

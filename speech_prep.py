@@ -114,6 +114,16 @@ def open_database(arguments):
     return feature_database
 
 
+def check_outputs(arguments) -> None:
+    """Refuse, before any work, a --picture that would overwrite an input or another kind of file."""
+    from acoustics import outputs
+
+    if not arguments.no_picture:
+        inputs = [("the feature database", arguments.db), ("the background noise", arguments.noise)]
+        outputs.check_picture_path(arguments.picture, "--picture",
+                                   inputs + [("the manifest", manifest) for manifest in arguments.manifest])
+
+
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
     paths = Paths()
@@ -124,6 +134,7 @@ def main(argv=None) -> int:
     stored_now, skipped, seconds_of_audio = 0, [], 0.0
     feature_database = None
     try:
+        check_outputs(arguments)
         feature_database = open_database(arguments)
         settings = feature_database.settings
         noise, noise_hash = load_noise(arguments.noise, settings)

@@ -114,7 +114,24 @@ def check(arguments) -> int:
     return 0
 
 
+def check_outputs(arguments) -> None:
+    """Refuse, before any work, an --out that is a file, or a model or picture in it that would
+    overwrite the database or another kind of file."""
+    from acoustics import outputs
+
+    if arguments.out.exists() and not arguments.out.is_dir():
+        raise AcousticsError(f"--out {arguments.out} is a file, not a folder; choose another folder.")
+    names = MODEL_CHOICES + ("ensemble",) if arguments.model == "all" else (arguments.model,)
+    protected = {"the feature database": arguments.db}
+    for name in names:
+        outputs.check_output_path(arguments.out / f"{name}.h5", "--out", "HDF5 file (a model)", protected)
+        for picture in ("training", "confusion"):
+            outputs.check_picture_path(arguments.out / f"{name}_{picture}.png", "--out", protected)
+    outputs.check_output_path(arguments.out / f"{arguments.name}.h5", "--name", "HDF5 file (a model)", protected)
+
+
 def train_all(arguments) -> int:
+    check_outputs(arguments)
     with FeatureDatabase(arguments.db) as database:
         settings = database.settings
         seed = settings.seed if arguments.seed is None else arguments.seed
