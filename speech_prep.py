@@ -23,6 +23,13 @@ from acoustics.settings import Paths
 BATCH_SIZE = 32  # recordings per database transaction
 
 
+def non_negative_integer(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
+    return value
+
+
 def parse_arguments(argv=None) -> argparse.Namespace:
     paths = Paths()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,7 +46,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
                         help="SNRs in dB; must match the database's unless --start-over")
     parser.add_argument("--start-over", action="store_true",
                         help="delete every stored feature and start again (with --snrs, under the new SNRs)")
-    parser.add_argument("--limit", type=int, help="process at most this many new recordings")
+    parser.add_argument("--limit", type=non_negative_integer, help="process at most this many new recordings")
     parser.add_argument("--picture", default=str(paths.pictures / "speech_prep.png"), help="where to save the picture")
     parser.add_argument("--no-picture", action="store_true",
                         help="do not save the picture (it takes about 2 s: matplotlib's import and drawing)")

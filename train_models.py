@@ -54,6 +54,13 @@ def positive_integer(text: str) -> int:
     return value
 
 
+def non_negative_integer(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
+    return value
+
+
 def file_name(text: str) -> str:
     name = text[:-3] if text.endswith(".h5") else text
     if not name or "/" in name or "\\" in name or name.startswith("."):
@@ -69,7 +76,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=positive_integer, default=30, help="most epochs per model; each network's schedule is shorter (models.FIXED_EPOCHS: 10) unless this cuts it (default 30)")
     parser.add_argument("--batch-size", type=positive_integer, default=64, help="windows per training batch (default 64)")
     parser.add_argument("--out", type=Path, default=paths.models, help=f"folder for the models and pictures (default {paths.models})")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the split, the shuffling and the weights (default: the database's)")
+    parser.add_argument("--seed", type=non_negative_integer, default=None, help="seed of the split, the shuffling and the weights (default: the database's)")
     parser.add_argument("--name", type=file_name, default="best", help="file name (without .h5) of the copy of the best model (default best)")
     parser.add_argument("--pick", choices=MODEL_CHOICES + ("ensemble",), default=None,
                         help="copy this model to NAME.h5 instead of the one best on the validation speakers (make reference "

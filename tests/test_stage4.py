@@ -211,3 +211,9 @@ def test_pick_chooses_the_model_that_is_copied(pick, copied, words, model_databa
     assert result.returncode == 0, result.stdout + result.stderr
     assert words in result.stdout and f"copied to {tmp_path / 'models' / 'chosen.h5'}" in result.stdout
     assert (tmp_path / "models" / "chosen.h5").read_bytes() == (tmp_path / "models" / f"{copied}.h5").read_bytes()
+
+
+def test_a_negative_seed_is_refused_before_any_work(tmp_path):
+    result = run_stage("train_models.py", "--db", tmp_path / "none.db", "--seed", -1)
+    assert result.returncode == 2 and "argument --seed: must not be negative, not -1" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

@@ -203,3 +203,9 @@ def test_stage3_ctrl_c_keeps_what_was_stored(workspace, emodb_dir):
     assert rerun.returncode == 0, rerun.stderr
     assert f"{recordings} already stored, {535 - recordings} to process" in rerun.stdout
     assert stored(workspace["db"]) == (535, 535, 535, "ok")
+
+
+def test_stage3_a_negative_limit_is_refused_before_any_work(tmp_path):
+    result = run_stage("speech_prep.py", "--db", tmp_path / "none.db", "--limit", -2)
+    assert result.returncode == 2 and "argument --limit: must not be negative, not -2" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
