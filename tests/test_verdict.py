@@ -145,3 +145,18 @@ def test_check_against_database(tmp_path):
         verdict.check_against_database("m.h5", Settings(), database)
     assert "n_mfcc: 40 vs 13" in str(raised.value) or "n_mfcc" in str(raised.value)
     assert "train_models.py" in str(raised.value)
+
+
+def test_strings_of_a_model_reach_the_terminal_without_control_characters(tmp_path):
+    """A model whose stored strings hold ANSI escape codes (clear the screen, blink) or a bidi override."""
+    from acoustics.modelfile import read_metadata
+
+    path = fake_model(tmp_path / "m.h5", version="1.0.0\x1b[5m")
+    with h5py.File(path, "a") as handle:
+        handle.attrs["acoustics_model_name"] = "\x1b[2J\x1b[31mcnn\x1b[0m\u202e\r\n"
+        handle.attrs["acoustics_saved_at"] = "2025-01-01\x07"
+        handle.attrs["acoustics_class_names"] = '["female\\u001b[0m", "male"]'
+    metadata = read_metadata(path)
+    assert metadata["model_name"] == "[2J[31mcnn[0m"
+    assert metadata["version"] == "1.0.0[5m" and metadata["saved_at"] == "2025-01-01"
+    assert metadata["class_names"] == ["female[0m", "male"]
