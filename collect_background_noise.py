@@ -89,6 +89,16 @@ def existing_level(path, sample_rate: int):
     return level if level >= audio.SILENCE_DBFS else None
 
 
+def check_outputs(arguments) -> None:
+    """Refuse, before any work, a --out or --picture that would overwrite an input, each other, or
+    another kind of file."""
+    from acoustics import outputs
+
+    inputs = {"the feature database": arguments.db, "the input file": arguments.from_file}
+    outputs.check_output_path(arguments.out, "--out", "WAV audio file", {**inputs, "the picture": arguments.picture})
+    outputs.check_picture_path(arguments.picture, "--picture", {**inputs, "the noise file": arguments.out})
+
+
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
     try:
@@ -96,6 +106,7 @@ def main(argv=None) -> int:
 
         from acoustics import audio, plots
 
+        check_outputs(arguments)
         settings, settings_source = load_settings(arguments.db)
         rate = settings.sample_rate
         seconds = arguments.seconds if arguments.seconds is not None else DEFAULT_SECONDS

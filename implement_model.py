@@ -127,6 +127,18 @@ def audio_paths(names) -> list:
     return paths
 
 
+def check_csv_path(arguments) -> None:
+    """Refuse, before any work, a --csv that would overwrite an input, the database, a model, or
+    another kind of file, or that cannot be written."""
+    from acoustics import outputs, verdict
+
+    models = [arguments.model] if arguments.model else [Paths().models / "best.h5", verdict.REFERENCE_MODEL]
+    protected = [("the feature database", arguments.db)] + [("the model", model) for model in models]
+    outputs.check_output_path(arguments.csv, "--csv", "CSV table",
+                              protected + [("the input audio file", path) for path in audio_paths(arguments.files)])
+    check_writable(arguments.csv)
+
+
 def prepare_file(metadata, path):
     """One audio file read and made ready for the model (verdict.prepare_signal); a file that cannot be
     used gets its Verdict without label."""
@@ -321,7 +333,7 @@ def main(argv=None) -> int:
     sys.stderr = io.TextIOWrapper(io.FileIO(os.dup(2), "w"), line_buffering=True, errors="backslashreplace")
     try:
         if arguments.csv:
-            check_writable(arguments.csv)
+            check_csv_path(arguments)
         settings, loader = start_loading(arguments)
         if arguments.files:
             return classify_files(arguments, loader)

@@ -29,6 +29,13 @@ EXAMPLES = """examples:
 BATCH_SIZE = 32  # recordings per database transaction
 
 
+def non_negative_integer(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
+    return value
+
+
 def parse_arguments(argv=None) -> argparse.Namespace:
     paths = Paths()
     parser = argparse.ArgumentParser(description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,7 +53,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
                         help="noise levels: speech-to-noise ratios in dB; must match the database's unless --start-over")
     parser.add_argument("--start-over", action="store_true",
                         help="delete every stored feature and start again (with --snrs, under the new SNRs)")
-    parser.add_argument("--limit", type=int, help="process at most this many new recordings")
+    parser.add_argument("--limit", type=non_negative_integer, help="process at most this many new recordings")
     parser.add_argument("--picture", metavar="PNG", help=f"where to save the picture (default: {paths.picture('speech_prep')}, "
                                                          f"or {paths.pictures}/DB_speech_prep.png for another --db DB.db)")
     parser.add_argument("--no-picture", action="store_true", help="do not save the picture (saves about 2 s)")
@@ -132,6 +139,16 @@ def open_database(arguments):
     return feature_database
 
 
+def check_outputs(arguments) -> None:
+    """Refuse, before any work, a --picture that would overwrite an input or another kind of file."""
+    from acoustics import outputs
+
+    if not arguments.no_picture:
+        inputs = [("the feature database", arguments.db), ("the background noise", arguments.noise)]
+        outputs.check_picture_path(arguments.picture, "--picture",
+                                   inputs + [("the manifest", manifest) for manifest in arguments.manifest])
+
+
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
     paths = Paths()
@@ -142,6 +159,7 @@ def main(argv=None) -> int:
     stored_now, skipped, noted, seconds_of_audio = 0, [], [], 0.0
     feature_database = None
     try:
+        check_outputs(arguments)
         feature_database = open_database(arguments)
         settings = feature_database.settings
         noise, noise_hash = load_noise(arguments.noise, settings)

@@ -63,6 +63,13 @@ def positive_integer(text: str) -> int:
     return value
 
 
+def non_negative_integer(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
+    return value
+
+
 def file_name(text: str) -> str:
     name = text[:-3] if text.endswith(".h5") else text
     if not name or "/" in name or "\\" in name or name.startswith("."):
@@ -84,7 +91,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", metavar="N", type=positive_integer, default=None,
                         help="1-second pieces of speech per training step (default: the recipe's, 64)")
     parser.add_argument("--out", metavar="FOLDER", type=Path, default=paths.models, help=f"folder for the models and pictures (default {paths.models})")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the split, the shuffling and the weights (default: the database's)")
+    parser.add_argument("--seed", type=non_negative_integer, default=None, help="seed of the split, the shuffling and the weights (default: the database's)")
     parser.add_argument("--name", type=file_name, default="best", help="file name (without .h5) of the copy of the best model (default best)")
     parser.add_argument("--pick", choices=MODEL_CHOICES + ("ensemble",), default=None,
                         help="copy this model to NAME.h5 instead of the one best on the validation speakers")
@@ -149,8 +156,25 @@ def check(arguments) -> int:
     return 0
 
 
+def check_outputs(arguments) -> None:
+    """Refuse, before any work, an --out that is a file, or a model or picture in it that would
+    overwrite the database or another kind of file."""
+    from acoustics import outputs
+
+    if arguments.out.exists() and not arguments.out.is_dir():
+        raise AcousticsError(f"--out {arguments.out} is a file, not a folder; choose another folder.")
+    names = MODEL_CHOICES + ("ensemble",) if arguments.model == "all" else (arguments.model,)
+    protected = {"the feature database": arguments.db}
+    for name in names:
+        outputs.check_output_path(arguments.out / f"{name}.h5", "--out", "HDF5 file (a model)", protected)
+        for picture in ("training", "confusion"):
+            outputs.check_picture_path(arguments.out / f"{name}_{picture}.png", "--out", protected)
+    outputs.check_output_path(arguments.out / f"{arguments.name}.h5", "--name", "HDF5 file (a model)", protected)
+
+
 def train_all(arguments) -> int:
     recipe = recipe_of(arguments)
+    check_outputs(arguments)
     with FeatureDatabase(arguments.db) as database:
         seed = database.settings.seed if arguments.seed is None else arguments.seed
         split = trainer.load_split(database, recipe, seed, new_split=arguments.new_split, fractions=arguments.fractions)

@@ -139,13 +139,26 @@ def _explain(path, error: sqlite3.Error) -> BadDatabaseError:
     return BadDatabaseError(f"{path}: database error ({error}); run 'python set_up_sql.py --reset' to start over.")
 
 
-def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
-    uri = f"{path.resolve().as_uri()}?mode={'ro' if readonly else 'rw'}"
+def _connect(path: Path, *, readonly: bool, immutable: bool = False) -> sqlite3.Connection:
+    """A connection to ``path``; BadDatabaseError if it cannot be opened.
+
+    Read-only, a database in WAL mode needs its ``-shm`` file, which SQLite cannot make in a folder it
+    cannot write (a read-only medium, a shared folder): there the database is opened as immutable, as
+    nothing can change it.
+    """
+    uri = f"{path.resolve().as_uri()}?mode={'ro' if readonly else 'rw'}{'&immutable=1' if immutable else ''}"
+    connection = None
     try:
         connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
         connection.execute("PRAGMA foreign_keys = ON")
+        if readonly:
+            connection.execute("PRAGMA schema_version").fetchone()  # the first read of the file
         return connection
     except sqlite3.Error as error:
+        if connection is not None:
+            connection.close()
+        if readonly and not immutable and not os.access(path.resolve().parent, os.W_OK):
+            return _connect(path, readonly=True, immutable=True)
         raise _explain(path, error) from None
 
 

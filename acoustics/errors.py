@@ -4,6 +4,8 @@ Stage scripts catch :class:`AcousticsError`, print its message and exit with sta
 any other exception is a bug and keeps its traceback.
 """
 
+import unicodedata
+
 
 class AcousticsError(Exception):
     """Base class: something the person can fix. ``str(error)`` says what and how."""
@@ -45,3 +47,9 @@ def reason_of(error: Exception, path) -> str:
     """The message of ``error`` without its leading ``"<path>: "`` (for lists that name the file already)."""
     message, prefix = str(error), f"{path}: "
     return message[len(prefix):] if message.startswith(prefix) else message
+
+
+def printable(text) -> str:
+    """``text`` without control and format characters (the ESC of ANSI escape codes, newlines, bidi
+    overrides): strings stored in a file reach the terminal through this."""
+    return "".join(character for character in str(text) if unicodedata.category(character)[0] != "C")

@@ -3,10 +3,11 @@
 Signals are 1-D ``numpy.float32`` arrays in [-1, 1] at the caller's sample rate; durations are in
 seconds; levels in dBFS (RMS 1.0 is 0 dBFS, as in :mod:`acoustics.audio`).
 
-Capture uses blocking reads of :data:`CHUNK_SECONDS` each, so waiting for sound costs no CPU; the voice
-activity detector is a few numpy operations per chunk. The first read of a fresh stream can block for
-0.1 to 1.9 s while the sound server starts the source: callers learn through ``on_start`` or
-``progress`` when the microphone is really live.
+Capture sleeps until a chunk of :data:`CHUNK_SECONDS` is buffered and then reads it, so waiting for sound
+costs no CPU and no read ever blocks; the voice activity detector is a few numpy operations per chunk.
+The first chunk of a fresh stream can take 0.1 to 2 s while the sound server starts the source: callers
+learn through ``on_start`` or ``progress`` when the microphone is really live. A microphone that delivers
+nothing for :data:`NO_SOUND_SECONDS` (:data:`START_SECONDS` at the start) is a :class:`NoInputDeviceError`.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from .errors import BadParameterError, NoInputDeviceError
 
 #: Length of one read from the device in seconds.
 CHUNK_SECONDS = 0.1
-#: Longest sleep waiting for a chunk before falling back to a blocking read (a source can take 2 s to start).
-MAX_WAIT_SECONDS = 3.0
+#: Seconds without a sample after which a running microphone counts as gone (muted, unplugged, stalled).
+NO_SOUND_SECONDS = 2.0
+#: The same for the first chunk: a source can take about 2 s to start (PulseAudio's null-sink monitor: 1.8-2.0 s).
+START_SECONDS = 4.0
 #: Full scale of 16-bit samples: int16 / FULL_SCALE is in [-1, 1).
 FULL_SCALE = 32768.0
 #: Non-speech that ends the one utterance :func:`record_utterance` waits for: longer than the pause a
@@ -171,20 +174,33 @@ class Microphone:
             self._exit_stack = None
 
     def _wait_for_chunk(self) -> None:
-        """Sleep until a whole chunk is buffered (at most :data:`MAX_WAIT_SECONDS`).
+        """Sleep until a whole chunk is buffered, so that the read after it never blocks.
 
-        A blocking read would wait too, but some backends (ALSA's PulseAudio plugin) spin the CPU inside
-        it while the source starts, for up to 2 s; sleeping also lets Ctrl-C through at once.
+        A blocking read waits forever on a source that is open but delivers nothing (a muted or
+        unplugged device, a stalled sound server), and some backends (ALSA's PulseAudio plugin) spin the
+        CPU inside it while the source starts; sleeping also lets Ctrl-C through at once. No chunk
+        within :data:`NO_SOUND_SECONDS` (:data:`START_SECONDS` for the first) is a :class:`NoInputDeviceError`.
         """
-        deadline = time.monotonic() + MAX_WAIT_SECONDS
-        while time.monotonic() < deadline:
+        limit = NO_SOUND_SECONDS if self._started else START_SECONDS
+        deadline = time.monotonic() + limit
+        while True:
             try:
                 missing = self.chunk_samples - self._stream.get_read_available()
-            except (OSError, IOError):
-                return  # the blocking read below reports the problem
+            except (OSError, IOError) as error:
+                raise self._lost(error.args[1] if len(error.args) > 1 else str(error)) from None
             if missing <= 0:
                 return
+            if time.monotonic() >= deadline:
+                raise self._lost(f"no sound for {limit:g} s")
             time.sleep(min(max(missing / self.sample_rate, 0.005), 0.05))
+
+    def _lost(self, reason: str) -> NoInputDeviceError:
+        """The error for a microphone that delivers no sound (any more), with what to check."""
+        what = "stopped delivering sound" if self._started else "delivers no sound"
+        return NoInputDeviceError(
+            f"The microphone {self.device_name} {what} ({reason}): check that it is plugged in, not muted, and "
+            f"chosen as the input device in the system settings, then run again. Alternatives: {self.alternatives}."
+        )
 
     def read(self) -> np.ndarray:
         """The next chunk of :attr:`chunk_samples` samples as float32 (waits until it is recorded)."""
@@ -192,11 +208,7 @@ class Microphone:
         try:
             data = self._stream.read(self.chunk_samples, exception_on_overflow=False)
         except (OSError, IOError) as error:
-            reason = error.args[1] if len(error.args) > 1 else str(error)
-            raise NoInputDeviceError(
-                f"The microphone {self.device_name} stopped delivering sound ({reason}); check its connection "
-                f"and run again. Alternatives: {self.alternatives}."
-            ) from None
+            raise self._lost(error.args[1] if len(error.args) > 1 else str(error)) from None
         if not self._started:
             self._started = True
             if self._on_start is not None:

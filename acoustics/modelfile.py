@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .errors import BadModelError
+from .errors import BadModelError, printable
 from .recipe import Recipe
 from .settings import FEATURE_FIELDS, Settings
 from .training import Normalisation
@@ -30,8 +30,9 @@ def read_metadata(path) -> dict:
     ``coefficients`` were stored read as without CMN and with all coefficients), ``recipe`` (a
     :class:`~acoustics.recipe.Recipe`; the default for models saved before recipes were stored),
     ``temperature`` (the calibration, 1 if none), ``provenance`` (what it was trained on), ``scores``,
-    ``history`` and ``saved_at``. Raises :class:`BadModelError` for a missing, foreign or damaged
-    file, or one of another major version of the project.
+    ``history`` and ``saved_at``; its strings come without control characters (they reach the
+    terminal). Raises :class:`BadModelError` for a missing, foreign or damaged file, or one of
+    another major version of the project.
     """
     import h5py
 
@@ -50,7 +51,7 @@ def read_metadata(path) -> dict:
         raise BadModelError(f"{path}: the model file is damaged (cut short or corrupt); {TRAIN_AGAIN}.") from None
     if "version" not in attributes or not has_weights:
         raise not_ours
-    version = str(attributes["version"])
+    version = printable(attributes["version"])
     if version.split(".")[0] != __version__.split(".")[0]:
         raise BadModelError(f"{path}: made by version {version} of the project, which this version ({__version__}) cannot read; {TRAIN_AGAIN}.")
     try:
@@ -58,9 +59,9 @@ def read_metadata(path) -> dict:
         metadata = {
             "path": str(path),
             "version": version,
-            "model_name": str(attributes["model_name"]),
+            "model_name": printable(attributes["model_name"]),
             "settings": settings,
-            "class_names": json.loads(str(attributes["class_names"])),
+            "class_names": [printable(name) for name in json.loads(str(attributes["class_names"]))],
             "normalisation": Normalisation(
                 np.asarray(attributes["normalisation_mean"]), np.asarray(attributes["normalisation_std"]),
                 cmn=bool(int(attributes.get("normalisation_cmn", 0))),
@@ -71,7 +72,7 @@ def read_metadata(path) -> dict:
             "provenance": json.loads(str(attributes.get("provenance", "{}"))),
             "scores": json.loads(str(attributes.get("scores", "{}"))),
             "history": json.loads(str(attributes.get("history", "{}"))),
-            "saved_at": str(attributes.get("saved_at", "")),
+            "saved_at": printable(attributes.get("saved_at", "")),
         }
         if len(metadata["normalisation"].mean) != settings.n_mfcc:
             raise ValueError("normalisation of another coefficient count")

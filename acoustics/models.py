@@ -319,16 +319,17 @@ def fit_model(model: keras.Model, train, validation, *, epochs: int, verbose: in
         signal.signal(signal.SIGINT, previous_handler)
         print("\nCtrl-C: stopping after this batch (press it again to stop at once) ...", file=sys.stderr, flush=True)
 
-    in_main_thread = threading.current_thread() is threading.main_thread()
     previous_handler = signal.getsignal(signal.SIGINT)
-    if in_main_thread:
+    # Only the main thread may set handlers; an ignored SIGINT (a background job) stays ignored.
+    catch_ctrl_c = threading.current_thread() is threading.main_thread() and previous_handler is not signal.SIG_IGN
+    if catch_ctrl_c:
         signal.signal(signal.SIGINT, stop_after_this_batch)
     try:
         model.fit(train, validation_data=validation, epochs=epochs, shuffle=False, callbacks=[keeper], verbose=verbose)
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        if in_main_thread:
+        if catch_ctrl_c:
             signal.signal(signal.SIGINT, previous_handler)
     if interrupted and keeper.weights is None:
         raise KeyboardInterrupt

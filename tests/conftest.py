@@ -6,9 +6,12 @@ Modules append their own fixtures below the marked sections; keep this file the 
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +55,62 @@ def shared_corpus(folder: Path, name: str) -> Path:
     return folder
 
 
+# --- child processes: Ctrl-C and deadlines ------------------------------------------------------
+#: Runs ``argv[2:]`` with SIGINT set to ``argv[1]`` (SIG_DFL or SIG_IGN) by exec'ing it.
+_SIGINT_TRAMPOLINE = ("import os, signal, sys; signal.signal(signal.SIGINT, getattr(signal, sys.argv[1])); "
+                      "os.execvp(sys.argv[2], sys.argv[2:])")
+
+
+def with_sigint(command, disposition: str = "SIG_DFL") -> list:
+    """``command`` started with SIGINT at ``disposition``: "SIG_DFL" (Ctrl-C stops it) or "SIG_IGN".
+
+    A child inherits an ignored SIGINT from a test run that ignores it (``make test &``, nohup, a CI
+    runner), and Python then never raises KeyboardInterrupt: tests that send SIGINT start their child
+    through this. A one-line exec trampoline, because ``preexec_fn`` is unsafe in a process with threads.
+    """
+    return [PYTHON, "-c", _SIGINT_TRAMPOLINE, disposition, *map(str, command)]
+
+
+class OutputLines:
+    """A child's stdout read in a thread, so that every wait for a line has a deadline."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process = process
+        self.lines: list = []
+        self._queue: "queue.Queue" = queue.Queue()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+            self._queue.put(line)
+        self._queue.put("")  # end of output
+
+    def readline(self, timeout: float) -> str:
+        """The next line ("" at the end of the output); AssertionError after ``timeout`` seconds."""
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no output line within {timeout:g} s from {self.process.args!r}; "
+                                 f"so far: {''.join(self.lines)!r}") from None
+
+    def text(self, timeout: float = 10) -> str:
+        """All of the output once the child closed it (waits at most ``timeout`` seconds)."""
+        self._thread.join(timeout=timeout)
+        return "".join(self.lines)
+
+
+def stop_child(process: subprocess.Popen, timeout: float = 30) -> int:
+    """Wait at most ``timeout`` seconds for ``process``; kill it if it is still running; its exit status."""
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+        raise AssertionError(f"{process.args!r} did not exit within {timeout:g} s; killed it") from None
+
+
 @pytest.fixture(scope="session")
 def emodb_dir() -> Path:
     return shared_corpus(EMODB, "EmoDB")
@@ -91,14 +150,14 @@ def rng() -> np.random.Generator:
 #                       blocks 0.1-1.9 s, and the first ~0.1 s of a clip can be lost.
 #   pipe(signal)        a module-pipe-source as the default source: bit-exact, starts with the first
 #                       sample, faster than real time. Silence flows until feed.start() (call it when
-#                       the recorder is live, e.g. from on_start); after the clip, silence flows again.
+#                       the recorder is live, e.g. from on_start); after the clip, silence flows again
+#                       (or nothing at all, with stall_after=True: a microphone unplugged mid-stream).
+#   dead_pipe()         a pipe source nobody writes to: the device opens but never delivers a sample.
 # The test process is not switched to it: use the ``microphone_env`` fixture in-process, or pass
 # ``virtual_microphone.env`` (PULSE_SERVER, PULSE_RUNTIME_PATH) to a subprocess (run_stage(env=...)).
 # ``no_microphone_env``: environment variables under which no input device exists.
 import contextlib
 import glob
-import threading
-import time
 
 VIRTUAL_RATE = 16000
 
@@ -124,30 +183,48 @@ class VirtualMicrophone:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     @contextlib.contextmanager
-    def pipe(self, signal: np.ndarray):
-        """Make a pipe source the default microphone for the block; yields a feed with start()."""
+    def _pipe_source(self):
+        """Load a pipe source as the default microphone for the block; yields its FIFO."""
         self._pipes += 1
         name = f"fakemic{self._pipes}"
         fifo = self.folder / f"{name}.fifo"
         module = self.pactl("load-module", "module-pipe-source", f"source_name={name}", f"file={fifo}",
                             "format=s16le", f"rate={VIRTUAL_RATE}", "channels=1")
         self.pactl("set-default-source", name)
-        feed = _PipeFeed(fifo, signal)
         try:
-            yield feed
+            yield fifo
         finally:
-            feed.stop()
             self.pactl("set-default-source", "virt.monitor")
             self.pactl("unload-module", module)
 
+    @contextlib.contextmanager
+    def pipe(self, signal: np.ndarray, *, stall_after: bool = False):
+        """Make a pipe source the default microphone for the block; yields a feed with start().
+
+        ``stall_after``: nothing at all flows after the clip (a microphone unplugged mid-stream).
+        """
+        with self._pipe_source() as fifo:
+            feed = _PipeFeed(fifo, signal, stall_after=stall_after)
+            try:
+                yield feed
+            finally:
+                feed.stop()
+
+    @contextlib.contextmanager
+    def dead_pipe(self):
+        """A pipe source that nobody writes to as the default microphone: open, but not one sample."""
+        with self._pipe_source():
+            yield
+
 
 class _PipeFeed:
-    """Writes paced silence into a pipe source, the clip after start(), then silence until stop()."""
+    """Writes paced silence into a pipe source, the clip after start(), then silence (or nothing) until stop()."""
 
     BLOCK = np.zeros(VIRTUAL_RATE // 20, dtype=np.int16).tobytes()  # 50 ms
 
-    def __init__(self, fifo: Path, signal: np.ndarray) -> None:
+    def __init__(self, fifo: Path, signal: np.ndarray, *, stall_after: bool = False) -> None:
         self.clip = np.round(np.clip(signal, -1, 32767 / 32768) * 32768).astype(np.int16)
+        self.stall_after = stall_after
         self.started = threading.Event()
         self.clip_written = threading.Event()
         self._stopped = threading.Event()
@@ -166,6 +243,8 @@ class _PipeFeed:
             if not self._stopped.is_set():
                 self._handle.write(self.clip.tobytes())
                 self.clip_written.set()
+            while not self._stopped.is_set() and self.stall_after:
+                time.sleep(0.01)
             while not self._stopped.is_set():
                 self._handle.write(self.BLOCK)
                 time.sleep(0.01)  # five times real time: a reader never waits for long

@@ -538,3 +538,22 @@ def test_database_path_with_uri_metacharacters(tmp_path, name):
 def test_every_database_error_is_an_acoustics_error():
     assert issubclass(BadDatabaseError, AcousticsError)
     assert database.SEXES == ("male", "female")
+
+
+def test_a_database_on_a_read_only_medium_opens_read_only(tmp_path):
+    """Reading stages (stage 5, train_models.py --check) read a database they cannot write: a WAL
+    database without its -shm file, in a folder where SQLite cannot make one."""
+    from hostile import remount_readonly, small_mount
+
+    with small_mount(tmp_path / "medium") as mounted:
+        if not mounted:
+            pytest.skip("mounting a tmpfs needs root")
+        path = tmp_path / "medium" / "features.db"
+        create_database(path, Settings(n_mfcc=13))
+        assert not (tmp_path / "medium" / "features.db-shm").exists()
+        remount_readonly(tmp_path / "medium")
+        with FeatureDatabase(path, readonly=True) as feature_database:
+            assert feature_database.settings.n_mfcc == 13
+            assert feature_database.counts()["male"]["recordings"] == 0
+        with pytest.raises(BadDatabaseError, match="read-only"):
+            FeatureDatabase(path)

@@ -18,6 +18,7 @@ from acoustics.database import FeatureDatabase
 from acoustics.errors import BadModelError, NotEnoughDataError, SettingsMismatchError
 from acoustics.recipe import Recipe
 from acoustics.settings import Settings
+from conftest import OutputLines
 
 models = pytest.importorskip("acoustics.models")  # imports TensorFlow (~4 s), once for the module
 import keras  # noqa: E402
@@ -486,9 +487,9 @@ def test_killed_save_keeps_a_loadable_file(trained, tmp_path):
     """)
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
                                cwd=str(Path(models.__file__).parents[1]))
-    took = []
+    took, output = [], OutputLines(process)
     try:
-        for line in process.stdout:
+        for line in iter(lambda: output.readline(timeout=300), ""):
             if line.startswith("took"):
                 took.append(float(line.split()[1]))
             if line.strip() == "saving 3":

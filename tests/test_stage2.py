@@ -137,3 +137,13 @@ def test_silence_from_the_microphone_is_refused(places, virtual_microphone):
     done = run(places, "--seconds", "1", env=virtual_microphone.env, timeout=60)
     assert_one_line_error(done, "digital silence", "--synthetic")
     assert not places["out"].exists()
+
+
+def test_a_microphone_that_delivers_nothing_is_one_line(places, virtual_microphone):
+    """Open but never a sample: the stage ends with the device's line instead of waiting forever."""
+    audio.write_wav(places["out"], audio.synthetic_room_noise(1.0, 16000, np.random.default_rng(0)), 16000)
+    before = places["out"].read_bytes()
+    with virtual_microphone.dead_pipe():
+        done = run(places, "--seconds", "1", env=virtual_microphone.env, timeout=60)
+    assert_one_line_error(done, "delivers no sound", "plugged in, not muted", "--from-file", "--synthetic")
+    assert places["out"].read_bytes() == before and not places["picture"].exists()

@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 
 import pytest
-from conftest import PYTHON, ROOT, build_feature_database, run_stage
+from conftest import PYTHON, ROOT, OutputLines, build_feature_database, run_stage, stop_child, with_sigint
 
 from acoustics.database import FeatureDatabase, create_database
 from acoustics.recipe import Recipe
@@ -180,22 +180,20 @@ def test_ctrl_c_keeps_the_best_weights_and_saves(model_database, tmp_path):
     database = tmp_path / "features.db"
     database.write_bytes(model_database.read_bytes())
     process = subprocess.Popen(
-        [PYTHON, str(ROOT / "train_models.py"), "--db", str(database), "--out", str(tmp_path / "models"),
-         "--model", "cnnlstm", "--epochs", "200"],
+        with_sigint([PYTHON, ROOT / "train_models.py", "--db", database, "--out", tmp_path / "models",
+                     "--model", "cnnlstm", "--epochs", "200"]),
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )
-    output = []
+    output = OutputLines(process)
     try:
-        for line in process.stdout:
-            output.append(line)
-            if line.startswith("Epoch 3/"):
-                process.send_signal(signal.SIGINT)
-                break
-        output.extend(process.stdout)
-        process.wait(timeout=120)
+        line = output.readline(timeout=300)
+        while line and not line.startswith("Epoch 3/"):
+            line = output.readline(timeout=300)
+        process.send_signal(signal.SIGINT)
+        stop_child(process, timeout=120)
     finally:
         process.kill()
-    text = "".join(output)
+    text = output.text()
     assert process.returncode == 0, text + process.stderr.read()
     assert "Stopped by Ctrl-C" in text and "Next: python implement_model.py --model" in text
     from acoustics import models
@@ -217,3 +215,9 @@ def test_pick_chooses_the_model_that_is_copied(pick, copied, words, model_databa
     assert result.returncode == 0, result.stdout + result.stderr
     assert words in result.stdout and f"copied to {tmp_path / 'models' / 'chosen.h5'}" in result.stdout
     assert (tmp_path / "models" / "chosen.h5").read_bytes() == (tmp_path / "models" / f"{copied}.h5").read_bytes()
+
+
+def test_a_negative_seed_is_refused_before_any_work(tmp_path):
+    result = run_stage("train_models.py", "--db", tmp_path / "none.db", "--seed", -1)
+    assert result.returncode == 2 and "argument --seed: must not be negative, not -1" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

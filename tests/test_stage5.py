@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 import pytest
 import soundfile
-from conftest import PYTHON, ROOT, run_stage, speak
+from conftest import PYTHON, ROOT, run_stage, speak, with_sigint
 
 from acoustics import audio
 from acoustics.database import create_database
@@ -87,7 +87,7 @@ class Running:
     """implement_model.py in the background with its stdout read line by line."""
 
     def __init__(self, *arguments, env: dict) -> None:
-        self.process = subprocess.Popen([PYTHON, str(ROOT / SCRIPT), *map(str, arguments)], cwd=ROOT, text=True,
+        self.process = subprocess.Popen(with_sigint([PYTHON, ROOT / SCRIPT, *arguments]), cwd=ROOT, text=True,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         env=dict(os.environ, PYTHONUNBUFFERED="1", **env))
         self.lines: list = []
@@ -237,6 +237,32 @@ def test_no_speech_is_said_not_guessed(kind, stage5, virtual_microphone, tmp_pat
     assert "Speak now" in out and "No speech detected" in out, out
     assert "male voice" not in out
     assert not (tmp_path / "data" / "recordings").exists()
+
+
+@pytest.mark.parametrize("mode", [[], ["--stream"]], ids=["once", "stream"])
+def test_a_microphone_that_delivers_nothing_ends_the_run_with_one_line(mode, stage5, virtual_microphone, tmp_path):
+    env = dict(stage5["env"], **virtual_microphone.env, ACOUSTICS_DATA=str(tmp_path / "data"))
+    with virtual_microphone.dead_pipe():
+        done = run_stage(SCRIPT, *mode, "--model", stage5["model"], "--db", stage5["db"], env=env, timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr and "ALSA lib" not in done.stderr, done.stderr
+    assert "delivers no sound (no sound for 4 s)" in lines[0] and "plugged in, not muted" in lines[0], lines[0]
+    assert "--wav FILE" in lines[0]
+    assert "Speak now" not in done.stdout and "Listening" not in done.stdout
+    assert not (tmp_path / "data" / "recordings").exists()
+
+
+def test_a_microphone_that_stops_mid_stream_ends_the_run_with_one_line(stage5, virtual_microphone, spoken_clips):
+    with virtual_microphone.pipe(spoken_signal(spoken_clips["male"]), stall_after=True) as feed:
+        running = Running("--stream", env=dict(stage5["env"], **virtual_microphone.env))
+        running.wait_for("^Listening")
+        feed.start()
+        code, out, err = running.finish(timeout=60)
+    assert_clean(code, out, err, expected_code=1)
+    assert len([line for line in out.splitlines() if re.search(r"utterance \d+ \(", line)]) == 1, out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "stopped delivering sound (no sound for 2 s)" in lines[0] and "--wav FILE" in lines[0], err
 
 
 def test_no_microphone_is_one_line_pointing_to_wav(stage5, no_microphone_env):

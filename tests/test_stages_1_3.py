@@ -15,7 +15,7 @@ import pytest
 import soundfile
 
 from acoustics import audio, database
-from conftest import PYTHON, ROOT, run_stage, speak
+from conftest import PYTHON, ROOT, run_stage, speak, with_sigint
 
 VOICES = [("de+m1", 30, "male"), ("de+m4", 50, "male"), ("de+m7", 40, "male"),
           ("de+f1", 60, "female"), ("de+f3", 70, "female"), ("de+f4", 55, "female")]
@@ -186,12 +186,15 @@ def test_stage3_ctrl_c_keeps_what_was_stored(workspace, emodb_dir):
     command = [PYTHON, str(ROOT / "speech_prep.py"), "--db", str(workspace["db"]), "--noise", str(workspace["noise"]),
                "--svd", str(workspace["data"]), "--manifest", str(emodb_dir / "labels.csv"), "--workers", "1",
                "--picture", str(workspace["data"] / "p.png")]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and stored(workspace["db"])[0] < 64:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    _, errors = process.communicate(timeout=60)
+    process = subprocess.Popen(with_sigint(command), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and stored(workspace["db"])[0] < 64:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=60)
+    finally:
+        process.kill()
     assert process.returncode == 130, errors
     assert "Stopped." in errors and "Traceback" not in errors
     recordings, distinct, complete, integrity = stored(workspace["db"])
@@ -200,3 +203,9 @@ def test_stage3_ctrl_c_keeps_what_was_stored(workspace, emodb_dir):
     assert rerun.returncode == 0, rerun.stderr
     assert f"{recordings} already stored, {535 - recordings} to process" in rerun.stdout
     assert stored(workspace["db"]) == (535, 535, 535, "ok")
+
+
+def test_stage3_a_negative_limit_is_refused_before_any_work(tmp_path):
+    result = run_stage("speech_prep.py", "--db", tmp_path / "none.db", "--limit", -2)
+    assert result.returncode == 2 and "argument --limit: must not be negative, not -2" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

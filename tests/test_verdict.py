@@ -191,3 +191,18 @@ def test_a_model_that_heard_no_real_voice_answers_with_a_warning(tmp_path):
     assert "\x1b" not in choice.line and "trained on 0 real and 41 synthetic voices" in choice.line
     assert choice.warning.startswith(f"Warning: {demo} has heard no real voice") and "reference.h5" in choice.warning
     assert "\n" not in choice.warning
+
+
+def test_strings_of_a_model_reach_the_terminal_without_control_characters(tmp_path):
+    """A model whose stored strings hold ANSI escape codes (clear the screen, blink) or a bidi override."""
+    from acoustics.modelfile import read_metadata
+
+    path = fake_model(tmp_path / "m.h5", version="1.0.0\x1b[5m")
+    with h5py.File(path, "a") as handle:
+        handle.attrs["acoustics_model_name"] = "\x1b[2J\x1b[31mcnn\x1b[0m\u202e\r\n"
+        handle.attrs["acoustics_saved_at"] = "2025-01-01\x07"
+        handle.attrs["acoustics_class_names"] = '["female\\u001b[0m", "male"]'
+    metadata = read_metadata(path)
+    assert metadata["model_name"] == "[2J[31mcnn[0m"
+    assert metadata["version"] == "1.0.0[5m" and metadata["saved_at"] == "2025-01-01"
+    assert metadata["class_names"] == ["female[0m", "male"]

@@ -1,0 +1,90 @@
+"""Checks of the files a stage is told to write, made before any work: no output may overwrite an
+input, the feature database, a model, or a file that holds another kind of data.
+
+A file's kind comes from its first bytes where it exists and they say (SQLite, WAV, FLAC, HDF5, PNG,
+...), else from its suffix; files of neither (text, CSV) have no kind and may be overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Mapping, Optional
+
+from .errors import BadParameterError
+
+#: Kinds of file by their first bytes (magic numbers).
+MAGIC = (
+    (b"SQLite format 3\x00", "SQLite database"),
+    (b"\x89HDF\r\n\x1a\n", "HDF5 file (a model)"),
+    (b"fLaC", "FLAC audio file"),
+    (b"OggS", "Ogg audio file"),
+    (b"ID3", "MP3 audio file"),
+    (b"\x89PNG\r\n\x1a\n", "PNG picture"),
+    (b"%PDF", "PDF document"),
+    (b"PK\x03\x04", "zip archive"),
+)
+#: Kinds of file by their suffix, for paths that do not exist yet (or whose first bytes say nothing).
+SUFFIXES = {
+    ".db": "SQLite database", ".sqlite": "SQLite database", ".sqlite3": "SQLite database",
+    ".h5": "HDF5 file (a model)", ".hdf5": "HDF5 file (a model)", ".keras": "zip archive",
+    ".wav": "WAV audio file", ".flac": "FLAC audio file", ".ogg": "Ogg audio file", ".mp3": "MP3 audio file",
+    ".png": "PNG picture", ".pdf": "PDF document", ".zip": "zip archive", ".csv": "CSV table",
+}
+#: What the picture options may name: formats matplotlib writes (it picks one by the suffix), and their kinds.
+PICTURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+PICTURE_KINDS = ("PNG picture", "PDF document")
+
+
+def file_kind(path) -> Optional[str]:
+    """What ``path`` holds ("SQLite database", "WAV audio file", ...) by its first bytes, else by its
+    suffix; None when neither says (text, an unknown suffix)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        head = b""
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "WAV audio file"
+    for magic, kind in MAGIC:
+        if head.startswith(magic):
+            return kind
+    return SUFFIXES.get(path.suffix.lower())
+
+
+def same_file(first, second) -> bool:
+    """True if the two paths name one file (after links and ``..``), whether or not it exists yet."""
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return os.path.realpath(first) == os.path.realpath(second)
+
+
+def check_output_path(path, option: str, writes: str, protected=(), *,
+                      accepts: Iterable[str] = (), suffixes: Iterable[str] = ()) -> None:
+    """Refuse, with one line naming the file and the fix, an output ``path`` given with ``option``
+    (e.g. "--csv") that would overwrite one of the ``protected`` files ({"the feature database": path},
+    or (label, path) pairs; None paths are skipped), or whose kind (:func:`file_kind`) is another than ``writes`` or one of
+    ``accepts``. With ``suffixes``, ``path`` must also end in one of them."""
+    for label, other in protected.items() if isinstance(protected, Mapping) else protected:
+        if other is not None and same_file(path, other):
+            raise BadParameterError(f"{option} {path} would overwrite {label} {other}; choose another file.")
+    if Path(path).is_dir():
+        raise BadParameterError(f"{option} {path} is a folder; name a file in it instead.")
+    suffixes = tuple(suffixes)
+    if suffixes and Path(path).suffix.lower() not in suffixes:
+        raise BadParameterError(f"{option} {path}: a {writes} needs a name ending in {', '.join(suffixes)}; "
+                                "choose another file.")
+    kind = file_kind(path)
+    if kind is not None and kind not in (writes, *accepts):
+        if Path(path).exists():
+            raise BadParameterError(f"{option} {path} would overwrite the {kind} {path} with a {writes}; "
+                                    "choose another file.")
+        raise BadParameterError(f"{option} {path} would write a {writes} under the name of a {kind}; "
+                                "choose another file.")
+
+
+def check_picture_path(path, option: str, protected=()) -> None:
+    """:func:`check_output_path` for a picture: a name ending in one of :data:`PICTURE_SUFFIXES`."""
+    check_output_path(path, option, "picture", protected, accepts=PICTURE_KINDS, suffixes=PICTURE_SUFFIXES)

@@ -1,0 +1,161 @@
+"""acoustics.outputs, and every stage refusing, before any work, an output that would overwrite an input,
+the feature database, a model or another kind of file."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import run_stage
+
+from acoustics import outputs
+from acoustics.database import create_database
+from acoustics.errors import BadParameterError
+from acoustics.settings import Settings
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+@pytest.fixture
+def files(tmp_path) -> dict:
+    """A database, a WAV clip, a fake model, a PNG and a CSV in a scratch folder."""
+    database = tmp_path / "features.db"
+    create_database(database, Settings())
+    clip = tmp_path / "in.wav"
+    soundfile.write(clip, (0.1 * np.sin(np.arange(16000) / 5)).astype(np.float32), 16000)
+    model = tmp_path / "model.h5"
+    model.write_bytes(HDF5_MAGIC + bytes(100))
+    picture = tmp_path / "old.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    table = tmp_path / "old.csv"
+    table.write_text("path,label\n")
+    return {"db": database, "wav": clip, "model": model, "png": picture, "csv": table, "folder": tmp_path}
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# The helper -------------------------------------------------------------------------------------
+def test_file_kind_by_content_then_by_suffix(files, tmp_path):
+    disguised = tmp_path / "features.png"
+    disguised.write_bytes(files["db"].read_bytes())
+    assert outputs.file_kind(files["db"]) == "SQLite database"
+    assert outputs.file_kind(disguised) == "SQLite database"  # the content wins over the name
+    assert outputs.file_kind(files["wav"]) == "WAV audio file"
+    assert outputs.file_kind(files["model"]) == "HDF5 file (a model)"
+    assert outputs.file_kind(tmp_path / "new.db") == "SQLite database"
+    assert outputs.file_kind(files["csv"]) == "CSV table"
+    assert outputs.file_kind(tmp_path / "notes.txt") is None
+
+
+def test_the_same_file_under_another_name_is_refused(files):
+    link = files["folder"] / "link.db"
+    link.symlink_to(files["db"])
+    with pytest.raises(BadParameterError) as raised:
+        outputs.check_output_path(files["folder"] / "sub" / ".." / "link.db", "--csv", "CSV table",
+                                  {"the feature database": files["db"]})
+    assert "would overwrite the feature database" in str(raised.value) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("name, writes, words", [
+    ("model", "CSV table", "would overwrite the HDF5 file (a model)"),
+    ("png", "WAV audio file", "would overwrite the PNG picture"),
+])
+def test_an_existing_file_of_another_kind_is_refused(name, writes, words, files):
+    with pytest.raises(BadParameterError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        outputs.check_output_path(files[name], "--out", writes)
+
+
+def test_allowed_outputs_pass(files, tmp_path):
+    outputs.check_output_path(files["csv"], "--csv", "CSV table", {"the model": files["model"]})
+    outputs.check_output_path(tmp_path / "new.csv", "--csv", "CSV table", {"the model": None})
+    outputs.check_output_path(tmp_path / "notes.txt", "--csv", "CSV table")
+    outputs.check_picture_path(files["png"], "--picture")
+    outputs.check_picture_path(tmp_path / "new.pdf", "--picture")
+
+
+@pytest.mark.parametrize("name", ["picture.db", "picture", "picture.txt"])
+def test_a_picture_needs_a_picture_suffix(name, tmp_path):
+    with pytest.raises(BadParameterError, match=r"needs a name ending in \.png"):
+        outputs.check_picture_path(tmp_path / name, "--picture")
+
+
+def test_a_folder_is_refused(tmp_path):
+    with pytest.raises(BadParameterError, match="is a folder"):
+        outputs.check_output_path(tmp_path, "--csv", "CSV table")
+
+
+# The stages -------------------------------------------------------------------------------------
+def assert_refused(done, *words) -> str:
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert all(word in lines[0] for word in words), lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("target, words", [
+    ("db", ("would overwrite the feature database",)),
+    ("wav", ("would overwrite the input audio file",)),
+    ("model", ("would overwrite the model",)),
+    ("png", ("would overwrite the PNG picture",)),
+    ("folder", ("is a folder",)),
+])
+def test_stage5_csv_never_overwrites(target, words, files):
+    before = {name: digest(path) for name, path in files.items() if name != "folder"}
+    done = run_stage("implement_model.py", "--wav", files["wav"], "--csv", files[target], "--db", files["db"],
+                     "--model", files["model"], timeout=120)
+    assert_refused(done, f"--csv {files[target]}", *words)
+    assert done.stdout == ""  # before any work
+    assert {name: digest(path) for name, path in files.items() if name != "folder"} == before
+
+
+def test_stage5_csv_never_overwrites_a_file_in_an_input_folder(files):
+    done = run_stage("implement_model.py", "--wav", files["folder"], "--csv", files["wav"], "--db", files["db"],
+                     "--model", files["model"], timeout=120)
+    assert_refused(done, "would overwrite the input audio file")
+
+
+@pytest.mark.parametrize("options, words", [
+    (("--out", "{db}"), "--out {db} would overwrite the feature database {db}"),
+    (("--picture", "{db}"), "--picture {db} would overwrite the feature database {db}"),
+    (("--picture", "{folder}/noise.db"), "--picture {folder}/noise.db: a picture needs a name ending in .png"),
+    (("--out", "{model}"), "--out {model} would overwrite the HDF5 file (a model)"),
+    (("--out", "{folder}/noise.png", "--picture", "{folder}/noise.png"), "--out {folder}/noise.png would overwrite the picture"),
+])
+def test_stage2_outputs_never_overwrite(options, words, files):
+    names = {name: str(path) for name, path in files.items()}
+    before = digest(files["db"]), digest(files["model"])
+    options = [option.format(**names) for option in options]
+    arguments = ["--synthetic", "--seconds", 1, "--db", files["db"], *options]
+    if "--picture" not in options:
+        arguments += ["--picture", files["folder"] / "noise.png"]
+    if "--out" not in options:
+        arguments += ["--out", files["folder"] / "noise.wav"]
+    done = run_stage("collect_background_noise.py", *arguments, timeout=120)
+    assert_refused(done, words.format(**names))
+    assert (digest(files["db"]), digest(files["model"])) == before
+    assert not (files["folder"] / "noise.wav").exists() and not (files["folder"] / "noise.png").exists()
+
+
+def test_stage3_picture_never_overwrites_the_database(files):
+    before = digest(files["db"])
+    done = run_stage("speech_prep.py", "--db", files["db"], "--noise", files["wav"], "--svd", files["folder"],
+                     "--picture", files["db"], timeout=120)
+    assert_refused(done, f"--picture {files['db']} would overwrite the feature database")
+    assert digest(files["db"]) == before and done.stdout == ""
+
+
+def test_stage4_never_overwrites_the_database(files):
+    models_folder = files["folder"] / "models"
+    models_folder.mkdir()
+    database = models_folder / "cnn.h5"  # a database under the name of a model
+    database.write_bytes(files["db"].read_bytes())
+    done = run_stage("train_models.py", "--db", database, "--out", models_folder, "--model", "cnn", timeout=120)
+    assert_refused(done, f"--out {database} would overwrite the feature database {database}")
+    assert database.read_bytes() == files["db"].read_bytes()
+    done = run_stage("train_models.py", "--db", files["db"], "--out", files["model"], timeout=120)
+    assert_refused(done, f"--out {files['model']} is a file, not a folder")
