@@ -56,7 +56,10 @@ def train_plain_cnn(database_path, model_path, epochs: int = 6) -> None:
                                       batch_size=256)
     model = models.build_model("cnn", settings, settings.seed, learning_rate=1e-3)
     models.fit_model(model, train, validation, epochs=epochs, verbose=0)
-    models.save_model(model, model_path, {"model_name": "cnn", "settings": settings, "normalisation": normalisation})
+    # Recorded as having heard real voices, so that stage 5 answers with it as with a best.h5 trained on a
+    # corpus (which model answers is tested in test_verdict.py).
+    models.save_model(model, model_path, {"model_name": "cnn", "settings": settings, "normalisation": normalisation,
+                                          "provenance": {"real_speakers": 12, "synthetic_speakers": 0}})
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +135,8 @@ def test_one_utterance_is_detected_classified_and_saved(stage5, virtual_micropho
     code, out, err = listen(stage5, virtual_microphone, spoken)
     assert_clean(code, out, err)
     lines = out.splitlines()
-    assert lines[0] == "Speak now: 'Guten Morgen, wie geht es Ihnen' (listening for up to 6 s)"
+    assert lines[0] == f"Answering: the cnn model ({stage5['model']}), trained on 12 real and 0 synthetic voices."
+    assert lines[1] == "Speak now: 'Guten Morgen, wie geht es Ihnen' (listening for up to 6 s)"
     verdict = next(line for line in lines if line.startswith("Verdict: "))
     assert verdict.startswith("Verdict: male voice (probability ") and p_male(verdict) > 0.5
     assert re.search(r"; (a close call|fairly sure|sure)\)\.$", verdict)
