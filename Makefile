@@ -35,12 +35,16 @@ demo: install
 	$(PY) speech_prep.py --demo
 	$(PY) train_models.py
 	$(PY) implement_model.py --wav data/demo_corpus/holdout
+	@echo; echo "Why real voices matter: the demo model (synthetic voices only) against the reference model (real people):"
+	$(PY) implement_model.py --model data/models/best.h5 --compare models/reference.h5 $(if $(wildcard $(EMODB)),--manifest $(EMODB) --limit 20,data/demo_corpus/holdout)
 
 test: install
 	$(PY) -m pytest -q tests
 
 bench: install
 	for benchmark in bench/*.py; do $(PY) $$benchmark || exit 1; done
+
+EMODB := ../shared/data/emodb/labels.csv
 
 # The reference model shipped in models/reference.h5, trained on every real voice found: EmoDB, LibriSpeech
 # and RAVDESS in ../shared/data, the SVD export in data/ (male_speech/, female_speech/), and the demo

@@ -52,6 +52,7 @@ EXAMPLES = """examples:
   python implement_model.py --stream --pause 0.8        # a verdict after each sentence, until Ctrl-C
   python implement_model.py recordings/ --csv out.csv   # every audio file in a folder, also as a table
   python implement_model.py a.wav b.flac --json         # one JSON object per line, for other programs
+  python implement_model.py --manifest ../shared/data/emodb/labels.csv --limit 20 --compare models/reference.h5
 """
 
 
@@ -74,10 +75,28 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--pause", type=float, metavar="SECONDS",
                         help=f"silence that ends a sentence (default: {UTTERANCE_PAUSE_SECONDS:g}; "
                              f"with --stream: {STREAM_PAUSE_SECONDS:g})")
+    parser.add_argument("--manifest", metavar="CSV", help="classify the recordings a labelled manifest lists (path,sex,speaker) "
+                        "and say how often the model is right")
+    parser.add_argument("--limit", type=int, default=0, metavar="N", help="with --manifest: only N recordings, as many "
+                        "of each sex, spread over the speakers (default: all)")
+    parser.add_argument("--compare", metavar="MODEL", help="with files or --manifest: also classify them with MODEL and "
+                        "show both models' verdicts side by side")
     parser.add_argument("--seconds", type=float, default=6.0, help="longest recording or sentence in seconds (default: 6)")
     parser.add_argument("--no-save", action="store_true", help="do not save recordings and pictures")
     arguments = parser.parse_args(argv)
     arguments.files = arguments.files + arguments.wav
+    arguments.truths = {}
+    if arguments.limit < 0:
+        parser.error(f"--limit must be 0 (all) or more, not {arguments.limit}")
+    if arguments.manifest:
+        from acoustics import compare
+
+        try:
+            paths, sexes = compare.labelled_sample(arguments.manifest, arguments.limit, seed=42)
+        except AcousticsError as error:
+            parser.exit(1, f"Error: {error}\n")
+        arguments.files += [str(path) for path in paths]
+        arguments.truths = dict(zip(map(str, paths), sexes))
     if arguments.pause is not None and not MIN_PAUSE_SECONDS <= arguments.pause <= MAX_PAUSE_SECONDS:
         parser.error(f"--pause must be between {MIN_PAUSE_SECONDS:g} and {MAX_PAUSE_SECONDS:g} seconds, not {arguments.pause:g}")
     if arguments.pause is None:
@@ -213,6 +232,30 @@ def classify_files(arguments, loader) -> int:
     return 0
 
 
+def compare_models(arguments, loader) -> int:
+    """Classify the files with the model that answers and with --compare's, and show both side by side."""
+    from acoustics import compare, models, verdict
+
+    paths = audio_paths(arguments.files)
+    truths = [arguments.truths.get(str(path)) or compare.truth_from_name(path) for path in paths]
+    choice = verdict.choose_model(arguments.compare, Paths().models)
+    model, metadata = loader.get()
+    other_model, other_metadata = models.load_model(choice.path)
+    names = [f"{metadata['model_name']} ({loader.path})", f"{other_metadata['model_name']} ({choice.path})"]
+    if verdict.same_file(loader.path, verdict.REFERENCE_MODEL):
+        names[0] = f"reference ({loader.path})"
+    if verdict.same_file(choice.path, verdict.REFERENCE_MODEL):
+        names[1] = f"reference ({choice.path})"
+    results = [[result for _, result in file_verdicts(model, metadata, paths)],
+               [result for _, result in file_verdicts(other_model, other_metadata, paths)]]
+    print("\n".join(compare.table(paths, truths, names, results)))
+    print(f"\n{len(paths)} recordings. The first model {verdict.describe_provenance(metadata)}; the second "
+          f"{verdict.describe_provenance(other_metadata)}.")
+    for name, model_results in zip(names, results):
+        print(compare.score_line(name, model_results, truths))
+    return 0
+
+
 def record_of(path, result) -> dict:
     """One file's result as the CSV and JSON outputs hold it (probabilities to 4 decimals, seconds to 3)."""
     def rounded(value, digits):
@@ -335,6 +378,8 @@ def main(argv=None) -> int:
         if arguments.csv:
             check_csv_path(arguments)
         settings, loader = start_loading(arguments)
+        if arguments.files and arguments.compare:
+            return compare_models(arguments, loader)
         if arguments.files:
             return classify_files(arguments, loader)
         if arguments.stream:

@@ -151,10 +151,10 @@ def choose_model(model_option, models_folder) -> ModelChoice:
         best, by_user = Path(models_folder) / "best.h5", False
         path = best if best.is_file() and _real_voices_in(best) else REFERENCE_MODEL
     metadata = read_metadata(path)
-    who = "the reference model" if _same_file(path, REFERENCE_MODEL) else f"the {printable(metadata['model_name'])} model"
+    who = "the reference model" if same_file(path, REFERENCE_MODEL) else f"the {printable(metadata['model_name'])} model"
     line = f"Answering: {who} ({path}), {describe_provenance(metadata)}."
     warning = ""
-    if not heard_real_voices(metadata) and not _same_file(path, REFERENCE_MODEL):
+    if not heard_real_voices(metadata) and not same_file(path, REFERENCE_MODEL):
         warning = (f"Warning: {path} has heard no real voice in training and is often wrong about real people; "
                    f"the reference model is the better choice: --model {_shown(REFERENCE_MODEL)}")
     return ModelChoice(path, metadata, line, warning, by_user)
@@ -167,7 +167,7 @@ def _real_voices_in(path: Path) -> bool:
         return False
 
 
-def _same_file(first: Path, second: Path) -> bool:
+def same_file(first: Path, second: Path) -> bool:
     try:
         return Path(first).resolve() == Path(second).resolve()
     except OSError:

@@ -501,3 +501,31 @@ def test_wav_notes_reach_the_printed_line_and_the_csv(stage5, spoken_clips, tmp_
         rows = {Path(row["path"]).name: row for row in csv.DictReader(handle)}
     assert rows["quiet.wav"]["label"] in ("male", "female") and rows["quiet.wav"]["note"].startswith("quiet: -")
     assert rows["white.wav"]["label"] == "" and rows["white.wav"]["note"].startswith("no speech detected")
+
+
+# Two models side by side -------------------------------------------------------------------------
+def test_compare_shows_both_models_side_by_side_with_the_truth(stage5, spoken_clips, tmp_path):
+    folder = tmp_path / "holdout"
+    folder.mkdir()
+    (folder / "male-voice.wav").write_bytes(spoken_clips["male"].read_bytes())
+    (folder / "female-voice.wav").write_bytes(spoken_clips["female"].read_bytes())
+    done = run_stage(SCRIPT, folder, "--model", stage5["model"], "--compare", stage5["model"], env=stage5["env"], timeout=180)
+    assert_clean(done.returncode, done.stdout, done.stderr)
+    lines = done.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("file"))
+    assert header.count(f"cnn ({stage5['model']})") == 2 and "truth" in header
+    assert re.search(r"^male-voice\.wav\s+male\s+male 0\.\d\d, right\s+male 0\.\d\d, right", done.stdout, re.M), done.stdout
+    assert re.search(r"^female-voice\.wav\s+female\s+female", done.stdout, re.M), done.stdout
+    scores = [line for line in lines if ": right on " in line]
+    assert len(scores) == 2 and all("right on 2 of 2 (female 1 of 1, male 1 of 1)" in line for line in scores)
+
+
+def test_a_labelled_sample_is_balanced_and_spread_over_speakers(emodb_dir):
+    from acoustics import compare
+
+    paths, sexes = compare.labelled_sample(emodb_dir / "labels.csv", 20, seed=42)
+    assert len(paths) == 20 and sexes.count("female") == sexes.count("male") == 10
+    speakers = {Path(path).name[:2] for path in paths}
+    assert len(speakers) == 10  # every EmoDB actor, two clips each
+    assert compare.labelled_sample(emodb_dir / "labels.csv", 20, seed=42) == (paths, sexes)
+    assert len(compare.labelled_sample(emodb_dir / "labels.csv", 0, seed=1)[0]) == 535
