@@ -247,13 +247,15 @@ class Normalisation:
 
 
 def balanced_class_weights(labels, window_count) -> dict:
-    """``{0: weight, 1: weight}`` so that both classes weigh the same in the loss (sklearn's 'balanced')."""
-    labels = np.asarray(labels)
-    window_count = np.asarray(window_count)
-    totals = np.array([window_count[labels == label].sum() for label in (0, 1)], dtype=np.float64)
-    if np.any(totals == 0):
+    """``{0: weight, 1: weight}`` so that both classes weigh the same in the loss: scikit-learn's
+    'balanced' weights over the training *windows* (each clip counts ``window_count`` times)."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    windows = np.repeat(np.asarray(labels), np.asarray(window_count))
+    if set(np.unique(windows)) != {0, 1}:
         raise NotEnoughDataError("The training speakers lack one of the two sexes; run 'python speech_prep.py' on more data.")
-    return {label: float(totals.sum() / (2 * totals[label])) for label in (0, 1)}
+    weights = compute_class_weight("balanced", classes=np.array([0, 1]), y=windows)
+    return {0: float(weights[0]), 1: float(weights[1])}
 
 
 def window_weights(raw_windows: np.ndarray, settings, weight_db: float = 2.0) -> np.ndarray:
@@ -356,24 +358,30 @@ def clip_scores(index, probabilities) -> dict:
     """Clip-level scores of P(male) ``probabilities`` (one per row of ``index``, threshold 0.5).
 
     Returns ``accuracy``, ``balanced_accuracy`` (mean of the per-class recalls), ``log_loss`` (mean
-    binary cross-entropy of the clip probabilities), ``per_variant``
-    (accuracy of each variant), ``speakers``, ``clips`` and ``confusion`` (rows true female/male,
-    columns predicted female/male).
+    binary cross-entropy of the clip probabilities), ``per_variant`` (accuracy of each variant),
+    ``speakers``, ``clips`` and ``confusion`` (rows true female/male, columns predicted female/male);
+    the metrics are scikit-learn's.
     """
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix, log_loss
+
     labels = index["label"].to_numpy()
-    predicted = (np.asarray(probabilities) >= 0.5).astype(np.int64)
-    confusion = np.zeros((2, 2), dtype=np.int64)
-    np.add.at(confusion, (labels, predicted), 1)
-    recalls = [confusion[label, label] / confusion[label].sum() for label in (0, 1) if confusion[label].sum()]
+    probabilities = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-7, 1 - 1e-7)
+    predicted = (probabilities >= 0.5).astype(np.int64)
     correct = predicted == labels
-    clipped = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-7, 1 - 1e-7)
-    log_loss = -np.mean(np.where(labels == 1, np.log(clipped), np.log(1 - clipped))) if len(labels) else float("nan")
+    empty = len(labels) == 0
     return {
-        "log_loss": float(log_loss),
-        "accuracy": float(correct.mean()) if len(correct) else float("nan"),
-        "balanced_accuracy": float(np.mean(recalls)) if recalls else float("nan"),
+        "log_loss": float("nan") if empty else float(log_loss(labels, probabilities, labels=[0, 1])),
+        "accuracy": float("nan") if empty else float(correct.mean()),
+        "balanced_accuracy": float("nan") if empty else float(_balanced(balanced_accuracy_score, labels, predicted)),
         "per_variant": {variant: float(correct[(index["variant"] == variant).to_numpy()].mean()) for variant in variant_order(index)},
         "speakers": int(index["speaker_id"].nunique()),
         "clips": int(len(index)),
-        "confusion": confusion.tolist(),
+        "confusion": confusion_matrix(labels, predicted, labels=[0, 1]).tolist(),
     }
+
+
+def _balanced(metric, labels, predicted) -> float:
+    """scikit-learn's balanced accuracy, without its warning when only one class is present (then: accuracy)."""
+    if len(np.unique(labels)) < 2:
+        return float(np.mean(labels == predicted))
+    return float(metric(labels, predicted))
