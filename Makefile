@@ -56,7 +56,7 @@ reference: install
 	$(PY) set_up_sql.py --db $(REFERENCE_DB)
 	test -f data/background_noise.wav || $(PY) collect_background_noise.py --synthetic
 	$(PY) speech_prep.py --db $(REFERENCE_DB) --demo $(MANIFESTS)
-	$(PY) train_models.py --db $(REFERENCE_DB) --out data/models/reference --model ensemble --name reference --fractions 0.84 0.08 0.08
+	$(PY) train_models.py --db $(REFERENCE_DB) --out data/models/reference --model ensemble --name reference --fractions 0.84 0.08 0.08 --bench bench/accuracy.json
 	mkdir -p models && cp data/models/reference/reference.h5 models/.reference.h5.tmp && mv models/.reference.h5.tmp models/reference.h5
 	$(PY) train_models.py --check models/reference.h5 --db $(REFERENCE_DB)
 

@@ -98,6 +98,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--new-split", action="store_true", help="draw a new speaker split even if the stored one still fits")
     parser.add_argument("--fractions", type=float, nargs=3, metavar=("TRAIN", "VALIDATION", "TEST"), default=None,
                         help="draw a new split with these shares of each sex's speakers (default 0.70 0.15 0.15)")
+    parser.add_argument("--bench", type=Path, metavar="JSON", help="store these bench/accuracy.py figures with the models "
+                        "(make reference stores bench/accuracy.json's)")
     parser.add_argument("--check", type=Path, metavar="MODEL", help="only check MODEL.h5: what it holds, heard and scored")
     return parser.parse_args(argv)
 
@@ -149,9 +151,14 @@ def check(arguments) -> int:
     for corpus, heard in sorted(metadata["provenance"].get("corpora", {}).items()):
         print(f"  {corpus:<12} {heard['female_speakers']:>4} female, {heard['male_speakers']:>4} male speakers, "
               f"{heard['clips']:>6} clips{' (synthetic)' if heard['synthetic'] else ''}")
-    for key in ("commit", "date", "bench"):
-        if key in metadata["provenance"]:
-            print(f"  {key}: {metadata['provenance'][key]}")
+    heard = metadata["provenance"]
+    if "commit" in heard:
+        print(f"  trained {heard.get('date', '?')} at commit {heard['commit']}")
+    figures = heard.get("bench", {}).get("accuracy")
+    if figures:
+        print("  bench/accuracy.py, each corpus held out of training: " + "; ".join(
+            f"{corpus} " + ", ".join(f"{condition} {value:.3f}" for condition, value in conditions.items())
+            for corpus, conditions in figures.get("per_corpus", {}).items()))
     print(f"Calibration temperature {metadata['temperature']:.2f}. Recipe:\n{metadata['recipe'].describe()}")
     return 0
 
@@ -172,9 +179,22 @@ def check_outputs(arguments) -> None:
     outputs.check_output_path(arguments.out / f"{arguments.name}.h5", "--name", "HDF5 file (a model)", protected)
 
 
+def bench_figures(path) -> dict:
+    """``{"bench": figures}`` from a bench/accuracy.py JSON file, for a model's provenance ({} for none)."""
+    import json
+
+    if path is None:
+        return {}
+    try:
+        return {"bench": json.loads(Path(path).read_text(encoding="utf-8"))}
+    except (OSError, ValueError) as error:
+        raise AcousticsError(f"--bench {path}: not a readable JSON file of bench/accuracy.py's figures ({error}).") from None
+
+
 def train_all(arguments) -> int:
     recipe = recipe_of(arguments)
     check_outputs(arguments)
+    extra = bench_figures(arguments.bench)
     with FeatureDatabase(arguments.db) as database:
         seed = database.settings.seed if arguments.seed is None else arguments.seed
         split = trainer.load_split(database, recipe, seed, new_split=arguments.new_split, fractions=arguments.fractions)
@@ -190,7 +210,7 @@ def train_all(arguments) -> int:
             print(f"\n=== {name}: {models.training_plan(recipe)} ===", flush=True)
             model, fit = trainer.train(name, split, recipe, seed)
             path = arguments.out / f"{name}.h5"
-            scores = trainer.score_and_save(name, model, fit, split, recipe, database, path, seed=seed)
+            scores = trainer.score_and_save(name, model, fit, split, recipe, database, path, seed=seed, extra_provenance=extra)
             results.append((name, path, scores))
             trained[name] = (model, fit)
             print(f"Saved {path} (the last epoch, {fit['best_epoch']} of {fit['epochs']}; "
@@ -199,11 +219,11 @@ def train_all(arguments) -> int:
                 print(interrupted, flush=True)
                 break
         if arguments.model in ("all", "ensemble") and not any(fit["interrupted"] for _, fit in trained.values()):
-            results += train_ensemble(arguments, split, recipe, database, seed, trained.get(recipe.ensemble_network))
+            results += train_ensemble(arguments, split, recipe, database, seed, trained.get(recipe.ensemble_network), extra)
     return report(arguments, results, split.index)
 
 
-def train_ensemble(arguments, split, recipe, database, seed, first) -> list:
+def train_ensemble(arguments, split, recipe, database, seed, first, extra) -> list:
     """Train the ensemble's members (reusing ``first``, the network trained with ``seed``), save the ensemble."""
     from acoustics import models
 
@@ -218,7 +238,7 @@ def train_ensemble(arguments, split, recipe, database, seed, first) -> list:
     ensemble = members[0][0] if len(members) == 1 else models.combine_models([model for model, _ in members], split.settings)
     path = arguments.out / "ensemble.h5"
     scores = trainer.score_and_save("ensemble", ensemble, trainer.members_fit([fit for _, fit in members]), split, recipe,
-                                    database, path, seed=seed)
+                                    database, path, seed=seed, extra_provenance=extra)
     print(f"Saved {path}: the mean of {len(members)} {recipe.ensemble_network} models' probabilities "
           f"(seeds {seed} to {seed + len(members) - 1}; calibration temperature {scores['temperature']:.2f}).", flush=True)
     return [("ensemble", path, scores)]

@@ -357,7 +357,10 @@ def main(argv=None) -> int:
     print(f"\n'sure' verdicts (P >= 0.85) of the ensemble, clean: {int(sure.sum())} of {len(sure)}, right {right[sure].mean():.3f}; "
           f"P >= 0.95: right {right[stated >= 0.95].mean():.3f} of {int((stated >= 0.95).sum())}")
     summary = report(table, ece, started, seeds, arguments.quick)
-    print(f"table: {arguments.csv}; {summary['seconds']} s")
+    figures = RESULTS / ("accuracy_quick.json" if arguments.quick else "accuracy.json")
+    figures.write_text(json.dumps({"accuracy": summary, "recipe": recipe.to_dict(), "tag": arguments.tag}, indent=1))
+    print(f"table: {arguments.csv}; figures: {figures} (make reference stores bench/accuracy.json's in the model); "
+          f"{summary['seconds']} s")
     print(json.dumps(summary))
     return 0
 

@@ -1,0 +1,58 @@
+"""The reference model shipped in models/reference.h5: made with today's feature settings and recipe,
+trained on real voices, and ready to answer on a fresh clone without training."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from acoustics.modelfile import read_metadata
+from acoustics.recipe import Recipe
+from acoustics.settings import Settings
+from acoustics.verdict import REFERENCE_MODEL
+from conftest import ROOT, run_stage
+
+REAL_CORPORA = ("emodb", "librispeech", "ravdess")
+
+
+def test_it_is_in_the_repository_and_small():
+    assert REFERENCE_MODEL == ROOT / "models" / "reference.h5" and REFERENCE_MODEL.is_file()
+    assert REFERENCE_MODEL.stat().st_size < 5 * 1024**2
+
+
+def test_its_settings_and_recipe_are_todays_defaults():
+    """When the feature settings or the recipe change, retrain it ('make reference') and commit it."""
+    metadata = read_metadata(REFERENCE_MODEL)
+    assert metadata["settings"] == Settings(), "models/reference.h5 has other feature settings: run 'make reference'"
+    assert metadata["recipe"] == Recipe(), "models/reference.h5 was trained with another recipe: run 'make reference'"
+    assert 0.05 <= metadata["temperature"] <= 50 and metadata["model_name"] == "ensemble"
+
+
+def test_it_says_what_it_heard():
+    heard = read_metadata(REFERENCE_MODEL)["provenance"]
+    assert set(REAL_CORPORA) | {"demo"} <= set(heard["corpora"])
+    for corpus in REAL_CORPORA:
+        assert heard["corpora"][corpus]["female_speakers"] >= 4 and heard["corpora"][corpus]["male_speakers"] >= 4
+        assert not heard["corpora"][corpus]["synthetic"]
+    assert heard["corpora"]["demo"]["synthetic"] and heard["real_speakers"] >= 250
+    assert heard["commit"] and heard["date"] and "accuracy" in heard.get("bench", {})
+
+
+def test_check_prints_its_provenance():
+    done = run_stage("train_models.py", "--check", REFERENCE_MODEL, "--db", ROOT / "no-such-database.db", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "It heard: trained on" in done.stdout and "librispeech" in done.stdout and "Recipe:" in done.stdout
+
+
+def test_a_fresh_clone_classifies_real_voices_with_it(emodb_dir, tmp_path):
+    """No data/ folder, no training: stage 5 answers with the reference model and says so."""
+    clips = [emodb_dir / "wav" / name for name in ("03a01Fa.wav", "10a01Nb.wav", "08a01Fd.wav", "16a01Lb.wav")]
+    done = run_stage("implement_model.py", *clips, cwd=tmp_path, env={"ACOUSTICS_DATA": str(tmp_path / "data")}, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"Answering: the reference model ({REFERENCE_MODEL}), trained on ")
+    verdicts = [line.split(": ", 1)[1] for line in lines if line.startswith(str(emodb_dir))]
+    assert [verdict.split(" ")[0] for verdict in verdicts] == ["male", "male", "female", "female"], done.stdout
+    assert not (tmp_path / "data").exists() and not os.listdir(tmp_path)
