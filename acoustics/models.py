@@ -69,43 +69,49 @@ MODEL_NAMES = ("cnn", "lstm", "cnnlstm")
 
 
 # Builders (Functional API; input (frames, n_mfcc), output P(male)) -------------------------------
-def build_cnn(frames: int, n_mfcc: int) -> keras.Model:
-    """1-D convolutions over time (coefficients as channels), global average pooling."""
+def build_cnn(frames: int, n_mfcc: int, width: float = 1.0) -> keras.Model:
+    """1-D convolutions over time (coefficients as channels), global average pooling; ``width`` scales
+    the number of filters (32, 64, 64 at 1)."""
     inputs = keras.Input(shape=(frames, n_mfcc), name="mfcc_window")
     x = inputs
-    for filters, kernel in ((32, 5), (64, 3), (64, 3)):
+    for filters, kernel in ((_scaled(32, width), 5), (_scaled(64, width), 3), (_scaled(64, width), 3)):
         x = keras.layers.Conv1D(filters, kernel, padding="same", use_bias=False)(x)
         x = keras.layers.BatchNormalization()(x)
         x = keras.layers.Activation("relu")(x)
         x = keras.layers.MaxPooling1D(2)(x)
     x = keras.layers.GlobalAveragePooling1D()(x)
     x = keras.layers.Dropout(0.3)(x)
-    x = keras.layers.Dense(32, activation="relu")(x)
+    x = keras.layers.Dense(_scaled(32, width), activation="relu")(x)
     outputs = keras.layers.Dense(1, activation="sigmoid", name="p_male")(x)
     return keras.Model(inputs, outputs, name="cnn")
 
 
-def build_lstm(frames: int, n_mfcc: int) -> keras.Model:
-    """One LSTM over the frames; its last state decides."""
+def build_lstm(frames: int, n_mfcc: int, width: float = 1.0) -> keras.Model:
+    """One LSTM (64 units at ``width`` 1) over the frames; its last state decides."""
     inputs = keras.Input(shape=(frames, n_mfcc), name="mfcc_window")
-    x = keras.layers.LSTM(64)(inputs)
+    x = keras.layers.LSTM(_scaled(64, width))(inputs)
     x = keras.layers.Dropout(0.3)(x)
-    x = keras.layers.Dense(32, activation="relu")(x)
+    x = keras.layers.Dense(_scaled(32, width), activation="relu")(x)
     outputs = keras.layers.Dense(1, activation="sigmoid", name="p_male")(x)
     return keras.Model(inputs, outputs, name="lstm")
 
 
-def build_cnnlstm(frames: int, n_mfcc: int) -> keras.Model:
-    """A convolutional front end over time (4x shorter sequence), then an LSTM."""
+def build_cnnlstm(frames: int, n_mfcc: int, width: float = 1.0) -> keras.Model:
+    """A convolutional front end over time (4x shorter sequence), then an LSTM (32 and 64 filters, 48
+    units at ``width`` 1)."""
     inputs = keras.Input(shape=(frames, n_mfcc), name="mfcc_window")
     x = inputs
-    for filters, kernel in ((32, 5), (64, 3)):
+    for filters, kernel in ((_scaled(32, width), 5), (_scaled(64, width), 3)):
         x = keras.layers.Conv1D(filters, kernel, padding="same", activation="relu")(x)
         x = keras.layers.MaxPooling1D(2)(x)
-    x = keras.layers.LSTM(48)(x)
+    x = keras.layers.LSTM(_scaled(48, width))(x)
     x = keras.layers.Dropout(0.3)(x)
     outputs = keras.layers.Dense(1, activation="sigmoid", name="p_male")(x)
     return keras.Model(inputs, outputs, name="cnnlstm")
+
+
+def _scaled(units: int, width: float) -> int:
+    return max(4, int(round(units * width)))
 
 
 BUILDERS = {"cnn": build_cnn, "lstm": build_lstm, "cnnlstm": build_cnnlstm}
@@ -144,12 +150,12 @@ def training_plan(recipe: Recipe) -> str:
     return f"{recipe.epochs} epoch{'s' * (recipe.epochs != 1)}, the learning rate falling along a cosine"
 
 
-def build_model(name: str, settings: Settings, seed: int, learning_rate: float = 1e-3) -> keras.Model:
-    """A freshly seeded, compiled model ``name`` (one of :data:`MODEL_NAMES`)."""
+def build_model(name: str, settings: Settings, seed: int, learning_rate: float = 1e-3, width: float = 1.0) -> keras.Model:
+    """A freshly seeded, compiled model ``name`` (one of :data:`MODEL_NAMES`), ``width`` times as wide."""
     if name not in BUILDERS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
     set_seed(seed)
-    model = BUILDERS[name](settings.frames, settings.n_mfcc)
+    model = BUILDERS[name](settings.frames, settings.n_mfcc, width)
     _compile(model, float(learning_rate))
     return model
 
@@ -343,7 +349,7 @@ def train_network(name: str, train, validation, settings: Settings, recipe: Reci
     """Build network ``name`` with ``seed`` and train it on ``train`` batches (a :class:`WindowBatches`
     or :class:`ArrayBatches` made with ``recipe``) as ``recipe`` says: ``(model, fit)`` as
     :func:`fit_model`. Stage 4, ``make reference`` and the benchmarks all train through here."""
-    model = build_model(name, settings, seed, recipe.learning_rate)
+    model = build_model(name, settings, seed, recipe.learning_rate, recipe.width)
     return model, fit_model(model, train, validation, epochs=recipe.epochs, verbose=verbose)
 
 

@@ -31,6 +31,8 @@ class Recipe:
         over them, and the last epoch's weights are kept (the validation speakers only measure).
     learning_rate : float
         Adam's learning rate at the start of the cosine.
+    width : float
+        How many times as many filters and units as the workshop's networks (1: 32-64 filters).
     batch_size : int
         Training windows per batch.
     all_variants : bool
@@ -68,6 +70,7 @@ class Recipe:
     networks: tuple = NETWORKS
     epochs: int = 10
     learning_rate: float = 1e-3
+    width: float = 1.0
     batch_size: int = 64
     all_variants: bool = False
     coefficients: int = 20
@@ -97,7 +100,7 @@ class Recipe:
             value = getattr(self, name)
             if not _is_integer(value) or not low <= value <= high:
                 problems.append(f"{name} must be an integer from {low} to {high}, not {value!r}")
-        for name, low, high in (("learning_rate", 1e-6, 1.0), ("babble_probability", 0.0, 1.0),
+        for name, low, high in (("learning_rate", 1e-6, 1.0), ("width", 0.25, 8.0), ("babble_probability", 0.0, 1.0),
                                 ("noise_probability", 0.0, 1.0), ("equaliser_probability", 0.0, 1.0),
                                 ("equaliser_tilt_db", 0.0, 12.0), ("gain_db", 0.0, 60.0),
                                 ("loudness_weight_db", 0.1, 100.0)):
