@@ -298,6 +298,18 @@ def run_fold(held_out, clips, settings, recipe, networks, seeds, conditions, log
     return rows, clean, labels
 
 
+def confidence_words(p_male, labels) -> dict:
+    """{word: (clips, accuracy)} for stage 5's words ("sure", "fairly sure", "a close call")."""
+    from acoustics.verdict import Verdict
+
+    said = {}
+    for probability, label in zip(p_male, labels):
+        verdict = Verdict("male" if probability >= 0.5 else "female", float(probability), 0.0, 0.0)
+        said.setdefault(verdict.confidence, []).append(int(verdict.label == "male") == label)
+    return {word: (len(said.get(word, [])), float(np.mean(said[word])) if said.get(word) else float("nan"))
+            for word in ("sure", "fairly sure", "a close call")}
+
+
 # Report ---------------------------------------------------------------------------------------------
 def report(table, ece, started, seeds, quick):
     first = table[table["seed"] == seeds[0]]
@@ -350,13 +362,11 @@ def main(argv=None) -> int:
     table = pandas.DataFrame(rows)
     table.to_csv(arguments.csv, index=False, float_format="%.4f")
     ece = training.expected_calibration_error(np.concatenate(list(probabilities.values())), np.concatenate(list(labels.values())))
-    everything = np.concatenate(list(probabilities.values()))
-    stated = np.maximum(everything, 1 - everything)
-    right = (everything >= 0.5).astype(int) == np.concatenate(list(labels.values()))
-    sure = stated >= 0.85
-    print(f"\n'sure' verdicts (P >= 0.85) of the ensemble, clean: {int(sure.sum())} of {len(sure)}, right {right[sure].mean():.3f}; "
-          f"P >= 0.95: right {right[stated >= 0.95].mean():.3f} of {int((stated >= 0.95).sum())}")
+    words = confidence_words(np.concatenate(list(probabilities.values())), np.concatenate(list(labels.values())))
+    print("\nThe best model's words on the held-out corpora, clean: " + "; ".join(
+        f"'{word}' {count} clips, right {right:.3f}" for word, (count, right) in words.items()))
     summary = report(table, ece, started, seeds, arguments.quick)
+    summary["sure_right"] = round(words["sure"][1], 4) if words["sure"][0] else None
     figures = RESULTS / ("accuracy_quick.json" if arguments.quick else "accuracy.json")
     figures.write_text(json.dumps({"accuracy": summary, "recipe": recipe.to_dict(), "tag": arguments.tag}, indent=1))
     print(f"table: {arguments.csv}; figures: {figures} (make reference stores bench/accuracy.json's in the model); "
