@@ -83,6 +83,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
                         "show both models' verdicts side by side")
     parser.add_argument("--seconds", type=float, default=6.0, help="longest recording or sentence in seconds (default: 6)")
     parser.add_argument("--no-save", action="store_true", help="do not save recordings and pictures")
+    parser.add_argument("--plain", action="store_true",
+                        help="print plain lines only, no live level meter (the default when stdout is not a terminal)")
     arguments = parser.parse_args(argv)
     arguments.files = arguments.files + arguments.wav
     arguments.truths = {}
@@ -119,10 +121,11 @@ def start_loading(arguments):
     print(choice.line, file=report, flush=True)
     if choice.warning:
         print(choice.warning, file=sys.stderr, flush=True)
+    # The stream is looked up when the model is ready: the live view may have taken stdout over by then.
     _loader = verdict.ModelLoader(
         choice.path,
         on_ready=lambda model, metadata: print(f"Loaded the {verdict.printable(metadata['model_name'])} model from {choice.path}.",
-                                               file=report, flush=True),
+                                               file=sys.stderr if arguments.json else sys.stdout, flush=True),
     )
     return settings, _loader
 
@@ -321,45 +324,126 @@ def keep(signal, result, metadata, arguments) -> None:
     print(f"Saved the recording as {wav} and a picture as {picture}.")
 
 
+def view_for(arguments):
+    """The live view (level meter, state, verdict bar) when a person watches a terminal, else plain lines."""
+    from acoustics import liveview
+
+    return liveview.LiveView() if liveview.wants_live_view(arguments.plain) else liveview.PlainView()
+
+
 def listen_once(arguments, settings, loader) -> int:
     from acoustics import microphone, verdict
 
-    signal, detected = microphone.record_utterance(
-        settings.sample_rate, max_seconds=arguments.seconds, alternatives=WAV_ALTERNATIVE, chunk_seconds=CHUNK_SECONDS,
-        pause_seconds=arguments.pause,
-        on_start=lambda: print(f"Speak now: '{SENTENCE}' (listening for up to {arguments.seconds:g} s)", flush=True),
-    )
-    if not detected:
-        print("No speech detected: the microphone heard only silence or steady noise. Speak closer and louder, "
-              "check that it is not muted, and try again.")
-        return 0
-    model, metadata = loader.get()
-    result = verdict.classify_signal(model, metadata, signal, "the recording")
-    if result.label is None:
-        print(f"No verdict: {result.note.removeprefix('no verdict: ')}")
-    else:
-        print(f"Verdict: {result.sentence()}.", flush=True)
+    with view_for(arguments) as view:
+        signal, detected = microphone.record_utterance(
+            settings.sample_rate, max_seconds=arguments.seconds, alternatives=WAV_ALTERNATIVE,
+            chunk_seconds=CHUNK_SECONDS, pause_seconds=arguments.pause,
+            on_start=lambda: view.say(f"Speak now: '{SENTENCE}' (listening for up to {arguments.seconds:g} s)"),
+            on_chunk=lambda chunk, detector: view.hear(chunk, detector.in_speech),
+        )
+        if not detected:
+            view.say("No speech detected: the microphone heard only silence or steady noise. Speak closer and louder, "
+                     "check that it is not muted, and try again.")
+            return 0
+        view.deciding()
+        model, metadata = loader.get()
+        result = verdict.classify_signal(model, metadata, signal, "the recording")
+        if result.label is None:
+            view.verdict(f"No verdict: {result.note.removeprefix('no verdict: ')}", result)
+        else:
+            view.verdict(f"Verdict: {result.sentence()}.", result)
     keep(signal, result, metadata, arguments)
     return 0
 
 
+class StreamRecordings:
+    """The numbered recordings of --stream: recordings/stream-0001.wav and pictures/stream-0001.png, numbered
+    on from the highest number already there (earlier sessions are kept); pictures drawn in a background thread."""
+
+    def __init__(self, paths) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.recordings, self.pictures, self.data_dir = paths.recordings, paths.pictures, paths.data_dir
+        names = [path.stem for folder in (self.recordings, self.pictures) for path in folder.glob("stream-*.*")]
+        self.number = max([int(name[7:]) for name in names if name[7:].isdigit()], default=0)
+        self._painter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pictures")
+
+    def save(self, signal, result, metadata, heading: str):
+        """Write the WAV now and queue its picture: ``(wav, png)``, or None (and a warning) if the disk refuses."""
+        from acoustics import audio
+
+        self.number += 1
+        while (self.recordings / f"stream-{self.number:04d}.wav").exists():
+            self.number += 1
+        name = f"stream-{self.number:04d}"
+        try:
+            wav = audio.write_wav(self.recordings / f"{name}.wav", signal, metadata["settings"].sample_rate)
+        except OSError as error:
+            self._warn(error)
+            return None
+        png = self.pictures / f"{name}.png"
+        self._painter.submit(self._draw, signal, metadata["settings"], png, f"{heading}: {result.sentence()}")
+        return wav, png
+
+    def _draw(self, signal, settings, path, title: str) -> None:
+        from acoustics import features, plots
+
+        try:
+            plots.plot_verdict(signal, features.mfcc(signal, settings), settings.sample_rate, settings.hop_ms, path,
+                               title=title)
+        except OSError as error:
+            self._warn(error)
+
+    def _warn(self, error: OSError) -> None:
+        print(f"Warning: could not save a recording or its picture under {self.data_dir} ({error.strerror or error}); "
+              "use --no-save, or free the disk.", file=sys.stderr)
+
+    def close(self) -> None:
+        """Wait for the pictures still being drawn."""
+        self._painter.shutdown(wait=True)
+
+
+def stream_line(heard: int, seconds: float, result, saved) -> str:
+    """The verdict line of one --stream utterance, with where it was saved."""
+    line = f"[{time.strftime('%H:%M:%S')}] utterance {heard} ({seconds:.1f} s): {result.sentence()}"
+    return line + (f" (saved as {saved[0]}, picture {saved[1]})" if saved else "")
+
+
 def listen_stream(arguments, settings, loader) -> int:
-    from acoustics import microphone, verdict
+    """A verdict for each sentence of the person at the microphone until Ctrl-C; the room's talk is
+    ignored (acoustics.gate), each utterance saved unless --no-save."""
+    from acoustics import gate, microphone, verdict
+
+    speaker_gate = gate.SpeakerGate(settings.sample_rate)
+    recordings = None if arguments.no_save else StreamRecordings(Paths())
+    floor = {"dbfs": None}  # the detector's noise floor, for the gate
+
+    def on_chunk(chunk, detector) -> None:
+        view.hear(chunk, detector.in_speech)
+        floor["dbfs"] = detector.noise_floor_dbfs
 
     heard = 0
-    try:
-        for utterance in microphone.stream_utterances(
-            settings.sample_rate, alternatives=WAV_ALTERNATIVE, max_utterance_seconds=arguments.seconds,
-            chunk_seconds=CHUNK_SECONDS, pause_seconds=arguments.pause,
-            on_start=lambda: print("Listening: speak, pause, and a verdict follows each sentence. Ctrl-C stops.", flush=True),
-        ):
-            heard += 1
-            model, metadata = loader.get()
-            result = verdict.classify_signal(model, metadata, utterance, f"utterance {heard}")
-            print(f"[{time.strftime('%H:%M:%S')}] utterance {heard} ({utterance.size / settings.sample_rate:.1f} s): "
-                  f"{result.sentence()}", flush=True)
-    except KeyboardInterrupt:
-        pass
+    with view_for(arguments) as view:
+        try:
+            for utterance in microphone.stream_utterances(
+                settings.sample_rate, alternatives=WAV_ALTERNATIVE, max_utterance_seconds=arguments.seconds,
+                chunk_seconds=CHUNK_SECONDS, pause_seconds=arguments.pause, on_chunk=on_chunk,
+                on_start=lambda: view.say("Listening: speak, pause, and a verdict follows each sentence. Ctrl-C stops."),
+            ):
+                view.deciding()
+                decision = speaker_gate.judge(utterance, floor["dbfs"])
+                if not decision.accepted:
+                    view.ignored(decision.reason)
+                    continue
+                heard += 1
+                model, metadata = loader.get()
+                result = verdict.classify_signal(model, metadata, utterance, f"utterance {heard}")
+                saved = recordings.save(utterance, result, metadata, f"Utterance {heard}") if recordings else None
+                view.verdict(stream_line(heard, utterance.size / settings.sample_rate, result, saved), result)
+        except KeyboardInterrupt:
+            pass
+    if recordings:
+        recordings.close()
     print(f"\nStopped listening after {heard} utterances.")
     return 0
 

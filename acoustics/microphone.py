@@ -437,11 +437,13 @@ def detect_utterances(signal: np.ndarray, sample_rate: int, **options) -> list:
 # Listening for speech ---------------------------------------------------------------------------
 def record_utterance(sample_rate: int, *, max_seconds: float = 6.0, alternatives: str,
                      on_start: Optional[Callable[[], None]] = None,
-                     pause_seconds: float = UTTERANCE_PAUSE_SECONDS, chunk_seconds: float = CHUNK_SECONDS) -> tuple:
+                     pause_seconds: float = UTTERANCE_PAUSE_SECONDS, chunk_seconds: float = CHUNK_SECONDS,
+                     on_chunk: Optional[Callable[[np.ndarray, "VoiceActivityDetector"], None]] = None) -> tuple:
     """Listen until speech was heard and then ``pause_seconds`` of non-speech, or for at most ``max_seconds``.
 
     Returns ``(signal, speech_detected)``: the utterance (with 0.2 s before and after), or, when no
-    speech was heard, everything that was recorded. ``on_start`` is called once the microphone is live.
+    speech was heard, everything that was recorded. ``on_start`` is called once the microphone is live,
+    ``on_chunk(chunk, detector)`` after the detector took each chunk (a level meter reads both).
     """
     if max_seconds <= 0:
         raise BadParameterError(f"max_seconds must be positive, not {max_seconds}.")
@@ -453,6 +455,8 @@ def record_utterance(sample_rate: int, *, max_seconds: float = 6.0, alternatives
             chunks.append(chunk)
             recorded += chunk.size
             utterances = detector.feed(chunk)
+            if on_chunk is not None:
+                on_chunk(chunk, detector)
             if utterances:
                 return utterances[0].samples, True
     last = detector.flush()
@@ -463,15 +467,23 @@ def record_utterance(sample_rate: int, *, max_seconds: float = 6.0, alternatives
 
 def stream_utterances(sample_rate: int, *, alternatives: str, max_utterance_seconds: float = 6.0,
                       on_start: Optional[Callable[[], None]] = None, pause_seconds: float = STREAM_PAUSE_SECONDS,
-                      chunk_seconds: float = CHUNK_SECONDS) -> Iterator[np.ndarray]:
+                      chunk_seconds: float = CHUNK_SECONDS,
+                      on_chunk: Optional[Callable[[np.ndarray, "VoiceActivityDetector"], None]] = None,
+                      ) -> Iterator[np.ndarray]:
     """Yield each utterance (float32) as soon as its trailing ``pause_seconds`` are heard, until the caller stops.
 
     The stream stays open between utterances, so nothing is lost while the caller works (up to the
     device's buffer). Ctrl-C (KeyboardInterrupt) propagates; the stream is closed either way.
+    ``on_chunk(chunk, detector)`` is called after the detector took each chunk, before the utterances
+    that ended in it are yielded (a level meter, the noise floor of :class:`acoustics.gate.SpeakerGate`).
     """
     detector = VoiceActivityDetector(sample_rate, pause_seconds=pause_seconds,
                                      max_utterance_seconds=max_utterance_seconds)
     with Microphone(sample_rate, alternatives=alternatives, on_start=on_start, chunk_seconds=chunk_seconds) as microphone:
         while True:
-            for utterance in detector.feed(microphone.read()):
+            chunk = microphone.read()
+            utterances = detector.feed(chunk)
+            if on_chunk is not None:
+                on_chunk(chunk, detector)
+            for utterance in utterances:
                 yield utterance.samples

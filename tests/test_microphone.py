@@ -216,11 +216,14 @@ def test_record_seconds_hears_what_plays_in_real_time(microphone_env, tmp_path):
 
 
 def test_record_utterance_stops_at_the_pause(microphone_env, spoken):
-    started = []
+    started, chunks = [], []
     with microphone_env.pipe(np.concatenate([spoken, np.zeros(RATE, np.float32)])) as feed:
         signal, speech_detected = microphone.record_utterance(
-            RATE, max_seconds=10.0, alternatives=ALTERNATIVES, on_start=lambda: (started.append(1), feed.start()))
+            RATE, max_seconds=10.0, alternatives=ALTERNATIVES, on_start=lambda: (started.append(1), feed.start()),
+            on_chunk=lambda chunk, detector: chunks.append((chunk.size, detector.in_speech)))
     assert started == [1] and speech_detected
+    assert {size for size, _ in chunks} == {int(RATE * microphone.CHUNK_SECONDS)}  # a meter sees every chunk
+    assert any(in_speech for _, in_speech in chunks) and not chunks[-1][1]
     assert spoken.size / RATE - 0.3 < signal.size / RATE < spoken.size / RATE + 0.5
     energy = np.sum(spoken.astype(np.float64) ** 2)
     assert np.sum(signal.astype(np.float64) ** 2) == pytest.approx(energy, rel=0.01)  # all of the speech
