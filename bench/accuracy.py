@@ -19,7 +19,7 @@ against the threshold best on them, and a logistic regression on per-clip MFCC m
 Accuracy is per clip, with Wilson 95 % intervals (clips of one speaker are not independent, so the
 intervals are optimistic) and per-sex recall. The headline is the *worst* held-out corpus.
 
-    python bench/accuracy.py            # 2 seeds, all networks: about 40 minutes on 2 cores
+    python bench/accuracy.py            # the networks, and the ensemble with 2 seeds: about 40 minutes on 2 cores
     python bench/accuracy.py --quick    # 1 seed, the ensemble only, fewer conditions: under 10 minutes
 """
 
@@ -285,8 +285,8 @@ def run_fold(held_out, clips, settings, recipe, networks, seeds, conditions, log
             models.keras.backend.clear_session()
         return trained[(name, seed)]
 
-    for seed in seeds:
-        systems = {name: probabilities_of(name, seed) for name in networks}
+    for seed in seeds:  # the single networks with the first seed; the ensemble with each (its seed spread)
+        systems = {name: probabilities_of(name, seed) for name in networks} if seed == seeds[0] else {}
         members = [probabilities_of(recipe.ensemble_network, seed + k) for k in range(recipe.ensemble_size)]
         systems["ensemble"] = ({c: np.mean([m[0][c] for m in members], axis=0) for c in conditions},
                                np.mean([m[1] for m in members], axis=0))
