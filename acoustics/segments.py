@@ -1,23 +1,26 @@
 """Who speaks when: a recording split into ``male``, ``female`` and ``no_speech`` segments (stage 5's --segments).
 
 One pass over the recording, streamed from disk in blocks (soundfile) and resampled block by block
-(soxr's stream), keeps only small arrays (about 10 bytes per 10 ms frame, 4 MB an hour), so an
-hour-long file needs a few tens of MB whatever its length. The pass works on chunks of
+(soxr's stream), keeps only small arrays (about 25 bytes per 10 ms frame, 9 MB an hour) beside the
+work of one chunk (about 25 MB), instead of the 230 MB an hour of samples would take
+(tests/test_segments.py holds a 20-minute file to less than 8 MB above a 2-minute one). The pass works on chunks of
 :data:`CHUNK_SECONDS`; nothing depends on where a chunk ends, because every step of it is local:
 
 1. Frames: the MFCCs of the model's settings (one frame per ``hop_ms``, 10 ms), computed chunk by chunk
-   with the samples a frame needs carried over. A frame's level in dB is its coefficient 0 over
-   ``sqrt(n_mels)`` (the mean of its log-mel bands, the loudness training.window_weights reads).
+   with the samples a frame needs carried over; each frame keeps the levels in dB of :data:`BANDS`
+   groups of mel bands (read back from its MFCCs, :func:`band_levels`; float16) and its peak sample.
 2. Windows: the model's windows of ``settings.frames`` frames (1 s) start every :data:`WINDOW_HOP_SECONDS`
    at fixed places from the first frame (the last one aligned to the end), predicted in batches; the
    frames a window needs are carried over between chunks.
 
 Then, on those arrays:
 
-3. Speech: a frame is speech when its level (smoothed over :data:`LEVEL_SMOOTHING` frames) stands
-   :data:`SPEECH_MARGIN_DB` above the recording's own noise floor (a low percentile of the levels
-   around it, :func:`noise_floor`), with :data:`HYSTERESIS_DB` of hysteresis; pauses shorter than
-   :data:`MIN_PAUSE_SECONDS` are filled and speech shorter than :data:`MIN_SPEECH_SECONDS` dropped.
+3. Speech: each band has its own noise floor, a low percentile of its levels around the frame
+   (:func:`noise_floor`), so coloured noise (pink, hum) is judged band by band. A frame is speech when
+   its bands stand on average :data:`SPEECH_MARGIN_DB` above their floors (:func:`above_floor`,
+   smoothed over :data:`LEVEL_SMOOTHING` frames), with :data:`HYSTERESIS_DB` of hysteresis; pauses
+   shorter than :data:`MIN_PAUSE_SECONDS` are filled and speech shorter than :data:`MIN_SPEECH_SECONDS`
+   dropped.
 4. P(male) per frame: the mean of the calibrated log-odds of the windows that cover the frame's
    neighbourhood (the middle :data:`WINDOW_CENTRE` of each window), each weighted by the fraction
    of its frames that are speech.
@@ -65,7 +68,7 @@ LOWEST_FLOOR_DB = -75.0
 MIN_PAUSE_SECONDS = 0.2
 MIN_SPEECH_SECONDS = 0.3
 #: Switching between male and female costs this many nats inside speech, and this many across a pause.
-SWITCH_IN_SPEECH = 2.0
+SWITCH_IN_SPEECH = 1.0
 SWITCH_AT_PAUSE = 0.1
 LABELS = ("female", "male", "no_speech")
 
@@ -260,21 +263,35 @@ def band_levels(matrix: np.ndarray, settings) -> np.ndarray:
 
 
 def noise_floor(levels: np.ndarray, frames_per_second: float) -> np.ndarray:
-    """The noise floor (dB) of each band at each frame: per second of frames, the
+    """The noise floor (dB) of each band for each second of frames, (seconds, bands): per second, the
     :data:`NOISE_FLOOR_PERCENTILE`-th percentile of its band levels; then, per band, the median of those
     within :data:`NOISE_FLOOR_SECONDS` either side. Levels below :data:`LOWEST_FLOOR_DB` (digital
     silence) count as that."""
     block = max(1, int(round(frames_per_second)))
     count, bands = -(-levels.shape[0] // block), levels.shape[1]
-    padded = np.full((count * block, bands), np.nan)
-    padded[: levels.shape[0]] = np.maximum(levels, LOWEST_FLOOR_DB)
+    per_second = np.empty((count, bands), np.float32)
+    for index in range(0, count):
+        second = np.maximum(levels[index * block : (index + 1) * block].astype(np.float32), LOWEST_FLOOR_DB)
+        per_second[index] = np.percentile(second, NOISE_FLOOR_PERCENTILE, axis=0)
+    reach = max(1, int(NOISE_FLOOR_SECONDS))
+    around = np.pad(per_second, ((reach, reach), (0, 0)), constant_values=np.nan)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN stretches
-        per_second = np.nanpercentile(padded.reshape(count, block, bands), NOISE_FLOOR_PERCENTILE, axis=1)
-        reach = max(1, int(NOISE_FLOOR_SECONDS))
-        around = np.pad(per_second, ((reach, reach), (0, 0)), constant_values=np.nan)
-        floors = np.nanmedian(np.lib.stride_tricks.sliding_window_view(around, 2 * reach + 1, axis=0), axis=-1)
-    return np.repeat(floors, block, axis=0)[: levels.shape[0]]
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(np.lib.stride_tricks.sliding_window_view(around, 2 * reach + 1, axis=0), axis=-1)
+
+
+def above_floor(levels: np.ndarray, frames_per_second: float) -> np.ndarray:
+    """Each frame's mean over the bands of how far (dB, 0 if below) its level stands above the band's
+    noise floor (:func:`noise_floor`); computed a minute at a time (float32)."""
+    block = max(1, int(round(frames_per_second)))
+    floors = noise_floor(levels, frames_per_second)
+    above = np.empty(levels.shape[0], np.float32)
+    step = 60 * block
+    for start in range(0, levels.shape[0], step):
+        part = levels[start : start + step].astype(np.float32)
+        part -= floors[np.arange(start, start + part.shape[0]) // block]
+        above[start : start + part.shape[0]] = np.maximum(part, 0).mean(axis=1)
+    return above
 
 
 def runs(mask: np.ndarray) -> np.ndarray:
@@ -285,8 +302,7 @@ def runs(mask: np.ndarray) -> np.ndarray:
 
 def speech_frames(levels: np.ndarray, frames_per_second: float) -> np.ndarray:
     """True for each frame that is speech (see the module's step 3)."""
-    above = np.maximum(levels - noise_floor(levels, frames_per_second), 0).mean(axis=1)
-    level = smoothed(above, LEVEL_SMOOTHING)
+    level = smoothed(above_floor(levels, frames_per_second), LEVEL_SMOOTHING)
     high = level > SPEECH_MARGIN_DB
     low = level > SPEECH_MARGIN_DB - HYSTERESIS_DB
     speech = np.zeros(level.size, dtype=bool)
@@ -352,7 +368,7 @@ def segments_of(track: Track, metadata: dict) -> Segmentation:
     settings = metadata["settings"]
     frames_per_second = 1000.0 / settings.hop_ms
     count = track.levels.shape[0]
-    speech = speech_frames(track.levels.astype(np.float64), frames_per_second)
+    speech = speech_frames(track.levels, frames_per_second)
     logits = frame_logits(track, speech, settings.frames, float(metadata.get("temperature", 1.0)))
     indices = np.flatnonzero(speech)
     penalties = np.full(indices.size, SWITCH_IN_SPEECH)
@@ -360,7 +376,7 @@ def segments_of(track: Track, metadata: dict) -> Segmentation:
     male = viterbi(logits[indices] / settings.frames, penalties)
     labels = np.full(count, 2, dtype=np.int8)  # LABELS: 0 female, 1 male, 2 no_speech
     labels[indices] = male
-    p_male = np.full(count, np.nan)
+    p_male = np.full(count, np.nan, np.float32)
     p_male[indices] = 1 / (1 + np.exp(-logits[indices]))
     return Segmentation(_segments(labels, logits, track.duration, settings), track.duration,
                         settings.hop_ms / 1000, track.peaks, p_male)
@@ -386,7 +402,7 @@ def _segments(labels: np.ndarray, logits: np.ndarray, duration: float, settings)
         start = 0.0 if first == 0 else min(duration, first * frame + offset)
         end = duration if stop == labels.size else min(duration, stop * frame + offset)
         p = None if label == "no_speech" else float(1 / (1 + math.exp(-total / (stop - first))))
-        segments.append(Segment(label, round(start, 3), round(end, 3), p))
+        segments.append(Segment(label, round(float(start), 3), round(float(end), 3), p))
     return segments
 
 
