@@ -53,6 +53,7 @@ EXAMPLES = """examples:
   python implement_model.py recordings/ --csv out.csv   # every audio file in a folder, also as a table
   python implement_model.py a.wav b.flac --json         # one JSON object per line, for other programs
   python implement_model.py --manifest ../shared/data/emodb/labels.csv --limit 20 --compare models/reference.h5
+  python implement_model.py --segments talk.wav --csv segments.csv   # who speaks when: male, female, no_speech
 """
 
 
@@ -71,6 +72,9 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--csv", metavar="OUT", help="with files: also write a table (CSV) to OUT, one row per file")
     parser.add_argument("--json", action="store_true", help="with files: print one JSON object per file (path, label, "
                         "p_male, probability, duration, speech_seconds, note) and nothing else")
+    parser.add_argument("--segments", action="store_true", help="with files: split each into male, female and no_speech "
+                        "segments with start and stop times, a timeline picture each (beside --csv, else in data/pictures/); "
+                        "--csv then writes one row per segment (path, label, start, stop, p_male)")
     parser.add_argument("--stream", action="store_true", help="keep listening; a verdict per sentence until Ctrl-C")
     parser.add_argument("--pause", type=float, metavar="SECONDS",
                         help=f"silence that ends a sentence (default: {UTTERANCE_PAUSE_SECONDS:g}; "
@@ -101,6 +105,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         arguments.truths = dict(zip(map(str, paths), sexes))
     if arguments.pause is not None and not MIN_PAUSE_SECONDS <= arguments.pause <= MAX_PAUSE_SECONDS:
         parser.error(f"--pause must be between {MIN_PAUSE_SECONDS:g} and {MAX_PAUSE_SECONDS:g} seconds, not {arguments.pause:g}")
+    if arguments.segments and (arguments.json or arguments.stream):
+        parser.error("--segments prints its segments as lines (and --csv rows); it takes neither --json nor --stream")
     if arguments.pause is None:
         arguments.pause = STREAM_PAUSE_SECONDS if arguments.stream else UTTERANCE_PAUSE_SECONDS
     return arguments
@@ -304,6 +310,91 @@ def write_csv(path, paths, rows) -> None:
         raise AcousticsError(f"Cannot write {path} ({error.strerror or error}); choose another --csv path.") from None
 
 
+def segment_files(arguments, loader) -> int:
+    """--segments: split each file into male, female and no_speech segments (acoustics.segments, streamed
+    from disk), print them, save a timeline picture per file (beside --csv, else in data/pictures/) and
+    with --csv write one row per segment. A file that cannot be used gets one line saying why."""
+    from pathlib import Path
+
+    from acoustics import segments
+
+    paths = audio_paths(arguments.files)
+    model, metadata = loader.get()
+    folder = Path(os.path.abspath(arguments.csv)).parent if arguments.csv else Paths().pictures
+    rows, pictures, done, seconds = [], [], 0, collections.Counter()
+    for path in paths:
+        try:
+            result = segments.segment_file(model, metadata, path)
+        except AcousticsError as error:
+            print(f"{path}: no segments: {reason_of(error, path)}", flush=True)
+            continue
+        done += 1
+        for label in segments.LABELS:
+            seconds[label] += result.seconds_of(label)
+        print(f"{path}: {segment_summary(result)}", flush=True)
+        for segment in result.segments:
+            p_male = "" if segment.p_male is None else f"  p_male {segment.p_male:.2f}"
+            print(f"  {segment.start:9.3f} {segment.stop:9.3f}  {segment.label:<9}{p_male}".rstrip())
+            rows.append([str(path), segment.label, f"{segment.start:.3f}", f"{segment.stop:.3f}",
+                         "" if segment.p_male is None else f"{segment.p_male:.3f}"])
+        picture = None if arguments.no_save else save_timeline(result, path, folder, pictures)
+        if picture is not None:
+            pictures.append(picture)
+    if arguments.csv:
+        write_segment_csv(arguments.csv, rows)
+        print(f"Wrote {len(rows)} rows to {arguments.csv}.")
+    if pictures:
+        print(f"Saved {len(pictures)} timeline picture{'s' if len(pictures) != 1 else ''} in {folder}.")
+    print(f"Segmented {done} of {len(paths)} files: {seconds['male']:.1f} s male, {seconds['female']:.1f} s female, "
+          f"{seconds['no_speech']:.1f} s without speech.")
+    return 0
+
+
+def segment_summary(result) -> str:
+    """E.g. "5 segments in 12.3 s: 4.1 s male, 3.2 s female, 5.0 s without speech"."""
+    count = len(result.segments)
+    return (f"{count} segment{'s' if count != 1 else ''} in {result.duration:.1f} s: {result.seconds_of('male'):.1f} s male, "
+            f"{result.seconds_of('female'):.1f} s female, {result.seconds_of('no_speech'):.1f} s without speech")
+
+
+def save_timeline(result, path, folder, taken: list):
+    """Save the timeline picture of one segmented file as FOLDER/segments-NAME.png (-2, -3 ... when
+    ``taken`` has that name already) and return its path; a folder that cannot be written to is a
+    warning (and None)."""
+    from pathlib import Path
+
+    from acoustics import plots
+
+    stem = Path(path).stem
+    name, number = Path(folder) / f"segments-{stem}.png", 1
+    while name in taken:
+        number += 1
+        name = Path(folder) / f"segments-{stem}-{number}.png"
+    try:
+        return plots.plot_segments(result, name, f"{Path(path).name}: {segment_summary(result)}")
+    except OSError as error:
+        print(f"Warning: could not save the picture {name} ({error.strerror or error}); use --no-save, or free the disk.",
+              file=sys.stderr)
+        return None
+
+
+def write_segment_csv(path, rows) -> None:
+    """Write ``rows`` (path, label, start, stop, p_male; seconds and p_male with 3 decimals) to ``path``, atomically."""
+    import csv
+
+    temporary = f"{path}.tmp"
+    try:
+        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "label", "start", "stop", "p_male"])
+            writer.writerows(rows)
+        os.replace(temporary, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise AcousticsError(f"Cannot write {path} ({error.strerror or error}); choose another --csv path.") from None
+
+
 def keep(signal, result, metadata, arguments) -> None:
     """Save what the microphone heard and a picture of it with the verdict."""
     if arguments.no_save:
@@ -450,7 +541,7 @@ def listen_stream(arguments, settings, loader) -> int:
 
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
-    for option in ("csv", "json"):
+    for option in ("csv", "json", "segments"):
         if getattr(arguments, option) and not arguments.files:
             print(f"Error: --{option} needs files to classify: give FILE... (audio files or folders).", file=sys.stderr)
             return 1
@@ -464,6 +555,8 @@ def main(argv=None) -> int:
         settings, loader = start_loading(arguments)
         if arguments.files and arguments.compare:
             return compare_models(arguments, loader)
+        if arguments.segments:
+            return segment_files(arguments, loader)
         if arguments.files:
             return classify_files(arguments, loader)
         if arguments.stream:

@@ -142,3 +142,48 @@ def plot_verdict(signal, mfcc_matrix, sample_rate: int, hop_ms: float, path, tit
     figure.colorbar(image, ax=axes, label="standardised value", shrink=0.6)
     figure.suptitle(title)
     return _save(figure, path)
+
+
+#: Colours of the segment labels in the timeline picture.
+SEGMENT_COLOURS = {"male": "tab:blue", "female": "tab:red", "no_speech": "0.85"}
+
+
+def plot_segments(segmentation, path, title: str, max_points: int = 20000):
+    """Timeline of a segmented recording: its waveform envelope (the peak of each 10 ms frame) over the
+    coloured male / female / no_speech spans, and P(male) per speech frame; at most ``max_points`` points."""
+    import matplotlib.pyplot as pyplot
+    import numpy as np
+    from matplotlib.patches import Patch
+
+    frame = segmentation.frame_seconds
+    step = max(1, -(-segmentation.peaks.size // max_points))
+    count = segmentation.peaks.size // step * step or segmentation.peaks.size
+    peaks = segmentation.peaks[:count].reshape(-1, step).max(axis=1) if count >= step else segmentation.peaks
+    p_male = segmentation.p_male[:count].reshape(-1, step)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no speech there
+            p_male = np.nanmean(p_male, axis=1) if count >= step else segmentation.p_male
+    time = (np.arange(peaks.size) * step + step / 2) * frame
+    figure, axes = pyplot.subplots(2, 1, figsize=(11, 5), sharex=True, gridspec_kw={"height_ratios": (2, 1)})
+    for label, colour in SEGMENT_COLOURS.items():
+        spans = [(segment.start, segment.seconds) for segment in segmentation.segments if segment.label == label]
+        for axis in axes:
+            axis.broken_barh(spans, (-1.1, 2.2) if axis is axes[0] else (0, 1), facecolors=colour, alpha=0.35, linewidth=0)
+    top = max(float(peaks.max()) if peaks.size else 0.0, 1e-3) * 1.1
+    axes[0].fill_between(time, -peaks, peaks, color="black", linewidth=0)
+    axes[0].set_ylim(-top, top)
+    axes[0].set_ylabel("amplitude")
+    axes[0].legend(handles=[Patch(color=colour, alpha=0.5, label=label) for label, colour in SEGMENT_COLOURS.items()],
+                   loc="upper right", ncol=3, fontsize="small")
+    axes[1].plot(time, p_male, color="black", linewidth=0.8)
+    axes[1].axhline(0.5, color="0.4", linewidth=0.5, linestyle="--")
+    axes[1].set_ylim(0, 1)
+    axes[1].set_ylabel("P(male)")
+    axes[1].set_xlabel("time (s)")
+    axes[1].set_xlim(0, max(segmentation.duration, frame))
+    figure.suptitle(title)
+    figure.tight_layout()
+    return _save(figure, path)

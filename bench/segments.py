@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""Segmentation benchmark: who speaks when in made-up conversations of real voices (stage 5's --segments).
+
+Conversations are built, seeded, from the voices of one corpus of ../shared/data (--held-out; default
+RAVDESS): turns of 1-8 s by several speakers of both sexes (4 per conversation, 2 of each sex; the next
+turn's sex is drawn at random, each turn by another speaker than the last), pauses of 0.2-2 s between
+turns, 0.5-1.5 s of room before and after, each turn at -26 +-3 dBFS, and pink noise at 20-30 dB SNR
+(against the speech's power) over all of it. The model has not heard those voices: a CNN trained here
+as stage 4 trains it (acoustics.models.train_network with the project's Recipe, fewer epochs) on the
+espeak-ng demo corpus and the other two corpora, calibrated on two speakers of each sex of them, and
+cached in bench/results/segments/ (--model FILE uses another model instead; --retrain trains again).
+
+Truth per 10 ms frame: no_speech in the pauses and in silences inside a turn of at least
+MIN_PAUSE_SECONDS (frames of the clean turn more than TRUTH_BELOW_PEAK_DB below its loudest), else the
+speaker's sex. Scores: frame accuracy over every frame (no_speech included); the median distance from
+each true boundary (a change of the truth's label: speech/pause and so speaker changes) to the nearest
+predicted one, in seconds; and the speed, seconds of audio per second of CPU time of this process
+(TensorFlow and BLAS pinned to one thread), reading the files from disk as implement_model.py does.
+
+    python bench/segments.py                      # 20 conversations of about 60 s: a few minutes
+    python bench/segments.py --held-out emodb --conversations 5
+
+Last line: one JSON object {"frame_accuracy", "boundary_median_seconds", "realtime_factor"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                 "TF_NUM_INTEROP_THREADS"):
+    os.environ[variable] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "bench" / "results" / "segments"
+CORPORA = ("emodb", "ravdess", "librispeech")
+RATE = 16000
+FRAME = 0.01
+#: Truth: a silence inside a turn of at least this long is no_speech ...
+MIN_PAUSE_SECONDS = 0.2
+#: ... where the clean turn's 10 ms frames are this many dB below its loudest (95th percentile).
+TRUTH_BELOW_PEAK_DB = 35.0
+
+from acoustics import audio, augment, corpus, features, preparation, training  # noqa: E402
+from acoustics.errors import AcousticsError  # noqa: E402
+from acoustics.recipe import Recipe  # noqa: E402
+from acoustics.settings import Settings  # noqa: E402
+
+
+def parse_arguments(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--held-out", choices=CORPORA, default="ravdess", help="the corpus the voices come from")
+    parser.add_argument("--model", type=Path, help="a model file to use instead of training one")
+    parser.add_argument("--retrain", action="store_true", help="train the model again even if it is cached")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--conversations", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of each conversation's speech and pauses")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def pin_one_thread() -> None:
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+# The model ------------------------------------------------------------------------------------------
+def recordings_of(name: str) -> list:
+    manifest = corpus.make_demo_corpus(RESULTS / "demo_corpus") if name == "demo" else DATA / name / "labels.csv"
+    return corpus.read_manifest(manifest, synthetic=name == "demo")[0]
+
+
+def training_clips(names, settings) -> list:
+    """Every recording of the corpora ``names`` as stage 3 prepares it (clean, and room noise at the
+    settings' SNRs): dicts of corpus, speaker, label and MFCC matrices."""
+    noise = audio.synthetic_room_noise(10.0, settings.sample_rate, np.random.default_rng(0))
+    clips = []
+    for name in names:
+        for recording in recordings_of(name):
+            try:
+                speech, mixed = preparation.clean_and_noisy(preparation.make_task(recording), noise, settings)
+            except AcousticsError:
+                continue
+            clips.append({"corpus": name, "speaker": f"{name}/{recording.speaker}", "label": int(recording.sex == "male"),
+                          "mfcc": [features.mfcc(signal, settings) for signal in [speech, *mixed.values()]]})
+    return clips
+
+
+def train_model(held_out: str, epochs: int, path: Path) -> None:
+    """A CNN trained on the demo corpus and the corpora other than ``held_out``, calibrated, saved to ``path``."""
+    from acoustics import models
+
+    settings = Settings(snrs_db=(10.0, 0.0))
+    recipe = Recipe(networks=("cnn",), epochs=epochs, ensemble_size=1)
+    started = time.perf_counter()
+    clips = training_clips(["demo"] + [name for name in CORPORA if name != held_out], settings)
+    print(f"features of {len(clips)} training recordings in {time.perf_counter() - started:.0f} s", flush=True)
+    rng = np.random.default_rng(1)
+    calibration = set()
+    for name in sorted({clip["corpus"] for clip in clips} - {"demo"}):
+        for label in (0, 1):
+            speakers = sorted({c["speaker"] for c in clips if c["corpus"] == name and c["label"] == label})
+            calibration |= set(rng.choice(speakers, size=2, replace=False))
+    train = [clip for clip in clips if clip["speaker"] not in calibration]
+    matrices = [matrix for clip in train for matrix in clip["mfcc"]]
+    labels = np.array([clip["label"] for clip in train for _ in clip["mfcc"]])
+    owners = np.array([position for position, clip in enumerate(train) for _ in clip["mfcc"]])
+    normalisation = training.matrix_statistics(matrices, settings, cmn=recipe.cmn, coefficients=recipe.coefficients)
+    weights = training.balanced_class_weights(labels, training.window_counts([len(m) for m in matrices], settings.frames))
+    batches = models.ArrayBatches(matrices, labels, settings, normalisation, batch_size=recipe.batch_size, shuffle=True,
+                                  seed=settings.seed, class_weights=weights, recipe=recipe, recordings=owners)
+    model, fit = models.train_network("cnn", batches, None, settings, recipe, settings.seed, verbose=0)
+    held = [clip for clip in clips if clip["speaker"] in calibration]
+    raw = models.predict_matrices(model, [clip["mfcc"][0] for clip in held], settings, normalisation, recipe=recipe)
+    temperature = training.fit_temperature(raw, np.array([clip["label"] for clip in held]))
+    accuracy = float(np.mean((training.calibrate(raw, temperature) >= 0.5) == np.array([c["label"] for c in held])))
+    print(f"trained a CNN on {len(train)} recordings in {fit['seconds']:.0f} s ({epochs} epochs); "
+          f"calibration speakers' clips: accuracy {accuracy:.3f}, temperature {temperature:.2f}", flush=True)
+    models.save_model(model, path, {"model_name": "cnn", "settings": settings, "normalisation": normalisation,
+                                    "recipe": recipe, "temperature": temperature,
+                                    "provenance": {"corpora": sorted({clip["corpus"] for clip in train})}})
+
+
+# Conversations -----------------------------------------------------------------------------------
+def truth_speech(turn: np.ndarray) -> np.ndarray:
+    """Speech (True) per 10 ms frame of a clean turn: silences of MIN_PAUSE_SECONDS or more, quieter than
+    TRUTH_BELOW_PEAK_DB under its loud frames, are not speech."""
+    from acoustics.segments import runs
+
+    hop = int(FRAME * RATE)
+    count = turn.size // hop
+    power = np.mean(turn[: count * hop].astype(np.float64).reshape(count, hop) ** 2, axis=1)
+    level = 10 * np.log10(np.maximum(power, 1e-12))
+    speech = level > np.percentile(level, 95) - TRUTH_BELOW_PEAK_DB
+    for start, stop in runs(~speech):
+        if stop - start < MIN_PAUSE_SECONDS / FRAME:
+            speech[start:stop] = True
+    return speech
+
+
+def voices(name: str, rng: np.random.Generator) -> dict:
+    """{speaker: (sex, [trimmed clips])} of corpus ``name``, at most 6 clips per speaker."""
+    by_speaker = {}
+    for recording in recordings_of(name):
+        by_speaker.setdefault(recording.speaker, (recording.sex, []))[1].append(recording.path)
+    chosen = {}
+    for speaker, (sex, paths) in sorted(by_speaker.items()):
+        picked = rng.choice(len(paths), size=min(6, len(paths)), replace=False)
+        clips = [audio.trim_silence(audio.load_audio(paths[i], RATE)[0], 30) for i in picked]
+        chosen[speaker] = (sex, [clip for clip in clips if clip.size > 0.5 * RATE])
+    return chosen
+
+
+def conversation(voices_by_speaker: dict, seconds: float, rng: np.random.Generator) -> tuple:
+    """One conversation: ``(signal, truth)``; truth per 10 ms frame: 0 female, 1 male, 2 no_speech."""
+    speakers = {sex: [s for s, (x, clips) in voices_by_speaker.items() if x == sex and clips] for sex in ("male", "female")}
+    cast = {sex: list(rng.choice(speakers[sex], size=2, replace=False)) for sex in speakers}
+    pieces, truth = [], []
+
+    def pause(length: float) -> None:
+        frames = int(round(length / FRAME))
+        pieces.append(np.zeros(frames * int(FRAME * RATE), np.float32))
+        truth.append(np.full(frames, 2, np.int8))
+
+    pause(rng.uniform(0.5, 1.5))
+    total, last = 0.0, None
+    while total < seconds:
+        sex = str(rng.choice(["male", "female"]))
+        speaker = next(s for s in rng.permutation(cast[sex]) if s != last)
+        last = speaker
+        clips = voices_by_speaker[speaker][1]
+        wanted = rng.uniform(1.0, 8.0)
+        turn = np.zeros(0, np.float32)
+        while turn.size < wanted * RATE:
+            turn = np.concatenate([turn, clips[int(rng.integers(len(clips)))]])
+        turn = turn[: int(round(wanted / FRAME)) * int(FRAME * RATE)]
+        turn = turn * 10 ** ((-26 + rng.uniform(-3, 3) - audio.level_dbfs(turn)) / 20)
+        pieces.append(turn.astype(np.float32))
+        truth.append(np.where(truth_speech(turn), int(sex == "male"), 2).astype(np.int8))
+        pause(rng.uniform(0.2, 2.0))
+        total += wanted + pieces[-1].size / RATE
+    pause(rng.uniform(0.3, 1.0))
+    signal = np.concatenate(pieces)
+    truth = np.concatenate(truth)
+    speech = np.repeat(truth != 2, int(FRAME * RATE))
+    snr = rng.uniform(20, 30)
+    noise = augment.coloured_noise("pink", signal.size, rng)
+    noise *= np.sqrt(np.mean(signal[speech].astype(np.float64) ** 2) / 10 ** (snr / 10))
+    return np.clip(signal + noise, -1, 1).astype(np.float32), truth
+
+
+# Scores -------------------------------------------------------------------------------------------
+def predicted_frames(segmentation, count: int) -> np.ndarray:
+    """The predicted label of each 10 ms frame [i * 0.01, (i + 1) * 0.01) by its middle."""
+    labels = np.full(count, 2, np.int8)
+    middles = (np.arange(count) + 0.5) * FRAME
+    for segment in segmentation.segments:
+        if segment.label != "no_speech":
+            labels[(middles >= segment.start) & (middles < segment.stop)] = int(segment.label == "male")
+    return labels
+
+
+def boundaries(labels: np.ndarray) -> np.ndarray:
+    return (np.flatnonzero(np.diff(labels)) + 1) * FRAME
+
+
+def boundary_errors(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Seconds from each true boundary to the nearest predicted one (inf if none was predicted)."""
+    true, found = boundaries(truth), boundaries(predicted)
+    if found.size == 0:
+        return np.full(true.size, np.inf)
+    return np.min(np.abs(true[:, None] - found[None, :]), axis=1)
+
+
+def main(argv=None) -> int:
+    arguments = parse_arguments(argv)
+    pin_one_thread()
+    from acoustics import models, segments
+
+    model_path = arguments.model or RESULTS / f"cnn-without-{arguments.held_out}.h5"
+    if arguments.model is None and (arguments.retrain or not model_path.exists()):
+        train_model(arguments.held_out, arguments.epochs, model_path)
+    model, metadata = models.load_model(model_path)
+    print(f"model {model_path} ({metadata['provenance']}), temperature {metadata['temperature']:.2f}", flush=True)
+    rng = np.random.default_rng(arguments.seed)
+    speakers = voices(arguments.held_out, rng)
+    folder = RESULTS / f"conversations-{arguments.held_out}-{arguments.seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    truths, paths = [], []
+    for number in range(arguments.conversations):
+        signal, truth = conversation(speakers, arguments.seconds, rng)
+        paths.append(audio.write_wav(folder / f"conversation-{number:02d}.wav", signal, RATE))
+        truths.append(truth)
+    segments.segment_file(model, metadata, paths[0])  # warm-up: TensorFlow builds its function
+    correct = frames = 0
+    errors, cpu, wall, audio_seconds = [], 0.0, 0.0, 0.0
+    for path, truth in zip(paths, truths):
+        started_cpu, started_wall = time.process_time(), time.perf_counter()
+        segmentation = segments.segment_file(model, metadata, path)
+        cpu += time.process_time() - started_cpu
+        wall += time.perf_counter() - started_wall
+        audio_seconds += segmentation.duration
+        predicted = predicted_frames(segmentation, truth.size)
+        correct += int(np.sum(predicted == truth))
+        frames += truth.size
+        file_errors = boundary_errors(truth, predicted)
+        errors.append(file_errors)
+        print(f"{path.name}: {segmentation.duration:.1f} s, {len(segmentation.segments)} segments "
+              f"(truth {len(boundaries(truth)) + 1}), frame accuracy {np.mean(predicted == truth):.3f}, "
+              f"boundary median {np.median(file_errors):.3f} s", flush=True)
+    errors = np.concatenate(errors)
+    result = {"frame_accuracy": round(correct / frames, 4), "boundary_median_seconds": round(float(np.median(errors)), 3),
+              "realtime_factor": round(audio_seconds / cpu, 1)}
+    print(f"{arguments.conversations} conversations, {audio_seconds / 60:.1f} minutes of {arguments.held_out} voices: "
+          f"frame accuracy {result['frame_accuracy']:.3f}, boundary error median {result['boundary_median_seconds']:.3f} s "
+          f"(90th percentile {np.percentile(errors, 90):.3f} s), {result['realtime_factor']:.0f}x real time on one core "
+          f"({audio_seconds / wall:.0f}x by the wall clock)")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Segments of recordings (acoustics/segments.py and implement_model.py --segments).
+
+The espeak-ng conversation uses a small CNN trained as tests/test_stage5.py trains its own (6 epochs on
+the model test database, ~15 s); memory, chunking and refusals use a cheap stub model, since they test
+the streaming and segmentation alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import run_stage, speak
+
+from acoustics import audio, segments
+from acoustics.errors import BadAudioError
+from acoustics.recipe import Recipe
+from acoustics.settings import Settings
+from acoustics.training import Normalisation
+
+SCRIPT = "implement_model.py"
+RATE = 16000
+#: (voice, pitch, sentence) of the conversation: man, pause, woman, man, woman.
+TURNS = [("de+m3", 40, "Guten Morgen, wie geht es Ihnen heute"), ("de+f2", 60, "Danke, mir geht es sehr gut"),
+         ("de+m1", 35, "Das Wetter ist heute wirklich schön"), ("de+f4", 70, "Ich lese gern ein gutes Buch")]
+PAUSE_SECONDS = 1.0
+
+
+class StubModel:
+    """Stands in for a Keras model: P(male) of each window from its first normalised coefficient."""
+
+    def predict_on_batch(self, windows):
+        return 1 / (1 + np.exp(-np.asarray(windows)[:, :, 0].mean(axis=1, keepdims=True)))
+
+
+def stub_metadata() -> dict:
+    settings = Settings()
+    return {"settings": settings, "normalisation": Normalisation(np.full(40, -200.0), np.full(40, 50.0)),
+            "recipe": Recipe(), "temperature": 1.0}
+
+
+@pytest.fixture(scope="module")
+def segment_model(model_database, tmp_path_factory) -> Path:
+    """A CNN trained on the model test database as test_stage5's stage5 fixture trains it."""
+    from test_stage5 import train_plain_cnn
+
+    folder = tmp_path_factory.mktemp("segments")
+    database = folder / "features.db"
+    database.write_bytes(model_database.read_bytes())
+    train_plain_cnn(database, folder / "best.h5")
+    return folder / "best.h5"
+
+
+@pytest.fixture(scope="module")
+def conversation(tmp_path_factory) -> tuple:
+    """``(path, truth)``: the espeak-ng turns (trimmed) with the pause after the first, quiet room
+    noise throughout; truth lists (label, start, stop) of each turn in seconds."""
+    folder = tmp_path_factory.mktemp("conversation")
+    pieces, truth, time = [np.zeros(int(0.5 * RATE), np.float32)], [], 0.5
+    for number, (voice, pitch, sentence) in enumerate(TURNS):
+        clip, _ = audio.load_audio(speak(sentence, folder / f"turn{number}.wav", voice=voice, pitch=pitch), RATE)
+        clip = audio.trim_silence(clip, 30)
+        truth.append(("male" if "+m" in voice else "female", time, time + clip.size / RATE))
+        pieces.append(clip)
+        time += clip.size / RATE
+        if number == 0:
+            pieces.append(np.zeros(int(PAUSE_SECONDS * RATE), np.float32))
+            time += PAUSE_SECONDS
+    pieces.append(np.zeros(int(0.5 * RATE), np.float32))
+    signal = np.concatenate(pieces)
+    signal = signal + np.random.default_rng(0).standard_normal(signal.size).astype(np.float32) * 10 ** (-65 / 20)
+    path = folder / "conversation.wav"
+    soundfile.write(path, signal, RATE, subtype="PCM_16")
+    return path, truth
+
+
+def speech_segments(segmentation) -> list:
+    return [segment for segment in segmentation.segments if segment.label != "no_speech"]
+
+
+def test_man_pause_woman_man_woman(segment_model, conversation):
+    from acoustics import models
+
+    model, metadata = models.load_model(segment_model)
+    path, truth = conversation
+    result = segments.segment_file(model, metadata, path)
+    found = speech_segments(result)
+    assert [segment.label for segment in found] == ["male", "female", "male", "female"], result.segments
+    for segment, (label, start, stop) in zip(found, truth):
+        assert segment.start == pytest.approx(start, abs=0.3) and segment.stop == pytest.approx(stop, abs=0.3), (segment, start, stop)
+        assert (segment.p_male > 0.5) == (label == "male")
+    pause = [segment for segment in result.segments if segment.label == "no_speech" and segment.start > 1.0]
+    assert pause and pause[0].seconds == pytest.approx(PAUSE_SECONDS, abs=0.3)
+    assert result.segments[0].start == 0 and result.segments[-1].stop == pytest.approx(result.duration)
+    assert all(a.stop == b.start for a, b in zip(result.segments, result.segments[1:]))
+
+
+def test_the_script_prints_writes_rows_and_a_picture(segment_model, conversation, tmp_path):
+    path, _ = conversation
+    (tmp_path / "text.wav").write_text("not audio")
+    out_csv = tmp_path / "segments.csv"
+    done = run_stage(SCRIPT, "--segments", path, tmp_path / "text.wav", "--csv", out_csv, "--model", segment_model,
+                     "--db", tmp_path / "none.db", env={"ACOUSTICS_DATA": str(tmp_path / "data")}, timeout=120)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    assert re.search(rf"^{re.escape(str(path))}: \d+ segments in [0-9.]+ s: [0-9.]+ s male, [0-9.]+ s female", done.stdout, re.M)
+    assert re.search(r"^ +\d+\.\d{3} +\d+\.\d{3}  male +p_male 0\.\d\d$", done.stdout, re.M), done.stdout
+    bad = [line for line in done.stdout.splitlines() if "text.wav" in line]
+    assert len(bad) == 1 and "no segments: not a readable audio file" in bad[0], bad
+    with open(out_csv, newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+    assert reader.fieldnames == ["path", "label", "start", "stop", "p_male"]
+    assert {row["label"] for row in rows} == {"male", "female", "no_speech"}
+    for row in rows:
+        assert row["path"] == str(path) and re.fullmatch(r"\d+\.\d{3}", row["start"]) and re.fullmatch(r"\d+\.\d{3}", row["stop"])
+        assert (row["p_male"] == "") == (row["label"] == "no_speech")
+        assert row["p_male"] == "" or re.fullmatch(r"0\.\d{3}|1\.000", row["p_male"])
+    assert f"Wrote {len(rows)} rows to {out_csv}." in done.stdout
+    assert (tmp_path / "segments-conversation.png").stat().st_size > 10_000
+    assert "Segmented 1 of 2 files" in done.stdout
+
+
+def test_silence_is_one_no_speech_segment(tmp_path):
+    path = tmp_path / "silence.wav"
+    soundfile.write(path, np.random.default_rng(1).standard_normal(3 * RATE) * 1e-3, RATE, subtype="PCM_16")
+    for signal_path in (path,):
+        result = segments.segment_file(StubModel(), stub_metadata(), signal_path)
+        assert [(s.label, s.start, s.stop, s.p_male) for s in result.segments] == [("no_speech", 0.0, 3.0, None)]
+    zeros = segments.segment_signal(StubModel(), stub_metadata(), np.zeros(RATE // 10, np.float32))
+    assert [(s.label, s.start, s.stop) for s in zeros.segments] == [("no_speech", 0.0, 0.1)]
+
+
+@pytest.mark.parametrize("kind", ["missing", "text", "empty"])
+def test_a_bad_file_is_a_clear_error(kind, tmp_path):
+    path = tmp_path / "bad.wav"
+    if kind == "text":
+        path.write_text("hello")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    with pytest.raises(BadAudioError, match=re.escape(str(path))):
+        segments.segment_file(StubModel(), stub_metadata(), path)
+
+
+def test_segments_needs_files():
+    done = run_stage(SCRIPT, "--segments", timeout=60)
+    assert done.returncode == 1 and "--segments needs files" in done.stderr, done.stderr
+
+
+def looped_file(path: Path, clips: list, minutes: float, rate: int) -> Path:
+    """A long file written block by block: the clips and 0.4 s pauses, looped, with quiet noise."""
+    rng = np.random.default_rng(2)
+    pause = np.zeros(int(0.4 * rate), np.float32)
+    with soundfile.SoundFile(path, "w", rate, 1, subtype="PCM_16") as handle:
+        written = 0
+        while written < minutes * 60 * rate:
+            for clip in clips:
+                block = np.concatenate([clip, pause])
+                handle.write(block + rng.standard_normal(block.size).astype(np.float32) * 1e-3)
+                written += block.size
+    return path
+
+
+@pytest.fixture(scope="module")
+def voices(tmp_path_factory) -> list:
+    folder = tmp_path_factory.mktemp("voices")
+    return [audio.load_audio(speak(sentence, folder / f"{number}.wav", voice=voice, pitch=pitch), RATE)[0]
+            for number, (voice, pitch, sentence) in enumerate(TURNS)]
+
+
+def peak_memory(function) -> tuple:
+    """``(result, peak bytes)`` of ``function()`` as tracemalloc counts them (numpy's arrays included)."""
+    tracemalloc.start()
+    try:
+        result = function()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_long_file_streams_in_bounded_memory_and_agrees_with_one_piece(voices, tmp_path):
+    metadata = stub_metadata()
+    short = looped_file(tmp_path / "short.wav", voices, 2, RATE)
+    long = looped_file(tmp_path / "long.wav", voices, 20, RATE)
+    _, short_peak = peak_memory(lambda: segments.segment_file(StubModel(), metadata, short))
+    streamed, long_peak = peak_memory(lambda: segments.segment_file(StubModel(), metadata, long))
+    signal_bytes = soundfile.info(str(long)).frames * 4
+    assert long_peak < short_peak + 8e6 and long_peak < signal_bytes / 3, (short_peak, long_peak, signal_bytes)
+    signal, _ = soundfile.read(long, dtype="float32")
+    whole = segments.segment_signal(StubModel(), metadata, signal, chunk_seconds=7.3)
+    assert len(streamed.segments) == len(whole.segments) > 500
+    for a, b in zip(streamed.segments, whole.segments):
+        assert (a.label, a.start, a.stop) == (b.label, b.start, b.stop)
+        assert a.p_male == pytest.approx(b.p_male, abs=1e-4) if a.p_male is not None else b.p_male is None
+
+
+def test_resampled_blocks_agree_with_the_whole_file(voices, tmp_path):
+    path = tmp_path / "44k.wav"
+    signal = np.concatenate(voices + voices)
+    soundfile.write(path, audio.resample(signal, RATE, 44100), 44100, subtype="FLOAT")
+    streamed = np.concatenate(list(segments.read_blocks(path, RATE, block_seconds=0.7)))
+    whole, _ = audio.load_audio(path, RATE)
+    assert abs(streamed.size - whole.size) <= 2
+    count = min(streamed.size, whole.size)
+    assert np.max(np.abs(streamed[:count] - whole[:count])) < 1e-3
