@@ -195,7 +195,7 @@ def test_ctrl_c_keeps_the_best_weights_and_saves(model_database, tmp_path):
         process.kill()
     text = output.text()
     assert process.returncode == 0, text + process.stderr.read()
-    assert "Stopped by Ctrl-C" in text and "Next: python implement_model.py --model" in text
+    assert "Stopped by Ctrl-C" in text and "Next: python implement_model.py --db" in text
     from acoustics import models
 
     _, metadata = models.load_model(tmp_path / "models" / "cnnlstm.h5")
