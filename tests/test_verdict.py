@@ -28,10 +28,12 @@ RATE = 16000
     (0.606, "male", 0.606, "fairly sure"),  # printed as 0.61
     (0.61, "male", 0.61, "fairly sure"),
     (0.39, "female", 0.61, "fairly sure"),
-    (0.84, "male", 0.84, "fairly sure"),
-    (0.85, "male", 0.85, "sure"),
-    (0.15, "female", 0.85, "sure"),
-    (0.16, "female", 0.84, "fairly sure"),
+    (0.85, "male", 0.85, "fairly sure"),
+    (0.944, "male", 0.944, "fairly sure"),  # printed as 0.94
+    (0.946, "male", 0.946, "sure"),  # printed as 0.95
+    (0.95, "male", 0.95, "sure"),
+    (0.05, "female", 0.95, "sure"),
+    (0.06, "female", 0.94, "fairly sure"),
     (0.999, "male", 0.999, "sure"),
     (0.0, "female", 1.0, "sure"),
 ])
