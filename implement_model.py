@@ -49,10 +49,8 @@ JSON lines for other programs). --stream keeps listening, a verdict per sentence
 
 EXAMPLES = """examples:
   python implement_model.py                             # say one sentence into the microphone
-  python implement_model.py --stream --pause 0.8        # a verdict after each sentence, until Ctrl-C
   python implement_model.py recordings/ --csv out.csv   # every audio file in a folder, also as a table
-  python implement_model.py a.wav b.flac --json         # one JSON object per line, for other programs
-  python implement_model.py --manifest ../shared/data/emodb/labels.csv --limit 20 --compare models/reference.h5
+  python implement_model.py --manifest labels.csv --compare models/reference.h5   # two models, side by side
   python implement_model.py --segments talk.wav --csv segments.csv   # who speaks when: male, female, no_speech
 """
 
