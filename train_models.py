@@ -99,7 +99,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--fractions", type=float, nargs=3, metavar=("TRAIN", "VALIDATION", "TEST"), default=None,
                         help="draw a new split with these shares of each sex's speakers (default 0.70 0.15 0.15)")
     parser.add_argument("--bench", type=Path, metavar="JSON", help="store these bench/accuracy.py figures with the models "
-                        "(make reference stores bench/accuracy.json's)")
+                        "(make reference stores bench/accuracy.json's); with --check: in that model")
     parser.add_argument("--check", type=Path, metavar="MODEL", help="only check MODEL.h5: what it holds, heard and scored")
     return parser.parse_args(argv)
 
@@ -137,7 +137,11 @@ def copy_atomically(source: Path, destination: Path) -> None:
 
 def check(arguments) -> int:
     from acoustics import models
+    from acoustics.modelfile import add_provenance
 
+    if arguments.bench:
+        add_provenance(arguments.check, bench_figures(arguments.bench))
+        print(f"Stored the figures of {arguments.bench} in {arguments.check}.")
     model, metadata = models.load_model(arguments.check)
     if arguments.db.exists():
         with FeatureDatabase(arguments.db, readonly=True) as database:

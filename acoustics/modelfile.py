@@ -90,3 +90,30 @@ def check_model_settings(metadata: dict, settings: Settings, *, source: str = "T
         fix="Retrain the model with 'python train_models.py' on these features, or use the matching database.",
         fields=FEATURE_FIELDS,
     )
+
+
+def add_provenance(path, entries: dict) -> None:
+    """Add ``entries`` (JSON-able) to the provenance stored in the model file ``path``, atomically: a copy
+    in the same folder is changed and then renamed over the file. Used to store the benchmark figures
+    of a model's recipe after it was trained (``train_models.py --check MODEL --bench JSON``)."""
+    import os
+    import shutil
+    import tempfile
+
+    import h5py
+
+    path = Path(path)
+    provenance = read_metadata(path)["provenance"] | entries
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.h5", dir=path.parent)
+    os.close(handle)
+    try:
+        shutil.copyfile(path, temporary)
+        with h5py.File(temporary, "a") as model_file:
+            model_file.attrs[ATTRIBUTE_PREFIX + "provenance"] = json.dumps(provenance, sort_keys=True)
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
