@@ -39,6 +39,24 @@ def speak(text: str, path: Path, *, voice: str = "de+m1", pitch: int = 50, speed
     return path
 
 
+def one_line(error, *words) -> str:
+    """The message of ``error``, asserted to be the one line a person reads: no line break, no stray
+    spaces, and each of ``words`` (a file name, the fix) in it."""
+    message = str(error)
+    assert message and "\n" not in message and "\r" not in message and message.strip() == message, message
+    for word in words:
+        assert str(word) in message, message
+    return message
+
+
+def assert_one_line_failure(done: subprocess.CompletedProcess, *words, status: int = 1) -> str:
+    """A stage run that failed with ``status`` and said why in one line on stderr holding each of
+    ``words``, with no traceback and no ALSA noise; that line."""
+    assert done.returncode == status, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "ALSA lib" not in done.stderr, done.stderr
+    return one_line(done.stderr.strip(), *words)
+
+
 def run_stage(script: str, *arguments, cwd: Path = ROOT, timeout: float = 600, env=None) -> subprocess.CompletedProcess:
     """Run a stage script as a person does: ``python script args`` from the repository root."""
     environment = dict(os.environ, **(env or {}))

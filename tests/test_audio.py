@@ -17,7 +17,7 @@ from hypothesis.extra import numpy as hnp
 from acoustics import audio, features
 from acoustics.errors import AcousticsError, BadAudioError, BadParameterError, NoSpeechError
 from acoustics.settings import Settings
-from conftest import speak
+from conftest import one_line, speak
 
 RATE = 16000
 
@@ -38,13 +38,6 @@ def dominant_frequency(signal: np.ndarray, rate: int) -> float:
 
 def rms(signal) -> float:
     return float(np.sqrt(np.mean(np.square(np.asarray(signal, dtype=np.float64)))))
-
-
-def assert_one_line_naming(error: Exception, path: Path) -> str:
-    message = str(error)
-    assert path.name in message, message
-    assert "\n" not in message and "\r" not in message, message
-    return message
 
 
 # Loading: good files ---------------------------------------------------------------------------
@@ -230,7 +223,7 @@ def test_bad_files_raise_bad_audio_error_naming_the_file(tmp_path, case, make, r
     make(path, tmp_path)
     with pytest.raises(BadAudioError) as caught:
         audio.load_audio(path, RATE)
-    message = assert_one_line_naming(caught.value, path)
+    message = one_line(caught.value, path.name)
     assert reason in message.lower()
     assert isinstance(caught.value, AcousticsError)
 
@@ -258,7 +251,7 @@ def test_cut_short_wav_is_refused(tmp_path, case, make):
     make(path, tmp_path)
     with pytest.raises(BadAudioError) as caught:
         audio.load_audio(path, RATE)
-    message = assert_one_line_naming(caught.value, path)
+    message = one_line(caught.value, path.name)
     assert "cut short" in message or "corrupt" in message
 
 
@@ -269,7 +262,7 @@ def test_max_seconds_limit(tmp_path, limit, refused):
     if refused:
         with pytest.raises(BadAudioError) as caught:
             audio.load_audio(path, RATE, max_seconds=limit)
-        assert "limit" in assert_one_line_naming(caught.value, path)
+        assert "limit" in one_line(caught.value, path.name)
         with pytest.raises(BadAudioError):
             audio.probe(path, max_seconds=limit)
     else:
@@ -289,7 +282,7 @@ def test_ten_hour_file_is_refused_from_its_header_without_reading_it(tmp_path):
     with pytest.raises(BadAudioError) as caught:
         audio.load_audio(path, RATE)
     elapsed = time.perf_counter() - started
-    message = assert_one_line_naming(caught.value, path)
+    message = one_line(caught.value, path.name)
     assert "600" in message and "limit" in message  # 600.0 minutes long
     assert elapsed < 0.5  # decoding 288 M samples would take seconds and 1 GB of memory
     info_started = time.perf_counter()

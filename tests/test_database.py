@@ -15,6 +15,7 @@ from acoustics import database
 from acoustics.database import APPLICATION_ID, SCHEMA_VERSION, FeatureDatabase, create_database
 from acoustics.errors import AcousticsError, BadDatabaseError, BadParameterError, SettingsMismatchError
 from acoustics.settings import Settings
+from conftest import one_line
 
 SETTINGS = Settings()
 
@@ -41,12 +42,6 @@ def db_path(tmp_path):
     path = tmp_path / "features.db"
     assert create_database(path, SETTINGS) == "created"
     return path
-
-
-def one_line(error: Exception, path) -> str:
-    message = str(error)
-    assert str(path) in message and "\n" not in message, message
-    return message
 
 
 def table_count(path, table: str) -> int:

@@ -18,7 +18,7 @@ from acoustics.database import FeatureDatabase
 from acoustics.errors import BadModelError, NotEnoughDataError, SettingsMismatchError
 from acoustics.recipe import Recipe
 from acoustics.settings import Settings
-from conftest import OutputLines
+from conftest import OutputLines, one_line
 
 models = pytest.importorskip("acoustics.models")  # imports TensorFlow (~4 s), once for the module
 import keras  # noqa: E402
@@ -29,12 +29,6 @@ COEFFICIENTS = 20  # as train_models.py's networks see (training.COEFFICIENTS)
 def speakers_frame(males: int, females: int) -> pandas.DataFrame:
     sexes = ["male"] * males + ["female"] * females
     return pandas.DataFrame({"id": range(1, len(sexes) + 1), "sex": sexes})
-
-
-def one_line(error) -> str:
-    text = str(error)
-    assert "\n" not in text and text.strip() == text
-    return text
 
 
 # Split -------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import soundfile
 from acoustics import audio
 from acoustics.database import create_database
 from acoustics.settings import Settings
-from conftest import run_stage
+from conftest import assert_one_line_failure, run_stage
 
 SCRIPT = "collect_background_noise.py"
 
@@ -23,15 +23,6 @@ def places(tmp_path) -> dict:
 def run(places, *arguments, env=None, timeout=120):
     return run_stage(SCRIPT, "--out", places["out"], "--picture", places["picture"], "--db", places["db"], *arguments,
                      env=env, timeout=timeout)
-
-
-def assert_one_line_error(done, *words) -> None:
-    assert done.returncode == 1, done.stdout + done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert "Traceback" not in done.stderr and "ALSA lib" not in done.stderr
-    for word in words:
-        assert word in lines[0]
 
 
 def test_synthetic(places):
@@ -73,7 +64,7 @@ def test_a_bad_file_leaves_the_existing_noise_alone(places, tmp_path):
     fake = tmp_path / "notes.wav"
     fake.write_text("this is not audio\n")
     done = run(places, "--from-file", fake)
-    assert_one_line_error(done, str(fake))
+    assert_one_line_failure(done, str(fake))
     assert places["out"].read_bytes() == before
 
 
@@ -83,7 +74,7 @@ def test_nearly_silent_noise_does_not_replace_a_good_one(places, tmp_path):
     quiet = tmp_path / "quiet.wav"
     soundfile.write(quiet, (np.random.default_rng(1).standard_normal(16000) * 10 ** (-72 / 20)).astype(np.float32), 16000)
     done = run(places, "--from-file", quiet)
-    assert_one_line_error(done, "Kept the existing", "--force")
+    assert_one_line_failure(done, "Kept the existing", "--force")
     assert "WARNING" in done.stdout and "nearly silent" in done.stdout
     assert places["out"].read_bytes() == before
     forced = run(places, "--from-file", quiet, "--force")
@@ -94,7 +85,7 @@ def test_digital_silence_is_never_saved(places, tmp_path):
     zeros = tmp_path / "zeros.wav"
     soundfile.write(zeros, np.zeros(16000, np.float32), 16000)
     done = run(places, "--from-file", zeros)
-    assert_one_line_error(done, "digital silence", "nothing was saved")
+    assert_one_line_failure(done, "digital silence", "nothing was saved")
     assert not places["out"].exists()
 
 
@@ -110,7 +101,7 @@ def test_no_microphone(places, no_microphone_env):
     audio.write_wav(places["out"], audio.synthetic_room_noise(1.0, 16000, np.random.default_rng(0)), 16000)
     before = places["out"].read_bytes()
     done = run(places, "--seconds", "1", env=no_microphone_env)
-    assert_one_line_error(done, "No microphone found", "--from-file", "--synthetic")
+    assert_one_line_failure(done, "No microphone found", "--from-file", "--synthetic")
     assert places["out"].read_bytes() == before
 
 
@@ -135,7 +126,7 @@ def test_records_the_room_through_the_microphone(places, virtual_microphone, tmp
 def test_silence_from_the_microphone_is_refused(places, virtual_microphone):
     """Nothing plays: the microphone delivers digital silence, as a muted one does."""
     done = run(places, "--seconds", "1", env=virtual_microphone.env, timeout=60)
-    assert_one_line_error(done, "digital silence", "--synthetic")
+    assert_one_line_failure(done, "digital silence", "--synthetic")
     assert not places["out"].exists()
 
 
@@ -145,5 +136,5 @@ def test_a_microphone_that_delivers_nothing_is_one_line(places, virtual_micropho
     before = places["out"].read_bytes()
     with virtual_microphone.dead_pipe():
         done = run(places, "--seconds", "1", env=virtual_microphone.env, timeout=60)
-    assert_one_line_error(done, "delivers no sound", "plugged in, not muted", "--from-file", "--synthetic")
+    assert_one_line_failure(done, "delivers no sound", "plugged in, not muted", "--from-file", "--synthetic")
     assert places["out"].read_bytes() == before and not places["picture"].exists()

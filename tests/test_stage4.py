@@ -8,22 +8,13 @@ import sqlite3
 import subprocess
 
 import pytest
-from conftest import PYTHON, ROOT, OutputLines, build_feature_database, run_stage, stop_child, with_sigint
+from conftest import PYTHON, ROOT, OutputLines, assert_one_line_failure, build_feature_database, run_stage, stop_child, with_sigint
 
 from acoustics.database import FeatureDatabase, create_database
 from acoustics.recipe import Recipe
 from acoustics.settings import Settings
 
 MODEL_FILES = ("cnn.h5", "lstm.h5", "cnnlstm.h5", "ensemble.h5", "best.h5")
-
-
-def assert_one_line_failure(result: subprocess.CompletedProcess, *words: str) -> str:
-    assert result.returncode == 1, result.stdout + result.stderr
-    message = result.stderr.strip()
-    assert "Traceback" not in result.stderr and "\n" not in message, result.stderr
-    for word in words:
-        assert word in message, message
-    return message
 
 
 @pytest.fixture(scope="module")
