@@ -23,14 +23,12 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common import CORPORA, DATA  # noqa: E402  (also puts the project on sys.path)
 
 from acoustics import audio  # noqa: E402
 from acoustics.errors import AcousticsError, reason_of  # noqa: E402
 from acoustics.settings import Settings  # noqa: E402
 
-CORPORA = ("emodb", "ravdess", "librispeech")
 
 
 def kind(text: str) -> str:
@@ -65,7 +63,7 @@ def run_corpus(folder: Path, settings: Settings) -> tuple:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="folder of the corpora")
+    parser.add_argument("--data", default=str(DATA), help="folder of the corpora")
     arguments = parser.parse_args()
     settings = Settings()
     started = time.perf_counter()

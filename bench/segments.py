@@ -39,10 +39,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "bench" / "results" / "segments"
+from common import DATA, RESULTS as ALL_RESULTS  # also puts the project on sys.path
+
+RESULTS = ALL_RESULTS / "segments"
 CORPORA = ("emodb", "ravdess", "librispeech")
 RATE = 16000
 FRAME = 0.01

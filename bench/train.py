@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,19 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-EMODB = ROOT.parent / "shared" / "data" / "emodb"
+from common import EMODB, stage  # also puts the project on sys.path
 
 from acoustics import audio  # noqa: E402
-
-
-def stage(script: str, *arguments) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, str(ROOT / script), *map(str, arguments)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=1800)
-    if result.returncode != 0:
-        sys.exit(f"{script} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-    return result
 
 
 def main(argv=None) -> int:
