@@ -325,6 +325,16 @@ class FeatureDatabase:
     def known_hashes(self) -> set:
         return {row[0] for row in self._query("SELECT sha256 FROM recordings")}
 
+    def stored_labels(self) -> dict:
+        """``{sha256: (source, speaker name, sex)}`` of every stored recording."""
+        return {sha256: (source, name, sex) for sha256, source, name, sex in self._query(
+            "SELECT recordings.sha256, speakers.source, speakers.name, speakers.sex FROM recordings "
+            "JOIN speakers ON speakers.id = recordings.speaker_id")}
+
+    def speaker_sexes(self) -> dict:
+        """``{(source, speaker name): sex}`` of every stored speaker."""
+        return {(source, name): sex for source, name, sex in self._query("SELECT source, name, sex FROM speakers")}
+
     def add_noise(self, *, name: str, kind: str, sha256: str, duration_seconds: float, level_dbfs: float) -> int:
         """Store a background noise (once per content hash) and return its id."""
         with self.transaction() as connection:
