@@ -25,6 +25,7 @@ EXAMPLES = """examples:
   python speech_prep.py                          # the SVD export in data/male_speech and data/female_speech
   python speech_prep.py --demo                   # the built-in demo corpus (synthetic voices)
   python speech_prep.py --manifest emodb.csv --db data/emodb.db   # recordings listed in a CSV file
+  python speech_prep.py --manifest a/part1.csv --manifest b/part2.csv --corpus emodb   # one corpus, two lists
 """
 BATCH_SIZE = 32  # recordings per database transaction
 
@@ -34,6 +35,14 @@ def non_negative_integer(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
     return value
+
+
+def corpus_name(text: str) -> str:
+    """A --corpus name: non-empty, printable, at most 100 characters."""
+    name = text.strip()
+    if not name or len(name) > 100 or not name.isprintable():
+        raise argparse.ArgumentTypeError(f"must be a short printable name, not {text!r}")
+    return name
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
@@ -46,6 +55,10 @@ def parse_arguments(argv=None) -> argparse.Namespace:
                         help="folder holding male_speech/ and female_speech/ of the SVD export (default: %(default)s)")
     parser.add_argument("--manifest", action="append", default=[], metavar="CSV",
                         help="CSV with columns path,sex,speaker (repeatable)")
+    parser.add_argument("--corpus", metavar="NAME", type=corpus_name,
+                        help="corpus name of the speakers of every --manifest of this run (default: each manifest's "
+                             "folder name); speaker 03 of two corpora is two people, of one corpus one person. "
+                             "Manifests of different corpora with their own names: one run per corpus")
     parser.add_argument("--demo", action="store_true", help="use the built-in demo corpus (spoken by espeak-ng)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                         help="recordings worked on at the same time, one per processor core (default: %(default)s)")
@@ -67,7 +80,8 @@ def same_command(arguments) -> str:
     paths = Paths()
     return command_line("speech_prep.py", ("--db", arguments.db, paths.database),
                         ("--noise", arguments.noise, paths.background_noise), ("--svd", arguments.svd, paths.data_dir),
-                        ("--manifest", arguments.manifest, None), ("--demo", arguments.demo, None),
+                        ("--manifest", arguments.manifest, None), ("--corpus", arguments.corpus, None),
+                        ("--demo", arguments.demo, None),
                         ("--snrs", arguments.snrs if arguments.start_over else None, None))
 
 
@@ -81,7 +95,7 @@ def collect(arguments, paths: Paths) -> tuple:
     if corpus.has_svd(arguments.svd):
         recordings += corpus.find_svd(arguments.svd)
     for manifest in arguments.manifest:
-        found, bad_rows = corpus.read_manifest(manifest)
+        found, bad_rows = corpus.read_manifest(manifest, source=arguments.corpus)
         recordings += found
         skipped += bad_rows
     if arguments.demo:
@@ -167,19 +181,7 @@ def main(argv=None) -> int:
                                               duration_seconds=noise.size / settings.sample_rate,
                                               level_dbfs=audio.level_dbfs(noise))
         recordings, skipped = collect(arguments, paths)
-        known = feature_database.known_hashes()
-        tasks, already = [], 0
-        for recording in recordings:
-            try:
-                task = preparation.make_task(recording)
-            except AcousticsError as error:
-                skipped.append(Skipped(str(recording.path), reason_of(error, recording.path)))
-                continue
-            if task.sha256 in known:
-                already += 1
-                continue
-            known.add(task.sha256)  # the same file twice in the corpus is stored once
-            tasks.append(task)
+        tasks, already = sort_recordings(recordings, feature_database, skipped)
         if arguments.limit is not None:
             tasks = tasks[: arguments.limit]
         print(f"Found {len(recordings)} recordings: {already} already stored, {len(tasks)} to process "
@@ -217,6 +219,28 @@ def main(argv=None) -> int:
             feature_database.close()
     print(f"Next: {command_line('train_models.py', ('--db', arguments.db, Paths().database))}")
     return 0
+
+
+def sort_recordings(recordings, feature_database, skipped: list) -> tuple:
+    """The tasks to process (each content once, under one speaker per person) and how many are stored
+    already; adds the unreadable files and the label conflicts to ``skipped`` (see acoustics.identity)."""
+    from acoustics import identity, preparation
+    from acoustics.corpus import Skipped
+
+    tasks = []
+    for recording in recordings:
+        try:
+            tasks.append(preparation.make_task(recording))
+        except AcousticsError as error:
+            skipped.append(Skipped(str(recording.path), reason_of(error, recording.path)))
+    sorted_out = identity.reconcile(tasks, feature_database.stored_labels(), feature_database.speaker_sexes())
+    skipped += sorted_out.skipped
+    for speaker, stored_as in sorted_out.linked.items():
+        print(f"{identity.show(speaker).capitalize()} shares recordings with {identity.show(stored_as)}: "
+              "one person, stored as the latter.")
+    if sorted_out.repeated:
+        print(f"{sorted_out.repeated} listings repeat a file listed before (same content); each is stored once.")
+    return sorted_out.new, sorted_out.already
 
 
 def summarise(feature_database, stored_now: int, seconds_of_audio: float, skipped: list, noted: list,

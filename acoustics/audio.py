@@ -19,6 +19,13 @@ from .errors import BadAudioError, BadParameterError, NoSpeechError
 
 #: Files longer than this (in seconds) are refused before they are read.
 MAX_FILE_SECONDS = 600.0
+#: Files of a higher sample rate (Hz) or more channels are refused from their header: nothing recorded
+#: for speech needs more, and a header may claim anything.
+MAX_SAMPLE_RATE = 192_000
+MAX_CHANNELS = 8
+#: Files are decoded, downmixed and resampled this many seconds at a time, so that memory holds a few
+#: blocks and the output (at most 600 s at 16 kHz mono: 38 MB), not the whole decoded file.
+BLOCK_SECONDS = 1.0
 #: Less speech than this (in seconds, after trimming silence) is refused as too short.
 MIN_SPEECH_SECONDS = 0.25
 #: A signal whose RMS level is below this (dBFS) is nearly silent: stage 2 warns about such a noise.
@@ -84,6 +91,11 @@ def probe(path, *, max_seconds: float = MAX_FILE_SECONDS) -> AudioInfo:
         raise BadAudioError(f"{path}: the header declares {info.channels} channels at {info.samplerate} Hz; re-export the file.")
     if info.frames <= 0:
         raise BadAudioError(f"{path}: the file holds no samples; record or copy it again.")
+    if info.samplerate > MAX_SAMPLE_RATE or info.channels > MAX_CHANNELS:
+        raise BadAudioError(
+            f"{path}: {info.channels} channels at {info.samplerate} Hz, above the limit of {MAX_CHANNELS} channels at "
+            f"{MAX_SAMPLE_RATE} Hz; convert it to mono 16 kHz, e.g. 'sox \"{path}\" -r 16000 -c 1 out.wav'."
+        )
     if info.format in ("WAV", "WAVEX"):
         declared = re.search(r"^data\s*:\s*(\d+) \(should be \d+\)", info.extra_info, re.MULTILINE)
         if declared and int(declared.group(1)) not in (0, 0xFFFFFFFF):  # 0 and 0xFFFFFFFF: streamed WAVs
@@ -114,22 +126,49 @@ def resample(signal: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
 def load_audio(path, sample_rate: int, *, max_seconds: float = MAX_FILE_SECONDS) -> tuple:
     """Load ``path`` as float32 mono at ``sample_rate`` Hz.
 
-    Any format libsndfile reads (WAV of 8 to 32 bits, integer or float, FLAC, OGG ...), any number
-    of channels (averaged) and any rate (resampled). Returns ``(signal, AudioInfo)``.
-    Raises :class:`BadAudioError` with the file name and the fix when the file is unusable.
+    Any format libsndfile reads (WAV of 8 to 32 bits, integer or float, FLAC, OGG ...), up to
+    :data:`MAX_CHANNELS` channels (averaged) at up to :data:`MAX_SAMPLE_RATE` Hz (resampled). It is
+    decoded :data:`BLOCK_SECONDS` at a time, so memory grows with the output, not with the file's rate
+    or channel count. Returns ``(signal, AudioInfo)``. Raises :class:`BadAudioError` with the file name
+    and the fix when the file is unusable, or too large to fit in memory.
     """
     info = probe(path, max_seconds=max_seconds)
     try:
-        data, _ = soundfile.read(info.path, dtype="float32", always_2d=True)
+        signal = _decode(info, sample_rate)
+    except BadAudioError:
+        raise
+    except MemoryError:
+        raise BadAudioError(
+            f"{path}: too large to fit in memory ({info.channels} channels at {info.sample_rate} Hz, "
+            f"{_minutes(info.duration_seconds)}); convert it to mono 16 kHz or cut it into shorter clips."
+        ) from None
     except Exception:
         raise BadAudioError(f"{path}: the audio data is corrupt or cut short; copy or export the file again.") from None
-    if data.shape[0] == 0:
+    if signal.size == 0:
         raise BadAudioError(f"{path}: the file holds no samples; record or copy it again.")
-    if not np.isfinite(data).all():
-        raise BadAudioError(f"{path}: holds NaN or infinite samples; re-export it as 16-bit PCM WAV.")
-    signal = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    signal = np.clip(signal, -1.0, 1.0)  # float files may exceed full scale slightly
-    return resample(np.ascontiguousarray(signal, dtype=np.float32), info.sample_rate, sample_rate), info
+    return signal, info
+
+
+def _decode(info: AudioInfo, sample_rate: int) -> np.ndarray:
+    """The file of ``info`` as float32 mono at ``sample_rate`` Hz, decoded, downmixed, clipped to
+    [-1, 1] and resampled (soxr, high quality) one block at a time."""
+    import soxr  # a dependency of librosa; far faster than a per-file scipy filter design
+
+    stream = None
+    if info.sample_rate != sample_rate:
+        stream = soxr.ResampleStream(info.sample_rate, sample_rate, 1, dtype="float32", quality="HQ")
+    pieces = []
+    block_frames = max(1024, int(info.sample_rate * BLOCK_SECONDS))
+    with soundfile.SoundFile(info.path) as handle:
+        for block in handle.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
+            if not np.isfinite(block).all():
+                raise BadAudioError(f"{info.path}: holds NaN or infinite samples; re-export it as 16-bit PCM WAV.")
+            mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+            mono = np.clip(mono, -1.0, 1.0)  # float files may exceed full scale slightly
+            pieces.append(mono if stream is None else stream.resample_chunk(mono))
+    if stream is not None and pieces:
+        pieces.append(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+    return np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.zeros(0, dtype=np.float32)
 
 
 def level_dbfs(signal: np.ndarray) -> float:

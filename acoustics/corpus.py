@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import AcousticsError, BadParameterError
@@ -45,13 +45,18 @@ MBROLA_VOICES = {"mb-de1": "female", "mb-de2": "male", "mb-de3": "female", "mb-d
 
 @dataclass(frozen=True)
 class LabelledRecording:
-    """One audio file with its labels."""
+    """One audio file with its labels.
+
+    ``source`` is the corpus name that namespaces ``speaker`` (a speaker is ``(source, speaker)``);
+    ``listed`` says where the labels come from (``MANIFEST line N``; "" for the SVD layout).
+    """
 
     path: Path
     sex: str
     speaker: str
     source: str
     synthetic: bool = False
+    listed: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,8 @@ def has_svd(data_dir) -> bool:
 def read_manifest(manifest, *, source: str | None = None, synthetic: bool = False) -> tuple:
     """Read a CSV manifest; return ``(recordings, skipped)``.
 
+    ``source`` is the corpus name of its speakers (default: the manifest's folder name), so that speaker
+    "03" of two corpora stays two people and one corpus read through two manifests stays one.
     Rows with an unknown sex label or a missing file are skipped with a reason; a manifest without the
     needed columns raises :class:`BadParameterError`.
     """
@@ -134,7 +141,7 @@ def read_manifest(manifest, *, source: str | None = None, synthetic: bool = Fals
             skipped.append(Skipped(where, "empty speaker"))
         else:
             path = Path(raw_path) if Path(raw_path).is_absolute() else manifest.parent / raw_path
-            recordings.append(LabelledRecording(path, sex, speaker, source, synthetic))
+            recordings.append(LabelledRecording(path, sex, speaker, source, synthetic, where))
     return recordings, skipped
 
 

@@ -123,6 +123,12 @@ def _json_default(value):
     return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
+def _sentence(error) -> str:
+    """The message of ``error`` without its final full stop, cut to 200 characters."""
+    text = str(error).rstrip(".")
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def _explain(path, error: sqlite3.Error) -> BadDatabaseError:
     """Turn an sqlite3 error into the one line a person reads."""
     text = str(error).lower()
@@ -311,7 +317,8 @@ class FeatureDatabase:
             try:
                 self._settings = Settings.from_json(rows[0][0])
             except BadParameterError as error:
-                raise BadDatabaseError(f"{self.path}: {error}") from None
+                raise BadDatabaseError(f"{self.path}: the stored settings are damaged or tampered with ({_sentence(error)}); "
+                                       f"run 'python set_up_sql.py --db {self.path} --reset' to rebuild it.") from None
         return self._settings
 
     def check_settings(self, settings: Settings, *, fields=DATABASE_FIELDS) -> None:
@@ -324,6 +331,16 @@ class FeatureDatabase:
     # Writing -----------------------------------------------------------------------------------
     def known_hashes(self) -> set:
         return {row[0] for row in self._query("SELECT sha256 FROM recordings")}
+
+    def stored_labels(self) -> dict:
+        """``{sha256: (source, speaker name, sex)}`` of every stored recording."""
+        return {sha256: (source, name, sex) for sha256, source, name, sex in self._query(
+            "SELECT recordings.sha256, speakers.source, speakers.name, speakers.sex FROM recordings "
+            "JOIN speakers ON speakers.id = recordings.speaker_id")}
+
+    def speaker_sexes(self) -> dict:
+        """``{(source, speaker name): sex}`` of every stored speaker."""
+        return {(source, name): sex for source, name, sex in self._query("SELECT source, name, sex FROM speakers")}
 
     def add_noise(self, *, name: str, kind: str, sha256: str, duration_seconds: float, level_dbfs: float) -> int:
         """Store a background noise (once per content hash) and return its id."""

@@ -19,6 +19,14 @@ from .errors import BadParameterError, SettingsMismatchError
 #: Bumped whenever the meaning of a stored feature changes; part of every settings comparison.
 FEATURE_VERSION = 1
 
+#: Upper bounds, the same for the command line, a database's settings row and a model's settings: mel
+#: bands, frames per model input (10 s at 10 ms), noise levels (each adds a feature row per recording).
+#: ``sample_rate`` (4000-48000 Hz), ``window_ms`` (<= 200 ms) and ``seed`` (< 2**32) are bounded in
+#: :meth:`Settings.__post_init__`.
+MAX_MELS = 256
+MAX_FRAMES = 1000
+MAX_SNRS = 12
+
 #: The fields that decide what a stored MFCC matrix means. A model can only use features that agree
 #: on all of them.
 FEATURE_FIELDS = (
@@ -92,22 +100,23 @@ class Settings:
             raise BadParameterError("Bad settings: " + "; ".join(problems) + ".")
         if not 4000 <= self.sample_rate <= 48000:
             problems.append(f"sample_rate must be between 4000 and 48000 Hz, not {self.sample_rate!r}")
-        if self.n_mels < 1:
-            problems.append(f"n_mels must be positive, not {self.n_mels!r}")
+        if not 1 <= self.n_mels <= MAX_MELS:
+            problems.append(f"n_mels must be between 1 and {MAX_MELS}, not {self.n_mels!r}")
         if not 1 <= self.n_mfcc <= self.n_mels:
             problems.append(f"n_mfcc must be between 1 and n_mels ({self.n_mels}), not {self.n_mfcc!r}")
         if not 0 < self.hop_ms <= self.window_ms <= 200:
             problems.append(f"need 0 < hop_ms <= window_ms <= 200 ms, not hop {self.hop_ms} and window {self.window_ms}")
         if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
             problems.append(f"need 0 <= fmin < fmax <= sample_rate/2, not fmin {self.fmin} and fmax {self.fmax}")
-        if self.frames < 8:
-            problems.append(f"frames must be at least 8, not {self.frames!r}")
-        if not self.trim_top_db > 0:
-            problems.append(f"trim_top_db must be positive, not {self.trim_top_db}")
-        if self.seed < 0:
-            problems.append(f"seed must not be negative, not {self.seed}")
-        if any(not -30 <= snr <= 60 for snr in self.snrs_db) or len(set(self.snrs_db)) != len(self.snrs_db):
-            problems.append(f"snrs_db must be distinct values between -30 and 60 dB, not {self.snrs_db}")
+        if not 8 <= self.frames <= MAX_FRAMES:
+            problems.append(f"frames must be between 8 and {MAX_FRAMES}, not {self.frames!r}")
+        if not 0 < self.trim_top_db <= 120:
+            problems.append(f"trim_top_db must be between 0 and 120 dB, not {self.trim_top_db}")
+        if not 0 <= self.seed < 2**32:
+            problems.append(f"seed must be between 0 and 2**32 - 1, not {self.seed}")
+        if (any(not -30 <= snr <= 60 for snr in self.snrs_db) or len(set(self.snrs_db)) != len(self.snrs_db)
+                or len(self.snrs_db) > MAX_SNRS):
+            problems.append(f"snrs_db must be at most {MAX_SNRS} distinct values between -30 and 60 dB, not {_show(self.snrs_db)[:80]}")
         if problems:
             raise BadParameterError("Bad settings: " + "; ".join(problems) + ".")
 

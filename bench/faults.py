@@ -5,7 +5,10 @@ every kind of hostile input to the stages. Every failure and traceback count mus
     python bench/faults.py [--trials 20]
 
 The last line is one JSON object: {"kill_trials", "kill_failures", "concurrent_trials",
-"concurrent_failures", "bad_inputs", "bad_input_tracebacks"}. The tests run the same scenarios with
+"concurrent_failures", "bad_inputs", "bad_input_tracebacks", "issue18_cases", "issue18_failures", "hangs",
+"tracebacks", "overwrites", "duplicates", "peak_rss_mb_hostile"}. Issue 18's cases (``issue18``): EmoDB
+through two manifests (no duplicated rows or speakers), conflicting labels, tampered settings rows,
+small files that decode to huge signals (peak memory of stages 3 and 5, MB), outputs aimed at inputs. The tests run the same scenarios with
 fewer trials (tests/test_faults.py).
 """
 
@@ -151,6 +154,171 @@ def concurrent_runs(trials: int, folder: Path) -> list:
     return failures
 
 
+# Issue 18: nothing lost, nothing hangs --------------------------------------------------------
+def guarded(command: list, timeout: float = 300, env=None):
+    """Run ``command`` (a list) from the repository root; None when it ran past ``timeout`` seconds (a hang)."""
+    try:
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                              env=dict(os.environ, **(env or {})))
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def peak_run(script: str, *arguments, timeout: float = 300, env=None):
+    """Run a stage in a child process: (CompletedProcess or None on a hang, peak resident memory in MB)."""
+    measure = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]); "
+               "sys.stderr.write('PEAK %d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
+               "sys.exit(done.returncode)")
+    result = guarded([sys.executable, "-c", measure, sys.executable, str(ROOT / script), *map(str, arguments)],
+                     timeout, env)
+    if result is None:
+        return None, 0.0
+    lines = result.stderr.strip().splitlines()
+    kib = int(lines[-1].split()[1]) if lines and lines[-1].startswith("PEAK ") else 0
+    result.stderr = "\n".join(lines[:-1])
+    return result, kib / 1024
+
+
+class Tally:
+    """Counts of issue 18: hangs, tracebacks, refusals that were not one line, overwrites, duplicates."""
+
+    def __init__(self) -> None:
+        self.cases, self.hangs, self.tracebacks, self.overwrites, self.duplicates, self.peak_mb = 0, 0, 0, 0, 0, 0.0
+        self.failures = []
+
+    def check(self, label: str, result, *, exit_code: int, expect: str = "", one_line: bool = False) -> None:
+        self.cases += 1
+        if result is None:
+            self.hangs += 1
+            self.failures.append(f"{label}: hung")
+            return
+        output = result.stdout + result.stderr
+        if "Traceback" in output:
+            self.tracebacks += 1
+            self.failures.append(f"{label}: traceback: {result.stderr.strip()[-300:]}")
+        elif result.returncode != exit_code or expect not in output:
+            self.failures.append(f"{label}: exit {result.returncode}, expected {exit_code} and {expect!r}: {output.strip()[-300:]}")
+        elif one_line and len(result.stderr.strip().splitlines()) != 1:
+            self.failures.append(f"{label}: expected one line on stderr, got: {result.stderr.strip()[-300:]}")
+
+
+def speaker_duplicates(db_path) -> tuple:
+    """(duplicated recordings, speakers beyond one per (sex, name)) in the database at ``db_path``."""
+    with sqlite3.connect(db_path, timeout=60) as connection:
+        rows = connection.execute("SELECT count(*) - count(DISTINCT sha256) FROM recordings").fetchone()[0]
+        speakers = connection.execute("SELECT count(*) - count(DISTINCT sex || '/' || name) FROM speakers").fetchone()[0]
+    return rows, speakers
+
+
+def identity_cases(folder: Path, tally: Tally) -> None:
+    """EmoDB listed by two manifests in two folders (overlapping halves), without and with --corpus."""
+    lines = (EMODB / "labels.csv").read_text().splitlines()
+    rows = [f"{EMODB}/{line}" for line in lines[1:81]]
+    for corpus in (None, "emodb"):
+        space = workspace(folder / f"identity-{corpus}", files=0)
+        manifests = []
+        for name, part in (("a", rows[:50]), ("b", rows[30:])):
+            (space["folder"] / name).mkdir()
+            manifests += ["--manifest", space["folder"] / name / "labels.csv"]
+            (space["folder"] / name / "labels.csv").write_text("\n".join([lines[0]] + part) + "\n")
+        command = prep_command(space)[:-4] + [str(item) for item in manifests] + ["--no-picture"]
+        command += ["--corpus", corpus] if corpus else []
+        tally.check(f"two manifests of one corpus (--corpus {corpus})", guarded(command), exit_code=0)
+        duplicated_rows, duplicated_speakers = speaker_duplicates(space["db"])
+        tally.duplicates += duplicated_rows + duplicated_speakers
+        if duplicated_rows or duplicated_speakers or stored(space["db"]) != 80:
+            tally.failures.append(f"identity (--corpus {corpus}): {duplicated_rows} rows and {duplicated_speakers} "
+                                  f"speakers duplicated, {stored(space['db'])} of 80 stored")
+    conflict = workspace(folder / "conflict", files=0)
+    (conflict["folder"] / "labels.csv").write_text(
+        "path,sex,speaker\n" + f"{EMODB}/wav/03a01Fa.wav,male,03\n{EMODB}/wav/03a01Nc.wav,female,03\n"
+        f"{EMODB}/wav/08a01Fd.wav,female,08\n{EMODB}/wav/08a01Fd.wav,male,08\n{EMODB}/wav/09a01Fa.wav,female,09\n")
+    tally.check("conflicting labels", guarded(prep_command(conflict)[:-4] + ["--manifest", str(conflict["folder"] / "labels.csv"),
+                                                                           "--no-picture"]),
+                exit_code=0, expect="fix the label")
+    if stored(conflict["db"]) != 1:
+        tally.failures.append(f"conflicting labels: {stored(conflict['db'])} stored, expected 1 (speaker 09)")
+
+
+def tampered_settings_cases(folder: Path, tally: Tally) -> None:
+    """A settings row edited by hand to absurd values: every stage must say so in one line."""
+    changes = {"n_mels": 10**9, "n_mfcc=n_mels": {"n_mfcc": 100_000, "n_mels": 100_000}, "frames": 10**9, "seed": 2**70}
+    for label, change in changes.items():
+        change = change if isinstance(change, dict) else {label: change}
+        db = folder / f"tampered-{label}.db"
+        stage("set_up_sql.py", "--db", db)
+        with sqlite3.connect(db) as connection:
+            values = json.loads(connection.execute("SELECT value FROM settings WHERE key='features'").fetchone()[0])
+            connection.execute("UPDATE settings SET value = ? WHERE key='features'", (json.dumps({**values, **change}),))
+        for script in ("speech_prep.py", "train_models.py"):
+            result, megabytes = peak_run(script, "--db", db, "--demo", "--no-picture") if script == "speech_prep.py" \
+                else peak_run(script, "--db", db)
+            tally.peak_mb = max(tally.peak_mb, megabytes)
+            tally.check(f"{script} on a tampered {label}", result, exit_code=1, expect="--reset", one_line=True)
+
+
+def constant_flac(path: Path, seconds: int, rate: int, channels: int) -> Path:
+    import soundfile
+
+    block = np.full((rate, channels), 0.25, dtype=np.float32)
+    with soundfile.SoundFile(path, "w", samplerate=rate, channels=channels, format="FLAC", subtype="PCM_16") as handle:
+        for _ in range(seconds):
+            handle.write(block)
+    return path
+
+
+def memory_cases(folder: Path, tally: Tally) -> None:
+    """Small files that decode to huge signals (120 s of 8 channels at 384 and 192 kHz) in stages 3 and 5."""
+    folder.mkdir(parents=True, exist_ok=True)
+    big = [constant_flac(folder / "384k.flac", 120, 384_000, 8), constant_flac(folder / "192k.flac", 120, 192_000, 8)]
+    space = workspace(folder / "space", files=0)
+    (space["folder"] / "big.csv").write_text("path,sex,speaker\n" + "".join(f"{path},male,big{n}\n" for n, path in enumerate(big)))
+    result, stage3 = peak_run("speech_prep.py", "--db", space["db"], "--noise", space["noise"], "--svd", space["folder"],
+                              "--manifest", space["folder"] / "big.csv", "--no-picture")
+    tally.check("stage 3 on huge decoded files", result, exit_code=0, expect="above the limit")
+    result, stage5 = peak_run("implement_model.py", "--model", ROOT / "models" / "reference.h5", "--db", folder / "none.db",
+                              "--wav", *big, env={"ACOUSTICS_DATA": str(folder / "data")})
+    tally.check("stage 5 on huge decoded files", result, exit_code=0, expect="above the limit")
+    tally.peak_mb = max(tally.peak_mb, stage3, stage5)
+    print(f"Huge decoded files: stage 3 peaked at {stage3:.0f} MB, stage 5 at {stage5:.0f} MB.")
+
+
+def overwrite_cases(folder: Path, tally: Tally) -> None:
+    """Outputs pointed at inputs: refused, and the input keeps every byte."""
+    space = workspace(folder / "overwrite", files=4)
+    stage(*prep_command(space)[1:])
+    before = {path: path.read_bytes() for path in (space["db"], space["noise"], space["manifest"])}
+    clip = f"{EMODB}/wav/03a01Fa.wav"
+    model = ROOT / "models" / "reference.h5"
+    env = {"ACOUSTICS_DATA": str(space["folder"])}
+    for label, command in (
+        ("stage 5 --csv onto the database", ["implement_model.py", clip, "--model", model, "--db", space["db"], "--csv", space["db"]]),
+        ("stage 5 --csv onto the audio", ["implement_model.py", clip, "--model", model, "--db", space["db"], "--csv", clip]),
+        ("stage 3 --picture onto the database", ["speech_prep.py", "--db", space["db"], "--noise", space["noise"],
+                                                  "--svd", space["folder"], "--picture", space["db"]]),
+        ("stage 3 --picture onto the manifest", ["speech_prep.py", "--db", space["db"], "--noise", space["noise"], "--svd",
+                                                  space["folder"], "--manifest", space["manifest"], "--picture", space["manifest"]]),
+    ):
+        tally.check(label, guarded([sys.executable, str(ROOT / command[0]), *map(str, command[1:])], env=env),
+                    exit_code=1, expect="would overwrite", one_line=True)
+    changed = [str(path) for path, content in before.items() if path.read_bytes() != content]
+    if Path(clip).stat().st_size == 0:
+        changed.append(clip)
+    tally.overwrites += len(changed)
+    if changed:
+        tally.failures.append(f"overwritten: {changed}")
+
+
+def issue18(folder: Path) -> Tally:
+    """Every case of issue 18 under ``folder``."""
+    tally = Tally()
+    identity_cases(folder / "identity", tally)
+    tampered_settings_cases(folder / "settings", tally)
+    memory_cases(folder / "memory", tally)
+    overwrite_cases(folder, tally)
+    return tally
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=20)
@@ -171,11 +339,17 @@ def main(argv=None) -> int:
 
         bad_inputs, tracebacks = run_hostile_inputs(Path(scratch) / "hostile")
         print(f"Hostile inputs: {bad_inputs} cases, {len(tracebacks)} tracebacks.")
-    for failure in kill_failures + concurrent_failures + tracebacks:
+        tally = issue18(Path(scratch) / "issue18")
+        print(f"Issue 18: {tally.cases} cases, {tally.hangs} hangs, {tally.tracebacks} tracebacks, "
+              f"{tally.overwrites} overwrites, {tally.duplicates} duplicates, {len(tally.failures)} failures.")
+    for failure in kill_failures + concurrent_failures + tracebacks + tally.failures:
         print("  " + failure)
     print(json.dumps({"kill_trials": arguments.trials, "kill_failures": len(kill_failures),
                       "concurrent_trials": concurrent_trials, "concurrent_failures": len(concurrent_failures),
-                      "bad_inputs": bad_inputs, "bad_input_tracebacks": len(tracebacks)}))
+                      "bad_inputs": bad_inputs, "bad_input_tracebacks": len(tracebacks),
+                      "issue18_cases": tally.cases, "issue18_failures": len(tally.failures), "hangs": tally.hangs,
+                      "tracebacks": len(tracebacks) + tally.tracebacks, "overwrites": tally.overwrites,
+                      "duplicates": tally.duplicates, "peak_rss_mb_hostile": round(tally.peak_mb)}))
     return 0
 
 

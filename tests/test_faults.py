@@ -25,3 +25,10 @@ def test_hostile_inputs_get_one_clear_line_each(tmp_path, emodb_dir):
     count, failures = run_hostile_inputs(tmp_path / "hostile")
     assert count >= 25
     assert failures == []
+
+
+def test_issue18_nothing_lost_nothing_hangs(tmp_path, emodb_dir):
+    tally = faults.issue18(tmp_path / "issue18")
+    assert tally.failures == []
+    assert (tally.hangs, tally.tracebacks, tally.overwrites, tally.duplicates) == (0, 0, 0, 0)
+    assert 0 < tally.peak_mb < 1024

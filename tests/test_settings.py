@@ -223,3 +223,69 @@ def test_paths_follow_data_dir(tmp_path, monkeypatch):
     assert paths.database == tmp_path / "features.db"
     assert paths.background_noise.parent == tmp_path
     assert Paths(tmp_path / "x").models == tmp_path / "x" / "models"
+
+
+# Tampered settings read from a database or a model: the stages say so in one line ----------------
+TAMPERED = {"n_mels=1e9": {"n_mels": 10**9}, "n_mfcc=n_mels=100000": {"n_mfcc": 100_000, "n_mels": 100_000},
+            "frames=1e9": {"frames": 10**9}, "seed=2**70": {"seed": 2**70}, "window_ms=1e6": {"window_ms": 1e6},
+            "snrs x 1000": {"snrs_db": [round(-30 + index * 0.05, 2) for index in range(1000)]}}
+
+
+def tampered_database(folder, change: dict):
+    """A real feature database (stage 1) whose settings row was edited by hand to ``change``."""
+    import json
+    import sqlite3
+
+    from conftest import run_stage
+
+    path = folder / "features.db"
+    assert run_stage("set_up_sql.py", "--db", path).returncode == 0
+    with sqlite3.connect(path) as connection:
+        values = json.loads(connection.execute("SELECT value FROM settings WHERE key = 'features'").fetchone()[0])
+        connection.execute("UPDATE settings SET value = ? WHERE key = 'features'", (json.dumps({**values, **change}),))
+    return path
+
+
+@pytest.mark.parametrize("change", TAMPERED.values(), ids=TAMPERED.keys())
+def test_a_tampered_database_settings_row_gives_one_line_in_every_stage(tmp_path, change):
+    from conftest import run_stage
+
+    database = tampered_database(tmp_path, change)
+    field = list(change)[-1]
+    for script, *arguments in (("collect_background_noise.py", "--synthetic", "--out", tmp_path / "noise.wav"),
+                               ("speech_prep.py", "--demo", "--no-picture"), ("train_models.py",)):
+        result = run_stage(script, "--db", database, *arguments, timeout=120)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1, (script, result.stderr[-2000:])
+        assert str(database) in lines[0] and "set_up_sql.py" in lines[0] and "--reset" in lines[0], lines[0]
+        assert field in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("change", TAMPERED.values(), ids=TAMPERED.keys())
+def test_a_tampered_model_settings_attribute_gives_one_line_in_stage5(tmp_path, spoken_clips, change):
+    import json
+    import shutil
+
+    import h5py
+
+    from conftest import ROOT, run_stage
+
+    model = tmp_path / "tampered.h5"
+    shutil.copy(ROOT / "models" / "reference.h5", model)
+    with h5py.File(model, "a") as handle:
+        handle.attrs["acoustics_settings"] = json.dumps({**json.loads(str(handle.attrs["acoustics_settings"])), **change})
+    result = run_stage("implement_model.py", "--model", model, "--db", tmp_path / "none.db", "--wav", spoken_clips["male"],
+                       env={"ACOUSTICS_DATA": str(tmp_path / "data")}, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr[-2000:]
+    assert str(model) in lines[0] and "damaged" in lines[0] and "train_models.py" in lines[0]
+
+
+@pytest.mark.parametrize("arguments, field", [(["--seed", str(2**70)], "seed"), (["--seed", "-1"], "seed"),
+                                              (["--snrs", *map(str, range(13))], "snrs_db")])
+def test_set_up_sql_refuses_the_same_out_of_bounds_settings(tmp_path, arguments, field):
+    from conftest import run_stage
+
+    result = run_stage("set_up_sql.py", "--db", tmp_path / "features.db", *arguments)
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1 and field in result.stderr
+    assert not (tmp_path / "features.db").exists()
