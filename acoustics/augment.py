@@ -24,7 +24,8 @@ from .features import AMIN, _hz_to_mel, _mel_to_hz, mfcc
 from .settings import Settings
 
 NOISE_COLOURS = ("white", "pink", "brown")
-#: Seconds of each colour of noise computed once per settings; windows take random stretches of it.
+#: Seconds of each colour of noise computed once per settings (at least two model windows); windows
+#: take random stretches of it.
 NOISE_SECONDS = 8.0
 
 
@@ -120,7 +121,7 @@ def coloured_noise(colour: str, samples: int, rng: np.random.Generator) -> np.nd
 @lru_cache(maxsize=4)
 def _noise_power(settings: Settings, colour: str) -> np.ndarray:
     """Mel band powers of :data:`NOISE_SECONDS` of ``colour`` noise, computed by the pipeline's own MFCCs."""
-    samples = int(NOISE_SECONDS * settings.sample_rate)
+    samples = int(max(NOISE_SECONDS, 2 * settings.window_seconds) * settings.sample_rate)
     rng = np.random.default_rng([settings.seed, NOISE_COLOURS.index(colour)])
     return to_power(mfcc(coloured_noise(colour, samples, rng) * 0.1, settings))
 

@@ -93,3 +93,11 @@ def test_other_coefficient_counts_pass_unchanged(speech_windows):
     settings = SETTINGS.replace(n_mfcc=20)
     windows = np.random.default_rng(0).normal(size=(8, 100, 20)).astype(np.float32)
     np.testing.assert_array_equal(augment.augment(windows, settings, Recipe(), np.random.default_rng(0)), windows)
+
+
+def test_windows_longer_than_the_stock_of_noise_still_get_noise():
+    settings = Settings(frames=1000)
+    windows = np.random.default_rng(0).normal(0, 5, size=(4, 1000, 40)).astype(np.float32)
+    recipe = Recipe(babble_probability=0.0, noise_probability=1.0, equaliser_probability=0.0, gain_db=0.0)
+    changed = augment.augment(windows, settings, recipe, np.random.default_rng(0))
+    assert changed.shape == windows.shape and np.isfinite(changed).all() and not np.allclose(changed, windows)
