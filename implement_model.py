@@ -128,7 +128,7 @@ def start_loading(arguments):
     # The stream is looked up when the model is ready: the live view may have taken stdout over by then.
     _loader = verdict.ModelLoader(
         choice.path,
-        on_ready=lambda model, metadata: print(f"Loaded the {verdict.printable(metadata['model_name'])} model from {choice.path}.",
+        on_ready=lambda model, metadata: print(f"Loaded the {metadata['model_name']} model from {choice.path}.",
                                                file=sys.stderr if arguments.json else sys.stdout, flush=True),
     )
     return settings, _loader

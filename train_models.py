@@ -32,7 +32,7 @@ from pathlib import Path
 
 from acoustics import trainer, verdict
 from acoustics.database import FeatureDatabase
-from acoustics.errors import AcousticsError
+from acoustics.errors import AcousticsError, printable
 from acoustics.recipe import Recipe
 from acoustics.settings import Paths, command_line
 
@@ -151,20 +151,28 @@ def check(arguments) -> int:
     print(f"{arguments.check}: {metadata['model_name']} model, {model.count_params()} parameters, saved {metadata['saved_at']} "
           f"by version {metadata['version']}; test accuracy {test.get('accuracy', float('nan')):.3f} on "
           f"{test.get('speakers', '?')} speakers; {matches}.")
-    print(f"It heard: {verdict.describe_provenance(metadata)}.")
-    for corpus, heard in sorted(metadata["provenance"].get("corpora", {}).items()):
-        print(f"  {corpus:<12} {heard['female_speakers']:>4} female, {heard['male_speakers']:>4} male speakers, "
-              f"{heard['clips']:>6} clips{' (synthetic)' if heard['synthetic'] else ''}")
-    heard = metadata["provenance"]
-    if "commit" in heard:
-        print(f"  trained {heard.get('date', '?')} at commit {heard['commit']}")
-    figures = heard.get("bench", {}).get("accuracy")
-    if figures:
-        print("  bench/accuracy.py, each corpus held out of training: " + "; ".join(
-            f"{corpus} " + ", ".join(f"{condition} {value:.3f}" for condition, value in conditions.items())
-            for corpus, conditions in figures.get("per_corpus", {}).items()))
+    try:
+        print(f"It heard: {verdict.describe_provenance(metadata)}.")
+        print("\n".join(provenance_lines(metadata["provenance"])))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        print("  (the rest of what it heard is damaged in the file)")
     print(f"Calibration temperature {metadata['temperature']:.2f}. Recipe:\n{metadata['recipe'].describe()}")
     return 0
+
+
+def provenance_lines(heard: dict) -> list:
+    """A model's provenance in lines: each corpus's speakers and clips, date and commit, bench figures."""
+    lines = [f"  {printable(corpus):<12} {int(counts['female_speakers']):>4} female, {int(counts['male_speakers']):>4} male "
+             f"speakers, {int(counts['clips']):>6} clips{' (synthetic)' if counts['synthetic'] else ''}"
+             for corpus, counts in sorted(heard.get("corpora", {}).items())]
+    if "commit" in heard:
+        lines.append(f"  trained {printable(heard.get('date', '?'))} at commit {printable(heard['commit'])}")
+    figures = heard.get("bench", {}).get("accuracy")
+    if figures:
+        lines.append("  bench/accuracy.py, each corpus held out of training: " + "; ".join(
+            f"{printable(corpus)} " + ", ".join(f"{printable(condition)} {float(value):.3f}" for condition, value in conditions.items())
+            for corpus, conditions in figures.get("per_corpus", {}).items()))
+    return lines
 
 
 def check_outputs(arguments) -> None:

@@ -78,9 +78,20 @@ def read_metadata(path) -> dict:
             raise ValueError("normalisation of another coefficient count")
         if not 0.05 <= metadata["temperature"] <= 50:  # also refuses NaN
             raise ValueError("temperature out of range")
+        _check_provenance(metadata["provenance"])
         return metadata
     except (KeyError, ValueError, TypeError):  # BadParameterError is a ValueError
         raise BadModelError(f"{path}: the model's metadata is incomplete or damaged; {TRAIN_AGAIN}.") from None
+
+
+def _check_provenance(provenance) -> None:
+    """Raise ValueError unless ``provenance`` is a dict whose speaker counts, where present, are counts."""
+    if not isinstance(provenance, dict):
+        raise ValueError("provenance is not an object")
+    for key in ("real_speakers", "synthetic_speakers"):
+        value = provenance.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"provenance {key} is not a count")
 
 
 def check_model_settings(metadata: dict, settings: Settings, *, source: str = "The feature database") -> None:

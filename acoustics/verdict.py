@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 
 from . import audio, features
-from .errors import BadAudioError, NoSpeechError, reason_of
+from .errors import BadAudioError, BadModelError, NoSpeechError, reason_of
 from .modelfile import check_model_settings, read_metadata
 from .settings import Settings
 
@@ -125,7 +125,7 @@ def describe_provenance(metadata: dict) -> str:
     heard = metadata.get("provenance") or {}
     if "real_speakers" not in heard:
         return "what it was trained on is not recorded in the file"
-    return f"trained on {heard['real_speakers']} real and {heard['synthetic_speakers']} synthetic voices"
+    return f"trained on {int(heard['real_speakers'])} real and {int(heard.get('synthetic_speakers', 0))} synthetic voices"
 
 
 def heard_real_voices(metadata: dict) -> bool:
@@ -153,7 +153,7 @@ def choose_model(model_option, models_folder) -> ModelChoice:
         best, by_user = Path(models_folder) / "best.h5", False
         path = best if best.is_file() and _real_voices_in(best) else REFERENCE_MODEL
     metadata = read_metadata(path)
-    who = "the reference model" if same_file(path, REFERENCE_MODEL) else f"the {printable(metadata['model_name'])} model"
+    who = "the reference model" if same_file(path, REFERENCE_MODEL) else f"the {metadata['model_name']} model"
     line = f"Answering: {who} ({path}), {describe_provenance(metadata)}."
     warning = ""
     if not heard_real_voices(metadata) and not same_file(path, REFERENCE_MODEL):
@@ -165,7 +165,7 @@ def choose_model(model_option, models_folder) -> ModelChoice:
 def _real_voices_in(path: Path) -> bool:
     try:
         return heard_real_voices(read_metadata(path))
-    except Exception:  # a damaged best.h5 is not chosen silently; --model names it to see why
+    except BadModelError:  # a damaged or foreign best.h5 is passed over; --model names it to see why
         return False
 
 
@@ -182,11 +182,6 @@ def _shown(path: Path) -> str:
         return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
-
-
-def printable(text: str) -> str:
-    """``text`` without control characters (a model's stored name is printed to the terminal)."""
-    return "".join(character for character in str(text) if character.isprintable())
 
 
 # The model, checked without TensorFlow and loaded in the background ------------------------------

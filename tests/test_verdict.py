@@ -208,3 +208,13 @@ def test_strings_of_a_model_reach_the_terminal_without_control_characters(tmp_pa
     assert metadata["model_name"] == "[2J[31mcnn[0m"
     assert metadata["version"] == "1.0.0[5m" and metadata["saved_at"] == "2025-01-01"
     assert metadata["class_names"] == ["female[0m", "male"]
+
+
+@pytest.mark.parametrize("provenance", ['"a string"', '{"real_speakers": "many"}', '{"real_speakers": -1}',
+                                        '{"synthetic_speakers": 2.5}', "not json"])
+def test_a_damaged_provenance_is_one_clear_line(tmp_path, provenance):
+    path = fake_model(tmp_path / "m.h5")
+    with h5py.File(path, "a") as handle:
+        handle.attrs["acoustics_provenance"] = provenance
+    with pytest.raises(BadModelError, match="metadata is incomplete or damaged"):
+        verdict.choose_model(path, tmp_path)
