@@ -105,6 +105,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         parser.error(f"--pause must be between {MIN_PAUSE_SECONDS:g} and {MAX_PAUSE_SECONDS:g} seconds, not {arguments.pause:g}")
     if arguments.segments and (arguments.json or arguments.stream):
         parser.error("--segments prints its segments as lines (and --csv rows); it takes neither --json nor --stream")
+    if arguments.compare and (arguments.json or arguments.csv or arguments.segments or arguments.stream):
+        parser.error("--compare prints a table of both models' verdicts; it takes none of --json, --csv, --segments, --stream")
     if arguments.pause is None:
         arguments.pause = STREAM_PAUSE_SECONDS if arguments.stream else UTTERANCE_PAUSE_SECONDS
     return arguments
@@ -256,6 +258,9 @@ def compare_models(arguments, loader) -> int:
     results = [[result for _, result in file_verdicts(model, metadata, paths)],
                [result for _, result in file_verdicts(other_model, other_metadata, paths)]]
     print("\n".join(compare.table(paths, truths, names, results)))
+    for path, result in zip(paths, results[0]):
+        if result.label is None:
+            print(f"{path}: {result.note}")
     print(f"\n{len(paths)} recordings. The first model {verdict.describe_provenance(metadata)}; the second "
           f"{verdict.describe_provenance(other_metadata)}.")
     for name, model_results in zip(names, results):
@@ -539,7 +544,7 @@ def listen_stream(arguments, settings, loader) -> int:
 
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
-    for option in ("csv", "json", "segments"):
+    for option in ("csv", "json", "segments", "compare"):
         if getattr(arguments, option) and not arguments.files:
             print(f"Error: --{option} needs files to classify: give FILE... (audio files or folders).", file=sys.stderr)
             return 1
