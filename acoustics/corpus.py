@@ -11,6 +11,7 @@ Three kinds of corpus, each giving a list of :class:`LabelledRecording`:
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -98,6 +99,37 @@ def has_svd(data_dir) -> bool:
     return (data_dir / "male_speech").is_dir() or (data_dir / "female_speech").is_dir()
 
 
+#: Byte order marks and the encodings they announce (UTF-32 before UTF-16: its LE mark starts with UTF-16's).
+BYTE_ORDER_MARKS = ((b"\xef\xbb\xbf", "utf-8-sig", "UTF-8"), (b"\xff\xfe\x00\x00", "utf-32", "UTF-32"),
+                    (b"\x00\x00\xfe\xff", "utf-32", "UTF-32"), (b"\xff\xfe", "utf-16", "UTF-16"),
+                    (b"\xfe\xff", "utf-16", "UTF-16"))
+
+
+def manifest_text(manifest: Path) -> str:
+    """The text of a manifest: UTF-8 (with or without a byte order mark), or UTF-16/UTF-32 with one.
+
+    Anything else (Latin-1, Windows-1252, UTF-16 without a mark) raises :class:`BadParameterError`
+    naming the file, the line, the encoding expected and the fix.
+    """
+    data = manifest.read_bytes()
+    codec, name = "utf-8", "UTF-8"
+    for mark, mark_codec, mark_name in BYTE_ORDER_MARKS:
+        if data.startswith(mark):
+            codec, name = mark_codec, mark_name
+            break
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1 if codec == "utf-8" else None
+        where = f" at line {line}" if line else ""
+        bad = data[error.start:error.start + 1].hex()
+        guess = "; Latin-1 or Windows-1252?" if codec == "utf-8" else ""
+        raise BadParameterError(
+            f"{manifest}: is not {name} text (byte 0x{bad}{where}{guess}); "
+            "save it as UTF-8 (e.g. 'CSV UTF-8' in a spreadsheet) and run again."
+        ) from None
+
+
 def read_manifest(manifest, *, source: str | None = None, synthetic: bool = False) -> tuple:
     """Read a CSV manifest; return ``(recordings, skipped)``.
 
@@ -110,9 +142,15 @@ def read_manifest(manifest, *, source: str | None = None, synthetic: bool = Fals
 
     manifest = Path(manifest)
     try:
-        table = pandas.read_csv(manifest, dtype=str, keep_default_na=False)
+        text = manifest_text(manifest)
     except FileNotFoundError:
         raise BadParameterError(f"{manifest}: no such manifest; check the path.") from None
+    except IsADirectoryError:
+        raise BadParameterError(f"{manifest}: is a folder, not a CSV manifest; name the manifest file in it.") from None
+    except OSError as error:
+        raise BadParameterError(f"{manifest}: cannot be read ({error.strerror or type(error).__name__}); check its permissions.") from None
+    try:
+        table = pandas.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except Exception as error:
         raise BadParameterError(f"{manifest}: not a readable CSV manifest ({type(error).__name__}); it needs the columns path,sex,speaker.") from None
     lowered = {column.strip().lower(): column for column in table.columns}

@@ -308,3 +308,33 @@ def test_demo_corpus_after_an_interruption_only_speaks_what_is_missing(demo_corp
     assert missing.is_file()
     assert {path: after[path] for path in before} == before
     assert set(after) - set(before) == {missing, manifest}
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le-bom", "utf-16-be-bom", "utf-32"])
+def test_read_manifest_reads_utf8_and_marked_utf16(tmp_path, encoding):
+    text = "path,sex,speaker\nmüller.wav,m,Zoë\n"
+    data = {"utf-16-le-bom": b"\xff\xfe" + text.encode("utf-16-le"),
+            "utf-16-be-bom": b"\xfe\xff" + text.encode("utf-16-be")}.get(encoding) or text.encode(encoding)
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes(data)
+    recordings, skipped = corpus.read_manifest(manifest)
+    assert skipped == [] and [(r.path.name, r.speaker) for r in recordings] == [("müller.wav", "Zoë")]
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252"])
+def test_read_manifest_in_latin1_says_save_it_as_utf8(tmp_path, encoding):
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes("path,sex,speaker\na.wav,m,1\nmüller.wav,m,Zoë\n".encode(encoding))
+    with pytest.raises(BadParameterError) as caught:
+        corpus.read_manifest(manifest)
+    message = str(caught.value)
+    assert "m.csv" in message and "UTF-8" in message and "save it as UTF-8" in message and "line 3" in message
+    assert "\n" not in message
+
+
+def test_read_manifest_damaged_utf16_says_save_it_as_utf8(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes(b"\xff\xfe" + "path,sex,speaker\n".encode("utf-16-le") + b"\x00\xd8a")  # lone surrogate, odd length
+    with pytest.raises(BadParameterError) as caught:
+        corpus.read_manifest(manifest)
+    assert "m.csv" in str(caught.value) and "UTF-16" in str(caught.value) and "save it as UTF-8" in str(caught.value)
