@@ -237,6 +237,41 @@ MAX_UNPACKED_BYTES = 4 * 1024**3
 MAX_MEMBERS = 100_000
 
 
+#: Compression methods Python's zipfile reads: stored, deflated, bzip2, lzma.
+READABLE_METHODS = {0: "stored", 8: "deflate", 12: "bzip2", 14: "lzma"}
+UNREADABLE_METHODS = {9: "deflate64", 99: "AES encryption", 93: "zstandard", 95: "xz", 98: "PPMd"}
+
+
+def check_zip_members(zip_path, members) -> None:
+    """Refuse, with one line each, an SVD zip that cannot be unpacked whole: no audio file in it, an
+    encrypted entry, a compression method Python cannot read, a name used for a file and a folder, a
+    name part longer than 255 bytes. Checked before anything is written."""
+    files = [member for member in members if not member.is_dir()]
+    if not any(Path(member.filename).suffix.lower() in AUDIO_SUFFIXES for member in files):
+        what = "is empty" if not members else f"holds no audio files ({len(files)} other files)"
+        raise AcousticsError(f"{zip_path}: {what}, so it is not an SVD export; download male_speech.zip / "
+                             "female_speech.zip again (the export's WAV files) and run again.")
+    for member in members:
+        if member.flag_bits & 0x1 or member.compress_type == 99:
+            raise AcousticsError(f"{zip_path}: the entry {member.filename!r} is encrypted (needs a password); "
+                                 "unpack it by hand into a folder of the same name without .zip, then run again.")
+        if member.compress_type not in READABLE_METHODS:
+            method = UNREADABLE_METHODS.get(member.compress_type, f"method {member.compress_type}")
+            raise AcousticsError(f"{zip_path}: the entry {member.filename!r} uses a compression ({method}) Python cannot "
+                                 "read; unpack it by hand (e.g. with 7z) into a folder of the same name without .zip, then run again.")
+        for part in Path(member.filename).parts:
+            if len(os.fsencode(part)) > 255:
+                raise AcousticsError(f"{zip_path}: the entry {member.filename[:60]!r}... has a name longer than 255 bytes, "
+                                     "more than a file system allows; rename it in the zip or unpack it by hand.")
+    file_names = {Path(member.filename) for member in files}
+    folders = {parent for member in members for parent in Path(member.filename).parents} | {
+        Path(member.filename) for member in members if member.is_dir()}
+    clash = sorted(file_names & folders)
+    if clash:
+        raise AcousticsError(f"{zip_path}: {clash[0].as_posix()!r} is both a file and a folder in the zip; "
+                             "download it again or unpack it by hand.")
+
+
 def unpack_svd_zip(zip_path, target) -> Path:
     """Unpack an SVD export zip (``male_speech.zip``) safely into the folder ``target``.
 
@@ -258,7 +293,6 @@ def unpack_svd_zip(zip_path, target) -> Path:
             members = archive.infolist()
             if len(members) > MAX_MEMBERS:
                 raise AcousticsError(f"{zip_path}: holds {len(members)} entries, more than an SVD export; unpack it by hand.")
-            written = 0
             for member in members:
                 name = Path(member.filename)
                 mode = member.external_attr >> 16
@@ -266,6 +300,10 @@ def unpack_svd_zip(zip_path, target) -> Path:
                     raise AcousticsError(f"{zip_path}: the entry {member.filename!r} points outside the folder; refusing to unpack it.")
                 if stat.S_ISLNK(mode):
                     raise AcousticsError(f"{zip_path}: the entry {member.filename!r} is a link; refusing to unpack it.")
+            check_zip_members(zip_path, members)
+            written = 0
+            for member in members:
+                name = Path(member.filename)
                 destination = temporary / name
                 if member.is_dir():
                     destination.mkdir(parents=True, exist_ok=True)
@@ -300,6 +338,8 @@ def unpack_svd_zips(data_dir) -> list:
     for sex in ("male", "female"):
         archive = data_dir / f"{sex}_speech.zip"
         folder = data_dir / f"{sex}_speech"
+        if archive.is_file() and folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+            folder.rmdir()  # left empty by an older version from a zip without audio: it must not block this zip
         if archive.is_file() and not folder.exists():
             unpacked.append(unpack_svd_zip(archive, folder))
     return unpacked

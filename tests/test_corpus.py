@@ -338,3 +338,55 @@ def test_read_manifest_damaged_utf16_says_save_it_as_utf8(tmp_path):
     with pytest.raises(BadParameterError) as caught:
         corpus.read_manifest(manifest)
     assert "m.csv" in str(caught.value) and "UTF-16" in str(caught.value) and "save it as UTF-8" in str(caught.value)
+
+
+# SVD zips that cannot be used: one line each, no folder left behind -------------------------------
+def _zip(path, entries, *, method=None, encrypted=False):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries:
+            archive.writestr(zipfile.ZipInfo(name), data)
+    data = bytearray(path.read_bytes())
+    # zipfile writes neither encryption nor foreign methods: patch them into both headers of the first entry
+    for signature, flags, compression in ((b"PK\x03\x04", 6, 8), (b"PK\x01\x02", 8, 10)):
+        start = data.find(signature)
+        if encrypted:
+            data[start + flags] |= 0x1
+        if method is not None:
+            data[start + compression:start + compression + 2] = method.to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+    return path
+
+
+WAV = b"RIFF" + bytes(40)
+BAD_ZIPS = {
+    "no-audio": (dict(entries=[("export/readme.txt", b"hello"), ("export/", b"")]), "no audio"),
+    "empty": (dict(entries=[]), "is empty"),
+    "encrypted": (dict(entries=[("export/1-a.wav", WAV)], encrypted=True), "password"),
+    "deflate64": (dict(entries=[("export/1-a.wav", WAV)], method=9), "compression"),
+    "aes-method-99": (dict(entries=[("export/1-a.wav", WAV)], method=99), "password"),
+    "file-and-folder": (dict(entries=[("export/1", b"x"), ("export/1/2-a.wav", WAV)]), "file and a folder"),
+    "folder-then-file": (dict(entries=[("export/1/2-a.wav", WAV), ("export/1", b"x")]), "file and a folder"),
+    "long-name": (dict(entries=[("export/" + "a" * 300 + ".wav", WAV)]), "255"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ZIPS))
+def test_unusable_svd_zip_is_refused_in_one_line_and_leaves_no_folder(tmp_path, case):
+    from acoustics.errors import AcousticsError
+    from conftest import one_line
+
+    options, words = BAD_ZIPS[case]
+    _zip(tmp_path / "male_speech.zip", **options)
+    with pytest.raises(AcousticsError) as caught:
+        corpus.unpack_svd_zips(tmp_path)
+    one_line(caught.value, "male_speech.zip", words)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["male_speech.zip"]
+
+
+def test_an_empty_folder_left_by_an_old_run_does_not_block_a_corrected_zip(tmp_path):
+    (tmp_path / "male_speech").mkdir()
+    _zip(tmp_path / "male_speech.zip", [("export/1-a.wav", WAV)])
+    assert corpus.unpack_svd_zips(tmp_path) == [tmp_path / "male_speech"]
+    assert [path.name for path in (tmp_path / "male_speech").iterdir()] == ["1-a.wav"]
