@@ -130,6 +130,20 @@ def manifest_text(manifest: Path) -> str:
         ) from None
 
 
+#: The limits of Linux file systems: bytes in one name, bytes in a whole path.
+NAME_MAX, PATH_MAX = 255, 4096
+
+
+def path_too_long(path: Path) -> str:
+    """Why ``path`` cannot name a file (a name over :data:`NAME_MAX` bytes, a path over :data:`PATH_MAX`), or ""."""
+    longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
+    if longest > NAME_MAX:
+        return f"a name in its path is {longest} bytes long, more than the {NAME_MAX} a file system allows; shorten it"
+    if len(os.fsencode(str(path))) >= PATH_MAX:
+        return f"its path is {len(os.fsencode(str(path)))} bytes long, more than the {PATH_MAX - 1} a file system allows; shorten it"
+    return ""
+
+
 def read_manifest(manifest, *, source: str | None = None, synthetic: bool = False) -> tuple:
     """Read a CSV manifest; return ``(recordings, skipped)``.
 
@@ -179,7 +193,11 @@ def read_manifest(manifest, *, source: str | None = None, synthetic: bool = Fals
             skipped.append(Skipped(where, "empty speaker"))
         else:
             path = Path(raw_path) if Path(raw_path).is_absolute() else manifest.parent / raw_path
-            recordings.append(LabelledRecording(path, sex, speaker, source, synthetic, where))
+            too_long = path_too_long(path)
+            if too_long:
+                skipped.append(Skipped(where, too_long))
+            else:
+                recordings.append(LabelledRecording(path, sex, speaker, source, synthetic, where))
     return recordings, skipped
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas
 import pytest
 import soundfile
+from conftest import one_line
 
 from acoustics import audio, corpus, preparation
 from acoustics.corpus import LabelledRecording
@@ -375,7 +376,6 @@ BAD_ZIPS = {
 @pytest.mark.parametrize("case", list(BAD_ZIPS))
 def test_unusable_svd_zip_is_refused_in_one_line_and_leaves_no_folder(tmp_path, case):
     from acoustics.errors import AcousticsError
-    from conftest import one_line
 
     options, words = BAD_ZIPS[case]
     _zip(tmp_path / "male_speech.zip", **options)
@@ -390,3 +390,13 @@ def test_an_empty_folder_left_by_an_old_run_does_not_block_a_corrected_zip(tmp_p
     _zip(tmp_path / "male_speech.zip", [("export/1-a.wav", WAV)])
     assert corpus.unpack_svd_zips(tmp_path) == [tmp_path / "male_speech"]
     assert [path.name for path in (tmp_path / "male_speech").iterdir()] == ["1-a.wav"]
+
+
+@pytest.mark.parametrize("path, words", [("a" * 300 + ".wav", "304 bytes"), ("b/" * 2100 + "c.wav", "4095"),
+                                         ("ü" * 200 + ".wav", "404 bytes")], ids=["long-name", "long-path", "long-utf8"])
+def test_read_manifest_path_too_long_skips_the_row_naming_it(tmp_path, path, words):
+    manifest = write_manifest(tmp_path / "m.csv", f"path,sex,speaker\n{path},m,1\nok.wav,f,2\n")
+    recordings, skipped = corpus.read_manifest(manifest)
+    assert [recording.path.name for recording in recordings] == ["ok.wav"]
+    assert [row.path for row in skipped] == [f"{manifest} line 2"]
+    one_line(skipped[0].reason, words, "shorten it")
