@@ -191,6 +191,17 @@ def check_outputs(arguments) -> None:
     outputs.check_output_path(arguments.out / f"{arguments.name}.h5", "--name", "HDF5 file (a model)", protected)
 
 
+def remove_leftovers(arguments) -> int:
+    """Remove, from --out, the temporary files of saves that a killed run (SIGKILL) left behind, and say how many."""
+    from acoustics import outputs
+
+    removed = outputs.remove_stale_temporaries(arguments.out, MODEL_CHOICES + ("ensemble", arguments.name))
+    if removed:
+        print(f"Removed {removed} leftover temporary file{'s' if removed != 1 else ''} of an interrupted save "
+              f"(.NAME.h5.*.tmp.h5) from {arguments.out}.", flush=True)
+    return removed
+
+
 def bench_figures(path) -> dict:
     """``{"bench": figures}`` from a bench/accuracy.py JSON file, for a model's provenance ({} for none)."""
     import json
@@ -206,6 +217,7 @@ def bench_figures(path) -> dict:
 def train_all(arguments) -> int:
     recipe = recipe_of(arguments)
     check_outputs(arguments)
+    remove_leftovers(arguments)
     extra = bench_figures(arguments.bench)
     with FeatureDatabase(arguments.db) as database:
         seed = database.settings.seed if arguments.seed is None else arguments.seed

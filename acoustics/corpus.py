@@ -11,6 +11,7 @@ Three kinds of corpus, each giving a list of :class:`LabelledRecording`:
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -98,6 +99,51 @@ def has_svd(data_dir) -> bool:
     return (data_dir / "male_speech").is_dir() or (data_dir / "female_speech").is_dir()
 
 
+#: Byte order marks and the encodings they announce (UTF-32 before UTF-16: its LE mark starts with UTF-16's).
+BYTE_ORDER_MARKS = ((b"\xef\xbb\xbf", "utf-8-sig", "UTF-8"), (b"\xff\xfe\x00\x00", "utf-32", "UTF-32"),
+                    (b"\x00\x00\xfe\xff", "utf-32", "UTF-32"), (b"\xff\xfe", "utf-16", "UTF-16"),
+                    (b"\xfe\xff", "utf-16", "UTF-16"))
+
+
+def manifest_text(manifest: Path) -> str:
+    """The text of a manifest: UTF-8 (with or without a byte order mark), or UTF-16/UTF-32 with one.
+
+    Anything else (Latin-1, Windows-1252, UTF-16 without a mark) raises :class:`BadParameterError`
+    naming the file, the line, the encoding expected and the fix.
+    """
+    data = manifest.read_bytes()
+    codec, name = "utf-8", "UTF-8"
+    for mark, mark_codec, mark_name in BYTE_ORDER_MARKS:
+        if data.startswith(mark):
+            codec, name = mark_codec, mark_name
+            break
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1 if codec == "utf-8" else None
+        where = f" at line {line}" if line else ""
+        bad = data[error.start:error.start + 1].hex()
+        guess = "; Latin-1 or Windows-1252?" if codec == "utf-8" else ""
+        raise BadParameterError(
+            f"{manifest}: is not {name} text (byte 0x{bad}{where}{guess}); "
+            "save it as UTF-8 (e.g. 'CSV UTF-8' in a spreadsheet) and run again."
+        ) from None
+
+
+#: The limits of Linux file systems: bytes in one name, bytes in a whole path.
+NAME_MAX, PATH_MAX = 255, 4096
+
+
+def path_too_long(path: Path) -> str:
+    """Why ``path`` cannot name a file (a name over :data:`NAME_MAX` bytes, a path over :data:`PATH_MAX`), or ""."""
+    longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
+    if longest > NAME_MAX:
+        return f"a name in its path is {longest} bytes long, more than the {NAME_MAX} a file system allows; shorten it"
+    if len(os.fsencode(str(path))) >= PATH_MAX:
+        return f"its path is {len(os.fsencode(str(path)))} bytes long, more than the {PATH_MAX - 1} a file system allows; shorten it"
+    return ""
+
+
 def read_manifest(manifest, *, source: str | None = None, synthetic: bool = False) -> tuple:
     """Read a CSV manifest; return ``(recordings, skipped)``.
 
@@ -110,9 +156,15 @@ def read_manifest(manifest, *, source: str | None = None, synthetic: bool = Fals
 
     manifest = Path(manifest)
     try:
-        table = pandas.read_csv(manifest, dtype=str, keep_default_na=False)
+        text = manifest_text(manifest)
     except FileNotFoundError:
         raise BadParameterError(f"{manifest}: no such manifest; check the path.") from None
+    except IsADirectoryError:
+        raise BadParameterError(f"{manifest}: is a folder, not a CSV manifest; name the manifest file in it.") from None
+    except OSError as error:
+        raise BadParameterError(f"{manifest}: cannot be read ({error.strerror or type(error).__name__}); check its permissions.") from None
+    try:
+        table = pandas.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except Exception as error:
         raise BadParameterError(f"{manifest}: not a readable CSV manifest ({type(error).__name__}); it needs the columns path,sex,speaker.") from None
     lowered = {column.strip().lower(): column for column in table.columns}
@@ -141,7 +193,11 @@ def read_manifest(manifest, *, source: str | None = None, synthetic: bool = Fals
             skipped.append(Skipped(where, "empty speaker"))
         else:
             path = Path(raw_path) if Path(raw_path).is_absolute() else manifest.parent / raw_path
-            recordings.append(LabelledRecording(path, sex, speaker, source, synthetic, where))
+            too_long = path_too_long(path)
+            if too_long:
+                skipped.append(Skipped(where, too_long))
+            else:
+                recordings.append(LabelledRecording(path, sex, speaker, source, synthetic, where))
     return recordings, skipped
 
 
@@ -199,6 +255,41 @@ MAX_UNPACKED_BYTES = 4 * 1024**3
 MAX_MEMBERS = 100_000
 
 
+#: Compression methods Python's zipfile reads: stored, deflated, bzip2, lzma.
+READABLE_METHODS = {0: "stored", 8: "deflate", 12: "bzip2", 14: "lzma"}
+UNREADABLE_METHODS = {9: "deflate64", 99: "AES encryption", 93: "zstandard", 95: "xz", 98: "PPMd"}
+
+
+def check_zip_members(zip_path, members) -> None:
+    """Refuse, with one line each, an SVD zip that cannot be unpacked whole: no audio file in it, an
+    encrypted entry, a compression method Python cannot read, a name used for a file and a folder, a
+    name part longer than 255 bytes. Checked before anything is written."""
+    files = [member for member in members if not member.is_dir()]
+    if not any(Path(member.filename).suffix.lower() in AUDIO_SUFFIXES for member in files):
+        what = "is empty" if not members else f"holds no audio files ({len(files)} other files)"
+        raise AcousticsError(f"{zip_path}: {what}, so it is not an SVD export; download male_speech.zip / "
+                             "female_speech.zip again (the export's WAV files) and run again.")
+    for member in members:
+        if member.flag_bits & 0x1 or member.compress_type == 99:
+            raise AcousticsError(f"{zip_path}: the entry {member.filename!r} is encrypted (needs a password); "
+                                 "unpack it by hand into a folder of the same name without .zip, then run again.")
+        if member.compress_type not in READABLE_METHODS:
+            method = UNREADABLE_METHODS.get(member.compress_type, f"method {member.compress_type}")
+            raise AcousticsError(f"{zip_path}: the entry {member.filename!r} uses a compression ({method}) Python cannot "
+                                 "read; unpack it by hand (e.g. with 7z) into a folder of the same name without .zip, then run again.")
+        for part in Path(member.filename).parts:
+            if len(os.fsencode(part)) > 255:
+                raise AcousticsError(f"{zip_path}: the entry {member.filename[:60]!r}... has a name longer than 255 bytes, "
+                                     "more than a file system allows; rename it in the zip or unpack it by hand.")
+    file_names = {Path(member.filename) for member in files}
+    folders = {parent for member in members for parent in Path(member.filename).parents} | {
+        Path(member.filename) for member in members if member.is_dir()}
+    clash = sorted(file_names & folders)
+    if clash:
+        raise AcousticsError(f"{zip_path}: {clash[0].as_posix()!r} is both a file and a folder in the zip; "
+                             "download it again or unpack it by hand.")
+
+
 def unpack_svd_zip(zip_path, target) -> Path:
     """Unpack an SVD export zip (``male_speech.zip``) safely into the folder ``target``.
 
@@ -220,7 +311,6 @@ def unpack_svd_zip(zip_path, target) -> Path:
             members = archive.infolist()
             if len(members) > MAX_MEMBERS:
                 raise AcousticsError(f"{zip_path}: holds {len(members)} entries, more than an SVD export; unpack it by hand.")
-            written = 0
             for member in members:
                 name = Path(member.filename)
                 mode = member.external_attr >> 16
@@ -228,6 +318,10 @@ def unpack_svd_zip(zip_path, target) -> Path:
                     raise AcousticsError(f"{zip_path}: the entry {member.filename!r} points outside the folder; refusing to unpack it.")
                 if stat.S_ISLNK(mode):
                     raise AcousticsError(f"{zip_path}: the entry {member.filename!r} is a link; refusing to unpack it.")
+            check_zip_members(zip_path, members)
+            written = 0
+            for member in members:
+                name = Path(member.filename)
                 destination = temporary / name
                 if member.is_dir():
                     destination.mkdir(parents=True, exist_ok=True)
@@ -262,6 +356,8 @@ def unpack_svd_zips(data_dir) -> list:
     for sex in ("male", "female"):
         archive = data_dir / f"{sex}_speech.zip"
         folder = data_dir / f"{sex}_speech"
+        if archive.is_file() and folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+            folder.rmdir()  # left empty by an older version from a zip without audio: it must not block this zip
         if archive.is_file() and not folder.exists():
             unpacked.append(unpack_svd_zip(archive, folder))
     return unpacked

@@ -8,6 +8,8 @@ A file's kind comes from its first bytes where it exists and they say (SQLite, W
 from __future__ import annotations
 
 import os
+import re
+import time
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
@@ -88,3 +90,29 @@ def check_output_path(path, option: str, writes: str, protected=(), *,
 def check_picture_path(path, option: str, protected=()) -> None:
     """:func:`check_output_path` for a picture: a name ending in one of :data:`PICTURE_SUFFIXES`."""
     check_output_path(path, option, "picture", protected, accepts=PICTURE_KINDS, suffixes=PICTURE_SUFFIXES)
+
+
+#: Seconds after which a temporary file of an atomic save is taken for a leftover of a killed run.
+STALE_TEMPORARY_SECONDS = 600
+
+
+def remove_stale_temporaries(folder, names: Iterable[str], *, older_than: float = STALE_TEMPORARY_SECONDS) -> int:
+    """Remove the temporary files that an atomic save of ``NAME.h5`` (for each of ``names``) leaves when
+    it is killed (SIGKILL, power loss): plain files named exactly ``.NAME.h5.XXXXXXXX.tmp.h5`` (as
+    ``tempfile.mkstemp`` names them) in ``folder``, last written more than ``older_than`` seconds ago,
+    so a save in progress is left alone. Nothing else is touched. Returns how many were removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    patterns = [re.compile(rf"\.{re.escape(name)}\.h5\.[A-Za-z0-9_]{{8}}\.tmp\.h5") for name in set(names)]
+    removed, now = 0, time.time()
+    for entry in os.scandir(folder):
+        if not any(pattern.fullmatch(entry.name) for pattern in patterns):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False) and now - entry.stat(follow_symlinks=False).st_mtime > older_than:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:
+            pass  # removed meanwhile
+    return removed

@@ -11,6 +11,7 @@ import numpy as np
 import pandas
 import pytest
 import soundfile
+from conftest import one_line
 
 from acoustics import audio, corpus, preparation
 from acoustics.corpus import LabelledRecording
@@ -308,3 +309,94 @@ def test_demo_corpus_after_an_interruption_only_speaks_what_is_missing(demo_corp
     assert missing.is_file()
     assert {path: after[path] for path in before} == before
     assert set(after) - set(before) == {missing, manifest}
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le-bom", "utf-16-be-bom", "utf-32"])
+def test_read_manifest_reads_utf8_and_marked_utf16(tmp_path, encoding):
+    text = "path,sex,speaker\nmüller.wav,m,Zoë\n"
+    data = {"utf-16-le-bom": b"\xff\xfe" + text.encode("utf-16-le"),
+            "utf-16-be-bom": b"\xfe\xff" + text.encode("utf-16-be")}.get(encoding) or text.encode(encoding)
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes(data)
+    recordings, skipped = corpus.read_manifest(manifest)
+    assert skipped == [] and [(r.path.name, r.speaker) for r in recordings] == [("müller.wav", "Zoë")]
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252"])
+def test_read_manifest_in_latin1_says_save_it_as_utf8(tmp_path, encoding):
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes("path,sex,speaker\na.wav,m,1\nmüller.wav,m,Zoë\n".encode(encoding))
+    with pytest.raises(BadParameterError) as caught:
+        corpus.read_manifest(manifest)
+    message = str(caught.value)
+    assert "m.csv" in message and "UTF-8" in message and "save it as UTF-8" in message and "line 3" in message
+    assert "\n" not in message
+
+
+def test_read_manifest_damaged_utf16_says_save_it_as_utf8(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes(b"\xff\xfe" + "path,sex,speaker\n".encode("utf-16-le") + b"\x00\xd8a")  # lone surrogate, odd length
+    with pytest.raises(BadParameterError) as caught:
+        corpus.read_manifest(manifest)
+    assert "m.csv" in str(caught.value) and "UTF-16" in str(caught.value) and "save it as UTF-8" in str(caught.value)
+
+
+# SVD zips that cannot be used: one line each, no folder left behind -------------------------------
+def _zip(path, entries, *, method=None, encrypted=False):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries:
+            archive.writestr(zipfile.ZipInfo(name), data)
+    data = bytearray(path.read_bytes())
+    # zipfile writes neither encryption nor foreign methods: patch them into both headers of the first entry
+    for signature, flags, compression in ((b"PK\x03\x04", 6, 8), (b"PK\x01\x02", 8, 10)):
+        start = data.find(signature)
+        if encrypted:
+            data[start + flags] |= 0x1
+        if method is not None:
+            data[start + compression:start + compression + 2] = method.to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+    return path
+
+
+WAV = b"RIFF" + bytes(40)
+BAD_ZIPS = {
+    "no-audio": (dict(entries=[("export/readme.txt", b"hello"), ("export/", b"")]), "no audio"),
+    "empty": (dict(entries=[]), "is empty"),
+    "encrypted": (dict(entries=[("export/1-a.wav", WAV)], encrypted=True), "password"),
+    "deflate64": (dict(entries=[("export/1-a.wav", WAV)], method=9), "compression"),
+    "aes-method-99": (dict(entries=[("export/1-a.wav", WAV)], method=99), "password"),
+    "file-and-folder": (dict(entries=[("export/1", b"x"), ("export/1/2-a.wav", WAV)]), "file and a folder"),
+    "folder-then-file": (dict(entries=[("export/1/2-a.wav", WAV), ("export/1", b"x")]), "file and a folder"),
+    "long-name": (dict(entries=[("export/" + "a" * 300 + ".wav", WAV)]), "255"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ZIPS))
+def test_unusable_svd_zip_is_refused_in_one_line_and_leaves_no_folder(tmp_path, case):
+    from acoustics.errors import AcousticsError
+
+    options, words = BAD_ZIPS[case]
+    _zip(tmp_path / "male_speech.zip", **options)
+    with pytest.raises(AcousticsError) as caught:
+        corpus.unpack_svd_zips(tmp_path)
+    one_line(caught.value, "male_speech.zip", words)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["male_speech.zip"]
+
+
+def test_an_empty_folder_left_by_an_old_run_does_not_block_a_corrected_zip(tmp_path):
+    (tmp_path / "male_speech").mkdir()
+    _zip(tmp_path / "male_speech.zip", [("export/1-a.wav", WAV)])
+    assert corpus.unpack_svd_zips(tmp_path) == [tmp_path / "male_speech"]
+    assert [path.name for path in (tmp_path / "male_speech").iterdir()] == ["1-a.wav"]
+
+
+@pytest.mark.parametrize("path, words", [("a" * 300 + ".wav", "304 bytes"), ("b/" * 2100 + "c.wav", "4095"),
+                                         ("ü" * 200 + ".wav", "404 bytes")], ids=["long-name", "long-path", "long-utf8"])
+def test_read_manifest_path_too_long_skips_the_row_naming_it(tmp_path, path, words):
+    manifest = write_manifest(tmp_path / "m.csv", f"path,sex,speaker\n{path},m,1\nok.wav,f,2\n")
+    recordings, skipped = corpus.read_manifest(manifest)
+    assert [recording.path.name for recording in recordings] == ["ok.wav"]
+    assert [row.path for row in skipped] == [f"{manifest} line 2"]
+    one_line(skipped[0].reason, words, "shorten it")

@@ -159,3 +159,37 @@ def test_stage4_never_overwrites_the_database(files):
     assert database.read_bytes() == files["db"].read_bytes()
     done = run_stage("train_models.py", "--db", files["db"], "--out", files["model"], timeout=120)
     assert_refused(done, f"--out {files['model']} is a file, not a folder")
+
+
+# Leftover temporary files of an atomic save that was killed --------------------------------------
+def _aged(path, seconds=3600):
+    path.write_bytes(HDF5_MAGIC)
+    old = path.stat().st_mtime - seconds
+    import os
+
+    os.utime(path, (old, old))
+    return path
+
+
+def test_remove_stale_temporaries_removes_only_old_files_of_its_own_pattern(tmp_path):
+    stale = [_aged(tmp_path / ".cnn.h5.ab_cd123.tmp.h5"), _aged(tmp_path / ".best.h5.k9x2m0qz.tmp.h5")]
+    kept = [_aged(tmp_path / "cnn.h5"), _aged(tmp_path / ".cnn.h5.tmp.h5"), _aged(tmp_path / ".other.h5.ab_cd123.tmp.h5"),
+            _aged(tmp_path / ".cnn.h5.ab_cd123.tmp.h5.bak"), _aged(tmp_path / ".cnn.h5.abc.tmp.h5")]
+    fresh = tmp_path / ".lstm.h5.zzzzzzzz.tmp.h5"
+    fresh.write_bytes(HDF5_MAGIC)  # a save in progress
+    link = tmp_path / ".ensemble.h5.llllllll.tmp.h5"
+    link.symlink_to(kept[0])
+    assert outputs.remove_stale_temporaries(tmp_path, ("cnn", "lstm", "ensemble", "best")) == 2
+    assert not any(path.exists() for path in stale)
+    assert all(path.exists() for path in kept + [fresh]) and link.is_symlink()
+    assert outputs.remove_stale_temporaries(tmp_path / "missing", ("cnn",)) == 0
+
+
+def test_stage4_removes_leftover_temporaries_and_says_how_many(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    leftovers = [_aged(models / ".cnn.h5.a1b2c3d4.tmp.h5"), _aged(models / ".best.h5.e5f6g7h8.tmp.h5")]
+    result = run_stage("train_models.py", "--db", tmp_path / "none.db", "--out", models)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "Removed 2 leftover temporary files" in result.stdout and str(models) in result.stdout
+    assert not any(path.exists() for path in leftovers)
