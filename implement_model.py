@@ -40,7 +40,8 @@ FILES_PER_PREDICTION, READ_THREADS, PROGRESS_FROM_FILES = 64, 4, 10
 MIN_PAUSE_SECONDS, MAX_PAUSE_SECONDS = 0.1, 5.0
 
 
-DESCRIPTION = """Stage 5: is this voice male or female? The model trained by train_models.py answers.
+DESCRIPTION = """Stage 5: is this voice male or female? A trained model answers: the one train_models.py
+saved if it has heard real voices, otherwise the reference model that comes with the project.
 
 By default it listens to the microphone: say "Guten Morgen, wie geht es Ihnen", pause, and it
 answers. Give audio files or folders instead to classify recordings, one line each (or a CSV file, or
