@@ -1,17 +1,26 @@
 """Shared package of the deep-learning-on-acoustics workshop: one module per concern.
 
 settings   - the frozen Settings object (every feature parameter), its JSON form, comparison
+recipe     - the frozen Recipe object (every training parameter), its JSON form, --recipe overrides
 errors     - AcousticsError and its subclasses; the message is the line a person reads
+outputs    - output paths checked before any work (never over an input, a database or a model)
 audio      - load any audio file to float32 mono at the settings' rate, trim, mix at an SNR, levels
 features   - MFCCs (fast, librosa-exact) and fixed-size frame windows for the models
 corpus     - find labelled recordings (SVD export, CSV manifest, zips) and make the demo corpus
+identity   - one recording one row, one person one speaker: listings sorted before stage 3 stores them
 preparation- stage 3's work on one recording, and the worker pool for a corpus
 database   - the SQLite feature database: schema, checks, transactions, batched reads
-training   - speaker split, normalisation statistics, windows, augmentation, scores (no Keras)
-models     - the three Keras models, training loop glue, .h5 save/load
-modelfile  - a model file's metadata (settings, normalisation, scores), read without Keras
+training   - speaker split, normalisation statistics, windows, calibration, scores (no Keras)
+augment    - training windows changed on the fly: babble, coloured noise, microphone responses, levels
+models     - the three Keras models, batches, the training loop, prediction, .h5 save/load
+trainer    - stage 4's one path from (recipe, speaker split) to saved, scored, calibrated models
+modelfile  - a model file's metadata (settings, recipe, provenance, calibration), read without Keras
 microphone - PyAudio capture, device discovery, voice activity detection
-verdict    - a probability in words; classify one clip; load the model in the background
+gate       - --stream's speaker gate: the person at the microphone, not the room
+liveview   - stage 5's live screen (level meter, state, verdict bar) and its plain-line fallback
+verdict    - a probability in words; classify one clip; which model answers; load it in the background
+compare    - two models side by side on labelled voices
+segments   - who speaks when: male, female and no_speech segments of long recordings
 plots      - the pictures each stage saves
 """
 
