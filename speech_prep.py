@@ -19,7 +19,7 @@ import time
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # BLAS threads fight on small machines
 
 from acoustics.errors import AcousticsError, reason_of
-from acoustics.settings import Paths, command_line
+from acoustics.settings import Paths, command_line, non_negative_integer
 
 EXAMPLES = """examples:
   python speech_prep.py                          # the SVD export in data/male_speech and data/female_speech
@@ -28,13 +28,6 @@ EXAMPLES = """examples:
   python speech_prep.py --manifest a/part1.csv --manifest b/part2.csv --corpus emodb   # one corpus, two lists
 """
 BATCH_SIZE = 32  # recordings per database transaction
-
-
-def non_negative_integer(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
-    return value
 
 
 def corpus_name(text: str) -> str:

@@ -34,7 +34,7 @@ from acoustics import trainer, verdict
 from acoustics.database import FeatureDatabase
 from acoustics.errors import AcousticsError, printable
 from acoustics.recipe import Recipe
-from acoustics.settings import Paths, command_line
+from acoustics.settings import Paths, command_line, non_negative_integer
 
 MODEL_CHOICES = ("cnn", "lstm", "cnnlstm")
 DESCRIPTION = """Stage 4: train three kinds of network to tell male from female speech, and keep the best.
@@ -60,13 +60,6 @@ def positive_integer(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def non_negative_integer(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
     return value
 
 

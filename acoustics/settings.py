@@ -244,6 +244,16 @@ class Paths:
         return self.pictures / f"{prefix}{name}.png"
 
 
+def non_negative_integer(text: str) -> int:
+    """An argparse type: a whole number of 0 or more (``--seed``, ``--limit``)."""
+    import argparse
+
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
+    return value
+
+
 def command_line(script: str, *options) -> str:
     """``python SCRIPT`` and the options a person gave that differ from the defaults, quoted for a shell.
 
