@@ -105,10 +105,9 @@ def score_and_save(name: str, model, fit: dict, split: Split, recipe: Recipe, da
            for subset in ("validation", "test")}
     validation_labels = split.rows("validation")["label"].to_numpy()
     temperature = training.fit_temperature(raw["validation"], validation_labels) if recipe.calibrate else 1.0
-    scores = {subset: training.clip_scores(split.rows(subset), training.calibrate(raw[subset], temperature))
-              for subset in ("validation", "test")}
-    scores["test"]["ece"] = training.expected_calibration_error(training.calibrate(raw["test"], temperature),
-                                                                split.rows("test")["label"].to_numpy())
+    calibrated = {subset: training.calibrate(values, temperature) for subset, values in raw.items()}
+    scores = {subset: training.clip_scores(split.rows(subset), calibrated[subset]) for subset in calibrated}
+    scores["test"]["ece"] = training.expected_calibration_error(calibrated["test"], split.rows("test")["label"].to_numpy())
     scores.update(epochs=fit["epochs"], best_epoch=fit["best_epoch"], interrupted=fit["interrupted"], seed=seed,
                   training_seconds=round(fit["seconds"], 1), parameters=models.parameter_count(model), temperature=temperature)
     heard = provenance(split) | (extra_provenance or {})
