@@ -34,12 +34,30 @@ def read_metadata(path) -> dict:
     terminal). Raises :class:`BadModelError` for a missing, foreign or damaged file, or one of
     another major version of the project.
     """
+    path = Path(path)
+    attributes = _read_attributes(path)
+    version = printable(attributes["version"])
+    if version.split(".")[0] != __version__.split(".")[0]:
+        raise BadModelError(f"{path}: made by version {version} of the project, which this version ({__version__}) cannot read; {TRAIN_AGAIN}.")
+    try:
+        metadata = _metadata_of(attributes, path)
+        if len(metadata["normalisation"].mean) != metadata["settings"].n_mfcc:
+            raise ValueError("normalisation of another coefficient count")
+        if not 0.05 <= metadata["temperature"] <= 50:  # also refuses NaN
+            raise ValueError("temperature out of range")
+        _check_provenance(metadata["provenance"])
+        return metadata
+    except (KeyError, ValueError, TypeError):  # BadParameterError is a ValueError
+        raise BadModelError(f"{path}: the model's metadata is incomplete or damaged; {TRAIN_AGAIN}.") from None
+
+
+def _read_attributes(path: Path) -> dict:
+    """The project's HDF5 attributes of the model file ``path`` without :data:`ATTRIBUTE_PREFIX`; raises
+    :class:`BadModelError` for a missing or damaged file, or one without the project's version or Keras' weights."""
     import h5py
 
-    path = Path(path)
     if not path.is_file():
         raise BadModelError(f"{path}: no model file here; {TRAIN_AGAIN}.")
-
     not_ours = BadModelError(f"{path}: not a model made by train_models.py; {TRAIN_AGAIN}.")
     if not h5py.is_hdf5(path):
         raise not_ours
@@ -51,37 +69,31 @@ def read_metadata(path) -> dict:
         raise BadModelError(f"{path}: the model file is damaged (cut short or corrupt); {TRAIN_AGAIN}.") from None
     if "version" not in attributes or not has_weights:
         raise not_ours
-    version = printable(attributes["version"])
-    if version.split(".")[0] != __version__.split(".")[0]:
-        raise BadModelError(f"{path}: made by version {version} of the project, which this version ({__version__}) cannot read; {TRAIN_AGAIN}.")
-    try:
-        settings = Settings.from_json(str(attributes["settings"]))
-        metadata = {
-            "path": str(path),
-            "version": version,
-            "model_name": printable(attributes["model_name"]),
-            "settings": settings,
-            "class_names": [printable(name) for name in json.loads(str(attributes["class_names"]))],
-            "normalisation": Normalisation(
-                np.asarray(attributes["normalisation_mean"]), np.asarray(attributes["normalisation_std"]),
-                cmn=bool(int(attributes.get("normalisation_cmn", 0))),
-                coefficients=int(attributes.get("normalisation_coefficients", settings.n_mfcc)),
-            ),
-            "recipe": Recipe.from_json(str(attributes["recipe"])) if "recipe" in attributes else Recipe(),
-            "temperature": float(attributes.get("temperature", 1.0)),
-            "provenance": json.loads(str(attributes.get("provenance", "{}"))),
-            "scores": json.loads(str(attributes.get("scores", "{}"))),
-            "history": json.loads(str(attributes.get("history", "{}"))),
-            "saved_at": printable(attributes.get("saved_at", "")),
-        }
-        if len(metadata["normalisation"].mean) != settings.n_mfcc:
-            raise ValueError("normalisation of another coefficient count")
-        if not 0.05 <= metadata["temperature"] <= 50:  # also refuses NaN
-            raise ValueError("temperature out of range")
-        _check_provenance(metadata["provenance"])
-        return metadata
-    except (KeyError, ValueError, TypeError):  # BadParameterError is a ValueError
-        raise BadModelError(f"{path}: the model's metadata is incomplete or damaged; {TRAIN_AGAIN}.") from None
+    return attributes
+
+
+def _metadata_of(attributes: dict, path: Path) -> dict:
+    """The metadata :func:`read_metadata` returns, decoded from a model file's ``attributes``; raises
+    KeyError, ValueError or TypeError where they are missing or damaged."""
+    settings = Settings.from_json(str(attributes["settings"]))
+    return {
+        "path": str(path),
+        "version": printable(attributes["version"]),
+        "model_name": printable(attributes["model_name"]),
+        "settings": settings,
+        "class_names": [printable(name) for name in json.loads(str(attributes["class_names"]))],
+        "normalisation": Normalisation(
+            np.asarray(attributes["normalisation_mean"]), np.asarray(attributes["normalisation_std"]),
+            cmn=bool(int(attributes.get("normalisation_cmn", 0))),
+            coefficients=int(attributes.get("normalisation_coefficients", settings.n_mfcc)),
+        ),
+        "recipe": Recipe.from_json(str(attributes["recipe"])) if "recipe" in attributes else Recipe(),
+        "temperature": float(attributes.get("temperature", 1.0)),
+        "provenance": json.loads(str(attributes.get("provenance", "{}"))),
+        "scores": json.loads(str(attributes.get("scores", "{}"))),
+        "history": json.loads(str(attributes.get("history", "{}"))),
+        "saved_at": printable(attributes.get("saved_at", "")),
+    }
 
 
 def _check_provenance(provenance) -> None:
@@ -92,6 +104,21 @@ def _check_provenance(provenance) -> None:
         value = provenance.get(key, 0)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"provenance {key} is not a count")
+
+
+def provenance_lines(heard: dict) -> list:
+    """A model's provenance in lines: each corpus's speakers and clips, date and commit, bench figures."""
+    lines = [f"  {printable(corpus):<12} {int(counts['female_speakers']):>4} female, {int(counts['male_speakers']):>4} male "
+             f"speakers, {int(counts['clips']):>6} clips{' (synthetic)' if counts['synthetic'] else ''}"
+             for corpus, counts in sorted(heard.get("corpora", {}).items())]
+    if "commit" in heard:
+        lines.append(f"  trained {printable(heard.get('date', '?'))} at commit {printable(heard['commit'])}")
+    figures = heard.get("bench", {}).get("accuracy")
+    if figures:
+        lines.append("  bench/accuracy.py, each corpus held out of training: " + "; ".join(
+            f"{printable(corpus)} " + ", ".join(f"{printable(condition)} {float(value):.3f}" for condition, value in conditions.items())
+            for corpus, conditions in figures.get("per_corpus", {}).items()))
+    return lines
 
 
 def check_model_settings(metadata: dict, settings: Settings, *, source: str = "The feature database") -> None:
@@ -107,24 +134,15 @@ def add_provenance(path, entries: dict) -> None:
     """Add ``entries`` (JSON-able) to the provenance stored in the model file ``path``, atomically: a copy
     in the same folder is changed and then renamed over the file. Used to store the benchmark figures
     of a model's recipe after it was trained (``train_models.py --check MODEL --bench JSON``)."""
-    import os
     import shutil
-    import tempfile
 
     import h5py
 
+    from .outputs import replaced_atomically
+
     path = Path(path)
     provenance = read_metadata(path)["provenance"] | entries
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.h5", dir=path.parent)
-    os.close(handle)
-    try:
+    with replaced_atomically(path) as temporary:
         shutil.copyfile(path, temporary)
         with h5py.File(temporary, "a") as model_file:
             model_file.attrs[ATTRIBUTE_PREFIX + "provenance"] = json.dumps(provenance, sort_keys=True)
-        with open(temporary, "rb") as written:
-            os.fsync(written.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

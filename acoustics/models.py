@@ -28,7 +28,6 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -434,11 +433,32 @@ def save_model(model: keras.Model, path, metadata: dict) -> Path:
     """
     import h5py
 
+    from .outputs import replaced_atomically
+
     path = Path(path)
+    attributes = _metadata_attributes(metadata)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replaced_atomically(path) as temporary:
+        absl_logger = logging.getLogger("absl")
+        level = absl_logger.level
+        absl_logger.setLevel(logging.ERROR)  # Keras warns that .h5 is a "legacy" format
+        try:
+            model.save(temporary, overwrite=True)
+        finally:
+            absl_logger.setLevel(level)
+        with h5py.File(temporary, "a") as handle_h5:
+            for key, value in attributes.items():
+                handle_h5.attrs[ATTRIBUTE_PREFIX + key] = value
+    return path
+
+
+def _metadata_attributes(metadata: dict) -> dict:
+    """The HDF5 attributes (without :data:`ATTRIBUTE_PREFIX`) that :func:`save_model` stores for ``metadata``,
+    with the project version and the time of saving; refuses a normalisation of another coefficient count."""
     settings, normalisation = metadata["settings"], metadata["normalisation"]
     if len(normalisation.mean) != settings.n_mfcc:
         raise ValueError(f"save_model: the normalisation holds {len(normalisation.mean)} coefficients, the settings {settings.n_mfcc}")
-    attributes = {
+    return {
         "version": __version__,
         "model_name": str(metadata["model_name"]),
         "settings": settings.to_json(),
@@ -454,28 +474,6 @@ def save_model(model: keras.Model, path, metadata: dict) -> Path:
         "history": json.dumps(metadata.get("history", {}), sort_keys=True),
         "saved_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.h5", dir=path.parent)
-    os.close(handle)
-    try:
-        absl_logger = logging.getLogger("absl")
-        level = absl_logger.level
-        absl_logger.setLevel(logging.ERROR)  # Keras warns that .h5 is a "legacy" format
-        try:
-            model.save(temporary, overwrite=True)
-        finally:
-            absl_logger.setLevel(level)
-        with h5py.File(temporary, "a") as handle_h5:
-            for key, value in attributes.items():
-                handle_h5.attrs[ATTRIBUTE_PREFIX + key] = value
-        with open(temporary, "rb") as written:
-            os.fsync(written.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; a model is meant to be shared
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def load_model(path) -> tuple:

@@ -7,11 +7,14 @@ A file's kind comes from its first bytes where it exists and they say (SQLite, W
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
+import tempfile
 import time
 from pathlib import Path
-from typing import Iterable, Mapping, Optional
+from typing import Iterable, Iterator, Mapping, Optional
 
 from .errors import BadParameterError
 
@@ -116,3 +119,29 @@ def remove_stale_temporaries(folder, names: Iterable[str], *, older_than: float 
         except FileNotFoundError:
             pass  # removed meanwhile
     return removed
+
+
+@contextlib.contextmanager
+def replaced_atomically(path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (named ``.NAME.XXXXXXXX.tmp.h5`` for ``NAME.h5``, as
+    :func:`remove_stale_temporaries` knows it) to write; when the block ends normally, flush it to disk,
+    make it readable by all (a model is meant to be shared) and rename it over ``path``, so ``path`` is
+    whole or unchanged whatever stops the process. An exception removes the temporary and goes on."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.h5", dir=path.parent)
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes it private
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def copy_atomically(source, destination) -> None:
+    """Copy the file ``source`` to ``destination`` through :func:`replaced_atomically`."""
+    with replaced_atomically(destination) as temporary:
+        shutil.copyfile(source, temporary)
