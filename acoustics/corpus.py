@@ -17,6 +17,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 from .errors import AcousticsError, BadParameterError
 
@@ -82,21 +83,31 @@ def audio_files(folder: Path) -> list:
     return found
 
 
+def svd_folders(data_dir) -> list:
+    """``[(sex, folder)]`` of the SVD export's layout under ``data_dir``: ``male_speech/``, ``female_speech/``."""
+    return [(sex, Path(data_dir) / f"{sex}_speech") for sex in ("male", "female")]
+
+
 def find_svd(data_dir) -> list:
     """Recordings of the SVD export under ``data_dir`` (``male_speech/``, ``female_speech/``)."""
-    data_dir = Path(data_dir)
-    recordings = []
-    for sex in ("male", "female"):
-        folder = data_dir / f"{sex}_speech"
-        if folder.is_dir():
-            for path in audio_files(folder):
-                recordings.append(LabelledRecording(path, sex, path.stem.split("-")[0], "svd"))
-    return recordings
+    return [LabelledRecording(path, sex, path.stem.split("-")[0], "svd")
+            for sex, folder in svd_folders(data_dir) if folder.is_dir() for path in audio_files(folder)]
 
 
 def has_svd(data_dir) -> bool:
-    data_dir = Path(data_dir)
-    return (data_dir / "male_speech").is_dir() or (data_dir / "female_speech").is_dir()
+    return any(folder.is_dir() for _, folder in svd_folders(data_dir))
+
+
+def find_listed(data_dir, manifests: Iterable, *, source: str | None = None) -> tuple:
+    """``(recordings, skipped)`` of the SVD export under ``data_dir`` (if there is one) and of each of
+    ``manifests`` (see :func:`read_manifest`; ``source`` names the corpus of all their speakers)."""
+    recordings = find_svd(data_dir) if has_svd(data_dir) else []
+    skipped = []
+    for manifest in manifests:
+        found, bad_rows = read_manifest(manifest, source=source)
+        recordings += found
+        skipped += bad_rows
+    return recordings, skipped
 
 
 #: Byte order marks and the encodings they announce (UTF-32 before UTF-16: its LE mark starts with UTF-16's).
@@ -152,9 +163,28 @@ def read_manifest(manifest, *, source: str | None = None, synthetic: bool = Fals
     Rows with an unknown sex label or a missing file are skipped with a reason; a manifest without the
     needed columns raises :class:`BadParameterError`.
     """
+    manifest = Path(manifest)
+    table, columns = _manifest_table(manifest)
+    source = source or manifest.parent.name or "manifest"
+    recordings, skipped = [], []
+    for row_number, row in enumerate(table.itertuples(index=False), start=2):
+        values = dict(zip(table.columns, row))
+        where = f"{manifest} line {row_number}"
+        found = _manifest_row(values[columns["path"]], values[columns["sex"]], values[columns["speaker"]], manifest)
+        if isinstance(found, str):
+            skipped.append(Skipped(where, found))
+        else:
+            path, sex, speaker = found
+            recordings.append(LabelledRecording(path, sex, speaker, source, synthetic, where))
+    return recordings, skipped
+
+
+def _manifest_table(manifest: Path) -> tuple:
+    """``(table, columns)``: the manifest as a DataFrame of strings, and which of its columns holds each
+    of ``path``, ``sex`` and ``speaker`` (by :data:`COLUMN_ALIASES`); raises :class:`BadParameterError`
+    for a file that cannot be read or is not such a CSV table."""
     import pandas
 
-    manifest = Path(manifest)
     try:
         text = manifest_text(manifest)
     except FileNotFoundError:
@@ -177,28 +207,21 @@ def read_manifest(manifest, *, source: str | None = None, synthetic: bool = Fals
                 "it needs the columns path,sex,speaker."
             )
         columns[wanted] = match
-    source = source or manifest.parent.name or "manifest"
-    recordings, skipped = [], []
-    for row_number, row in enumerate(table.itertuples(index=False), start=2):
-        values = dict(zip(table.columns, row))
-        raw_path = str(values[columns["path"]]).strip()
-        sex = normalise_sex(values[columns["sex"]])
-        speaker = str(values[columns["speaker"]]).strip()
-        where = f"{manifest} line {row_number}"
-        if not raw_path:
-            skipped.append(Skipped(where, "empty path"))
-        elif sex is None:
-            skipped.append(Skipped(where, f"unknown sex label {values[columns['sex']]!r} (use male or female)"))
-        elif not speaker:
-            skipped.append(Skipped(where, "empty speaker"))
-        else:
-            path = Path(raw_path) if Path(raw_path).is_absolute() else manifest.parent / raw_path
-            too_long = path_too_long(path)
-            if too_long:
-                skipped.append(Skipped(where, too_long))
-            else:
-                recordings.append(LabelledRecording(path, sex, speaker, source, synthetic, where))
-    return recordings, skipped
+    return table, columns
+
+
+def _manifest_row(raw_path, sex_label, raw_speaker, manifest: Path):
+    """``(path, sex, speaker)`` of one manifest row (a relative path is taken from the manifest's folder),
+    or why the row is skipped: an empty path or speaker, an unknown sex label, a path too long."""
+    raw_path, sex, speaker = str(raw_path).strip(), normalise_sex(sex_label), str(raw_speaker).strip()
+    if not raw_path:
+        return "empty path"
+    if sex is None:
+        return f"unknown sex label {sex_label!r} (use male or female)"
+    if not speaker:
+        return "empty speaker"
+    path = Path(raw_path) if Path(raw_path).is_absolute() else manifest.parent / raw_path
+    return path_too_long(path) or (path, sex, speaker)
 
 
 def mbrola_voices() -> dict:
@@ -298,7 +321,6 @@ def unpack_svd_zip(zip_path, target) -> Path:
     header). It unpacks into a temporary folder first and renames it at the end, so ``target`` appears
     whole or not at all. The export's single top folder (``export/``) is dropped.
     """
-    import stat
     import zipfile
 
     zip_path, target = Path(zip_path), Path(target)
@@ -309,33 +331,9 @@ def unpack_svd_zip(zip_path, target) -> Path:
     try:
         with zipfile.ZipFile(zip_path) as archive:
             members = archive.infolist()
-            if len(members) > MAX_MEMBERS:
-                raise AcousticsError(f"{zip_path}: holds {len(members)} entries, more than an SVD export; unpack it by hand.")
-            for member in members:
-                name = Path(member.filename)
-                mode = member.external_attr >> 16
-                if name.is_absolute() or ".." in name.parts or member.filename.startswith(("/", "\\")):
-                    raise AcousticsError(f"{zip_path}: the entry {member.filename!r} points outside the folder; refusing to unpack it.")
-                if stat.S_ISLNK(mode):
-                    raise AcousticsError(f"{zip_path}: the entry {member.filename!r} is a link; refusing to unpack it.")
+            _check_member_paths(zip_path, members)
             check_zip_members(zip_path, members)
-            written = 0
-            for member in members:
-                name = Path(member.filename)
-                destination = temporary / name
-                if member.is_dir():
-                    destination.mkdir(parents=True, exist_ok=True)
-                    continue
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                with archive.open(member) as source, open(destination, "wb") as sink:
-                    for block in iter(lambda: source.read(1 << 20), b""):
-                        written += len(block)
-                        if written > MAX_UNPACKED_BYTES:
-                            raise AcousticsError(
-                                f"{zip_path}: unpacks to more than {MAX_UNPACKED_BYTES / 1024**3:.0f} GB, far more than "
-                                "an SVD export (a damaged file or a zip bomb); download it again."
-                            )
-                        sink.write(block)
+            _extract(archive, members, temporary, zip_path)
     except zipfile.BadZipFile:
         shutil.rmtree(temporary, ignore_errors=True)
         raise AcousticsError(f"{zip_path}: not a complete zip file (download cut short?); download it again.") from None
@@ -349,13 +347,47 @@ def unpack_svd_zip(zip_path, target) -> Path:
     return target
 
 
+def _check_member_paths(zip_path, members) -> None:
+    """Refuse a zip of more than :data:`MAX_MEMBERS` entries, or with an entry that is absolute, climbs
+    out with ``..`` or is a link."""
+    import stat
+
+    if len(members) > MAX_MEMBERS:
+        raise AcousticsError(f"{zip_path}: holds {len(members)} entries, more than an SVD export; unpack it by hand.")
+    for member in members:
+        name = Path(member.filename)
+        if name.is_absolute() or ".." in name.parts or member.filename.startswith(("/", "\\")):
+            raise AcousticsError(f"{zip_path}: the entry {member.filename!r} points outside the folder; refusing to unpack it.")
+        if stat.S_ISLNK(member.external_attr >> 16):
+            raise AcousticsError(f"{zip_path}: the entry {member.filename!r} is a link; refusing to unpack it.")
+
+
+def _extract(archive, members, folder: Path, zip_path) -> None:
+    """Write the checked ``members`` of ``archive`` under ``folder``, counting the bytes written: more
+    than :data:`MAX_UNPACKED_BYTES` (a damaged file or a zip bomb) raises :class:`AcousticsError`."""
+    written = 0
+    for member in members:
+        destination = folder / Path(member.filename)
+        if member.is_dir():
+            destination.mkdir(parents=True, exist_ok=True)
+            continue
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with archive.open(member) as source, open(destination, "wb") as sink:
+            for block in iter(lambda: source.read(1 << 20), b""):
+                written += len(block)
+                if written > MAX_UNPACKED_BYTES:
+                    raise AcousticsError(
+                        f"{zip_path}: unpacks to more than {MAX_UNPACKED_BYTES / 1024**3:.0f} GB, far more than "
+                        "an SVD export (a damaged file or a zip bomb); download it again."
+                    )
+                sink.write(block)
+
+
 def unpack_svd_zips(data_dir) -> list:
     """Unpack ``male_speech.zip`` / ``female_speech.zip`` in ``data_dir`` where the folder is missing."""
-    data_dir = Path(data_dir)
     unpacked = []
-    for sex in ("male", "female"):
-        archive = data_dir / f"{sex}_speech.zip"
-        folder = data_dir / f"{sex}_speech"
+    for _, folder in svd_folders(data_dir):
+        archive = folder.with_name(f"{folder.name}.zip")
         if archive.is_file() and folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
             folder.rmdir()  # left empty by an older version from a zip without audio: it must not block this zip
         if archive.is_file() and not folder.exists():
