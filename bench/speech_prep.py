@@ -165,25 +165,40 @@ def run_job(kind: str, folder: Path, run: int, noise: Path) -> tuple:
     return seconds, cpu, rss, summary["files"], summary["variants"]
 
 
-def main(argv=None) -> int:
+def parse_arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5, help="timed runs of each process (default: %(default)s)")
     parser.add_argument("--workers", type=int, help="passed to speech_prep.py --workers (default: its own default)")
     parser.add_argument("--job", choices=("baseline", "floor"), help=argparse.SUPPRESS)
     parser.add_argument("--noise", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
-    arguments = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    arguments = parse_arguments(argv)
     if arguments.job == "baseline":
         baseline_job(MANIFEST, arguments.noise, arguments.db)
         return 0
     if arguments.job == "floor":
         floor_job(MANIFEST, arguments.noise)
         return 0
-
     if not MANIFEST.exists():
         print(f"Skipped: EmoDB is not at {EMODB} (labels.csv missing); this benchmark needs its 535 recordings.")
         return 2
     sys.path.insert(0, str(ROOT))
+    times, rss, counts = measure(arguments.runs, arguments.workers)
+    print(f"Load average at the end: {os.getloadavg()[0]:.1f} (other processes on the machine slow stage 3's two "
+          "workers more than the single-process floor)")
+    if len(set(counts.values())) != 1:
+        raise SystemExit(f"the processes did different amounts of work (files, variants): {counts}")
+    report(times, rss, *counts["stage3"])
+    return 0
+
+
+def measure(runs: int, workers) -> tuple:
+    """Time ``runs`` interleaved runs of each of :data:`KINDS` in a temporary folder: ``(times, rss, counts)``,
+    the seconds of each kind's runs, stage 3's peak RSS (MB) per run, and each kind's (files, variants)."""
     import numpy as np
 
     from acoustics import audio
@@ -197,26 +212,25 @@ def main(argv=None) -> int:
         for path, _, _ in manifest_rows(MANIFEST):  # every run reads the corpus from the page cache
             Path(path).read_bytes()
         print(f"Stage 3 on {MANIFEST} ({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}), "
-              f"{arguments.runs} interleaved runs of each process; the timed speech_prep.py run skips the picture "
+              f"{runs} interleaved runs of each process; the timed speech_prep.py run skips the picture "
               "(--no-picture). CPU: user + system time of the process and its workers.")
         times = {kind: [] for kind in KINDS}
         rss, counts = [], {}
-        for run in range(arguments.runs):
-            order = KINDS[run % len(KINDS):] + KINDS[: run % len(KINDS)]
-            for kind in order:
+        for run in range(runs):
+            for kind in KINDS[run % len(KINDS):] + KINDS[: run % len(KINDS)]:
                 if kind == "stage3":
-                    seconds, cpu, peak, files, variants = run_stage3(folder, run, noise, empty, arguments.workers)
+                    seconds, cpu, peak, files, variants = run_stage3(folder, run, noise, empty, workers)
                     rss.append(peak)
                 else:
                     seconds, cpu, _, files, variants = run_job(kind, folder, run, noise)
                 counts[kind] = (files, variants)
                 times[kind].append(seconds)
                 print(f"  run {run + 1}: {kind:8s} {seconds:7.2f} s  (CPU {cpu:6.2f} s)", flush=True)
-    print(f"Load average at the end: {os.getloadavg()[0]:.1f} (other processes on the machine slow stage 3's two "
-          "workers more than the single-process floor)")
-    if len(set(counts.values())) != 1:
-        raise SystemExit(f"the processes did different amounts of work (files, variants): {counts}")
-    files, variants = counts["stage3"]
+    return times, rss, counts
+
+
+def report(times: dict, rss: list, files: int, variants: int) -> None:
+    """Print the medians, the speedup over the baseline and the ratio to the floor, then the same as JSON."""
     seconds, baseline, floor = (statistics.median(times[kind]) for kind in KINDS)
     print(f"Stage 3 (speech_prep.py, whole process, no picture): {seconds:.2f} s median "
           f"({files} recordings x {variants} variants); peak RSS {max(rss):.0f} MB")
@@ -228,7 +242,6 @@ def main(argv=None) -> int:
                       "speedup": round(baseline / seconds, 2), "floor_seconds": round(floor, 3),
                       "ratio_to_floor": round(seconds / floor, 3), "peak_rss_mb": round(max(rss), 1),
                       "files": files, "variants": variants}))
-    return 0
 
 
 if __name__ == "__main__":
