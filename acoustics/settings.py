@@ -246,12 +246,42 @@ class Paths:
 
 def non_negative_integer(text: str) -> int:
     """An argparse type: a whole number of 0 or more (``--seed``, ``--limit``)."""
+    return _whole_number(text, minimum=0, refusal="must not be negative")
+
+
+def positive_integer(text: str) -> int:
+    """An argparse type: a whole number of 1 or more (``--epochs``, ``--batch-size``)."""
+    return _whole_number(text, minimum=1, refusal="must be at least 1")
+
+
+def _whole_number(text: str, *, minimum: int, refusal: str) -> int:
+    """``text`` as a whole number; below ``minimum``, argparse's error with ``refusal`` and the number."""
     import argparse
 
     value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{refusal}, not {value}")
     return value
+
+
+def corpus_name(text: str) -> str:
+    """An argparse type: a corpus name (``--corpus``), non-empty, printable, at most 100 characters."""
+    import argparse
+
+    name = text.strip()
+    if not name or len(name) > 100 or not name.isprintable():
+        raise argparse.ArgumentTypeError(f"must be a short printable name, not {text!r}")
+    return name
+
+
+def plain_file_name(text: str) -> str:
+    """An argparse type: a file name without folder or ``.h5`` (``--name reference``), not hidden."""
+    import argparse
+
+    name = text[:-3] if text.endswith(".h5") else text
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise argparse.ArgumentTypeError(f"must be a plain file name such as 'reference', not {text!r}")
+    return name
 
 
 def command_line(script: str, *options) -> str:
