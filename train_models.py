@@ -1,11 +1,9 @@
 """Stage 4: train a ConvNet, an LSTM and a ConvNet+LSTM to tell male from female speech, and keep the best.
 
-Reads the MFCCs that speech_prep.py stored in the feature database (and its settings: no number is
-declared here), splits the speakers into training, validation and test speakers (stored in the
-database and reused while the speakers stay the same), trains each network as the recipe says
-(acoustics/recipe.py: epochs, learning rate, augmentation with other voices, coloured noise,
-microphone responses and levels), calibrates its probabilities on the validation speakers, scores it
-on the test speakers' clips (clean and at every SNR), and saves
+Reads the MFCCs and settings that speech_prep.py stored in the feature database; the work (speaker
+split, training as the recipe says, calibration on the validation speakers, scores on the test
+speakers' clips, saving) is acoustics/trainer.py's, the path `make reference` takes too; this script
+reads the command line, shows the progress and the test table, and copies the best model. It saves
 
     data/models/<model>.h5                 the network with its settings, normalisation, recipe,
                                            calibration, what it heard (provenance) and scores
@@ -24,17 +22,14 @@ remaining ones.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-from acoustics import trainer, verdict
+from acoustics import outputs, trainer
 from acoustics.database import FeatureDatabase
-from acoustics.errors import AcousticsError, printable
+from acoustics.errors import AcousticsError
 from acoustics.recipe import Recipe
-from acoustics.settings import Paths, command_line, non_negative_integer
+from acoustics.settings import Paths, command_line, non_negative_integer, plain_file_name, positive_integer
 
 MODEL_CHOICES = ("cnn", "lstm", "cnnlstm")
 DESCRIPTION = """Stage 4: train three kinds of network to tell male from female speech, and keep the best.
@@ -56,20 +51,6 @@ EXAMPLES = """examples:
 """
 
 
-def positive_integer(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def file_name(text: str) -> str:
-    name = text[:-3] if text.endswith(".h5") else text
-    if not name or "/" in name or "\\" in name or name.startswith("."):
-        raise argparse.ArgumentTypeError(f"must be a plain file name such as 'reference', not {text!r}")
-    return name
-
-
 def parse_arguments(argv=None) -> argparse.Namespace:
     paths = Paths()
     parser = argparse.ArgumentParser(description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,7 +66,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
                         help="1-second pieces of speech per training step (default: the recipe's, 64)")
     parser.add_argument("--out", metavar="FOLDER", type=Path, default=paths.models, help=f"folder for the models and pictures (default {paths.models})")
     parser.add_argument("--seed", type=non_negative_integer, default=None, help="seed of the split, the shuffling and the weights (default: the database's)")
-    parser.add_argument("--name", type=file_name, default="best", help="file name (without .h5) of the copy of the best model (default best)")
+    parser.add_argument("--name", type=plain_file_name, default="best", help="file name (without .h5) of the copy of the best model (default best)")
     parser.add_argument("--pick", choices=MODEL_CHOICES + ("ensemble",), default=None,
                         help="copy this model to NAME.h5 instead of the one best on the validation speakers")
     parser.add_argument("--new-split", action="store_true", help="draw a new speaker split even if the stored one still fits")
@@ -97,43 +78,13 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def recipe_of(arguments) -> Recipe:
-    """The default recipe with the command line's changes."""
-    recipe = Recipe().with_overrides(arguments.recipe)
-    changes = {"epochs": arguments.epochs, "batch_size": arguments.batch_size}
-    recipe = recipe.replace(**{key: value for key, value in changes.items() if value is not None})
-    if arguments.model in MODEL_CHOICES:
-        recipe = recipe.replace(networks=(arguments.model,))
-    return recipe
-
-
-def describe_split(index) -> str:
-    lines = []
-    for subset in ("train", "validation", "test"):
-        rows = index[index["subset"] == subset]
-        speakers = rows.groupby("sex")["speaker_id"].nunique()
-        lines.append(f"  {subset:<10} {speakers.get('female', 0):>4} female, {speakers.get('male', 0):>4} male speakers, {len(rows):>6} clips")
-    return "\n".join(lines)
-
-
-def copy_atomically(source: Path, destination: Path) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp.h5", dir=destination.parent)
-    os.close(handle)
-    try:
-        shutil.copyfile(source, temporary)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, destination)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def check(arguments) -> int:
-    from acoustics import models
-    from acoustics.modelfile import add_provenance
+    """--check MODEL: print what the model holds, heard and scored (after storing --bench's figures in it)."""
+    from acoustics import models, verdict
+    from acoustics.modelfile import add_provenance, provenance_lines
 
     if arguments.bench:
-        add_provenance(arguments.check, bench_figures(arguments.bench))
+        add_provenance(arguments.check, trainer.bench_provenance(arguments.bench))
         print(f"Stored the figures of {arguments.bench} in {arguments.check}.")
     model, metadata = models.load_model(arguments.check)
     if arguments.db.exists():
@@ -153,112 +104,56 @@ def check(arguments) -> int:
     return 0
 
 
-def provenance_lines(heard: dict) -> list:
-    """A model's provenance in lines: each corpus's speakers and clips, date and commit, bench figures."""
-    lines = [f"  {printable(corpus):<12} {int(counts['female_speakers']):>4} female, {int(counts['male_speakers']):>4} male "
-             f"speakers, {int(counts['clips']):>6} clips{' (synthetic)' if counts['synthetic'] else ''}"
-             for corpus, counts in sorted(heard.get("corpora", {}).items())]
-    if "commit" in heard:
-        lines.append(f"  trained {printable(heard.get('date', '?'))} at commit {printable(heard['commit'])}")
-    figures = heard.get("bench", {}).get("accuracy")
-    if figures:
-        lines.append("  bench/accuracy.py, each corpus held out of training: " + "; ".join(
-            f"{printable(corpus)} " + ", ".join(f"{printable(condition)} {float(value):.3f}" for condition, value in conditions.items())
-            for corpus, conditions in figures.get("per_corpus", {}).items()))
-    return lines
-
-
-def check_outputs(arguments) -> None:
-    """Refuse, before any work, an --out that is a file, or a model or picture in it that would
-    overwrite the database or another kind of file."""
-    from acoustics import outputs
-
-    if arguments.out.exists() and not arguments.out.is_dir():
-        raise AcousticsError(f"--out {arguments.out} is a file, not a folder; choose another folder.")
-    names = MODEL_CHOICES + ("ensemble",) if arguments.model == "all" else (arguments.model,)
-    protected = {"the feature database": arguments.db}
-    for name in names:
-        outputs.check_output_path(arguments.out / f"{name}.h5", "--out", "HDF5 file (a model)", protected)
-        for picture in ("training", "confusion"):
-            outputs.check_picture_path(arguments.out / f"{name}_{picture}.png", "--out", protected)
-    outputs.check_output_path(arguments.out / f"{arguments.name}.h5", "--name", "HDF5 file (a model)", protected)
-
-
-def remove_leftovers(arguments) -> int:
-    """Remove, from --out, the temporary files of saves that a killed run (SIGKILL) left behind, and say how many."""
-    from acoustics import outputs
-
-    removed = outputs.remove_stale_temporaries(arguments.out, MODEL_CHOICES + ("ensemble", arguments.name))
-    if removed:
-        print(f"Removed {removed} leftover temporary file{'s' if removed != 1 else ''} of an interrupted save "
-              f"(.NAME.h5.*.tmp.h5) from {arguments.out}.", flush=True)
-    return removed
-
-
-def bench_figures(path) -> dict:
-    """``{"bench": figures}`` from a bench/accuracy.py JSON file, for a model's provenance ({} for none)."""
-    import json
-
-    if path is None:
-        return {}
-    try:
-        return {"bench": json.loads(Path(path).read_text(encoding="utf-8"))}
-    except (OSError, ValueError) as error:
-        raise AcousticsError(f"--bench {path}: not a readable JSON file of bench/accuracy.py's figures ({error}).") from None
+def recipe_of(arguments) -> Recipe:
+    """The default recipe with the command line's changes."""
+    recipe = Recipe().with_overrides(arguments.recipe)
+    changes = {"epochs": arguments.epochs, "batch_size": arguments.batch_size}
+    recipe = recipe.replace(**{key: value for key, value in changes.items() if value is not None})
+    return recipe.replace(networks=(arguments.model,)) if arguments.model in MODEL_CHOICES else recipe
 
 
 def train_all(arguments) -> int:
     recipe = recipe_of(arguments)
-    check_outputs(arguments)
-    remove_leftovers(arguments)
-    extra = bench_figures(arguments.bench)
+    trainer.check_outputs(arguments.out, MODEL_CHOICES + ("ensemble",) if arguments.model == "all" else (arguments.model,),
+                          arguments.name, database=arguments.db)
+    removed = outputs.remove_stale_temporaries(arguments.out, MODEL_CHOICES + ("ensemble", arguments.name))
+    if removed:
+        print(f"Removed {removed} leftover temporary file{'s' if removed != 1 else ''} of an interrupted save "
+              f"(.NAME.h5.*.tmp.h5) from {arguments.out}.", flush=True)
+    extra = trainer.bench_provenance(arguments.bench)
     with FeatureDatabase(arguments.db) as database:
         seed = database.settings.seed if arguments.seed is None else arguments.seed
         split = trainer.load_split(database, recipe, seed, new_split=arguments.new_split, fractions=arguments.fractions)
-        print(f"Speaker split ({'stored, reused' if split.reused else f'new, seed {seed}'}):\n{describe_split(split.index)}", flush=True)
+        print(f"Speaker split ({'stored, reused' if split.reused else f'new, seed {seed}'}):\n{split.describe()}", flush=True)
         print("Loading TensorFlow ...", flush=True)
         from acoustics import models
 
         arguments.out.mkdir(parents=True, exist_ok=True)
-        names = () if arguments.model == "ensemble" else recipe.networks
-        results, trained = [], {}
-        interrupted = "Stopped by Ctrl-C: saved the model as trained so far; the remaining models are skipped."
-        for name in names:
-            print(f"\n=== {name}: {models.training_plan(recipe)} ===", flush=True)
-            model, fit = trainer.train(name, split, recipe, seed)
-            path = arguments.out / f"{name}.h5"
-            scores = trainer.score_and_save(name, model, fit, split, recipe, database, path, seed=seed, extra_provenance=extra)
-            results.append((name, path, scores))
-            trained[name] = (model, fit)
-            print(f"Saved {path} (the last epoch, {fit['best_epoch']} of {fit['epochs']}; "
-                  f"calibration temperature {scores['temperature']:.2f}).", flush=True)
-            if fit["interrupted"]:
-                print(interrupted, flush=True)
-                break
-        if arguments.model in ("all", "ensemble") and not any(fit["interrupted"] for _, fit in trained.values()):
-            results += train_ensemble(arguments, split, recipe, database, seed, trained.get(recipe.ensemble_network), extra)
+        plan, results = models.training_plan(recipe), []
+        for event in trainer.train_models(() if arguments.model == "ensemble" else recipe.networks, split, recipe, database,
+                                          arguments.out, seed=seed, ensemble=arguments.model in ("all", "ensemble"),
+                                          extra_provenance=extra):
+            if isinstance(event, trainer.Saved):
+                results.append(event)
+            print(progress_line(event, plan), flush=True)
     return report(arguments, results, split.index)
 
 
-def train_ensemble(arguments, split, recipe, database, seed, first, extra) -> list:
-    """Train the ensemble's members (reusing ``first``, the network trained with ``seed``), save the ensemble."""
-    from acoustics import models
-
-    members = [first] if first is not None else []
-    for member_seed in range(seed + len(members), seed + recipe.ensemble_size):
-        print(f"\n=== ensemble: {recipe.ensemble_network} with seed {member_seed} ({len(members) + 1} of "
-              f"{recipe.ensemble_size}), {models.training_plan(recipe)} ===", flush=True)
-        members.append(trainer.train(recipe.ensemble_network, split, recipe, member_seed))
-        if members[-1][1]["interrupted"]:
-            print("Stopped by Ctrl-C: the ensemble is not saved.", flush=True)
-            return []
-    ensemble = members[0][0] if len(members) == 1 else models.combine_models([model for model, _ in members], split.settings)
-    path = arguments.out / "ensemble.h5"
-    scores = trainer.score_and_save("ensemble", ensemble, trainer.members_fit([fit for _, fit in members]), split, recipe,
-                                    database, path, seed=seed, extra_provenance=extra)
-    print(f"Saved {path}: the mean of {len(members)} {recipe.ensemble_network} models' probabilities "
-          f"(seeds {seed} to {seed + len(members) - 1}; calibration temperature {scores['temperature']:.2f}).", flush=True)
-    return [("ensemble", path, scores)]
+def progress_line(event, plan: str) -> str:
+    """What the person reads when a network starts training, a model is saved, or Ctrl-C stopped the training."""
+    if isinstance(event, trainer.Starting) and event.member:
+        return f"\n=== ensemble: {event.name} with seed {event.seed} ({event.member} of {event.members}), {plan} ==="
+    if isinstance(event, trainer.Starting):
+        return f"\n=== {event.name}: {plan} ==="
+    if isinstance(event, trainer.Stopped):
+        return ("Stopped by Ctrl-C: the ensemble is not saved." if event.name == "ensemble" else
+                "Stopped by Ctrl-C: saved the model as trained so far; the remaining models are skipped.")
+    fit, temperature = event.fit, event.scores["temperature"]
+    if "members" in fit:
+        seed = event.scores["seed"]
+        return (f"Saved {event.path}: the mean of {fit['members']} {fit['network']} models' probabilities "
+                f"(seeds {seed} to {seed + fit['members'] - 1}; calibration temperature {temperature:.2f}).")
+    return f"Saved {event.path} (the last epoch, {fit['best_epoch']} of {fit['epochs']}; calibration temperature {temperature:.2f})."
 
 
 def report(arguments, results, index) -> int:
@@ -266,46 +161,24 @@ def report(arguments, results, index) -> int:
     if not results:
         print("No model was saved.")
         return 130
-    # Best on the validation speakers: balanced accuracy, then (for ties) the lower log loss; or --pick.
-    best_name, best_path, best_scores = max(results, key=lambda result: (result[2]["validation"]["balanced_accuracy"],
-                                                                        -result[2]["validation"]["log_loss"]))
-    validation_best = f"{best_name} ({best_scores['validation']['balanced_accuracy']:.3f})"
+    chosen, best = trainer.choose(results, arguments.pick)
+    validation_best = f"{best.name} ({best.scores['validation']['balanced_accuracy']:.3f})"
     reason = f"Best by validation balanced accuracy: {validation_best}"
-    picked = [result for result in results if result[0] == arguments.pick]
-    if picked:
-        best_name, best_path, best_scores = picked[0]
-        reason = (f"Picked with --pick: {best_name} (validation balanced accuracy {best_scores['validation']['balanced_accuracy']:.3f}; "
-                  f"the best was {validation_best})")
+    if chosen.name == arguments.pick:
+        reason = (f"Picked with --pick: {chosen.name} (validation balanced accuracy "
+                  f"{chosen.scores['validation']['balanced_accuracy']:.3f}; the best was {validation_best})")
     elif arguments.pick:
         reason += f" (--pick {arguments.pick}: that model was not trained, so the validation speakers chose)"
     best_copy = arguments.out / f"{arguments.name}.h5"
-    if best_copy != best_path:
-        copy_atomically(best_path, best_copy)
+    if best_copy != chosen.path:
+        outputs.copy_atomically(chosen.path, best_copy)
     print("\nTest speakers' clips (accuracy at clip level; a clip's verdict is the mean over its 1 s windows, the louder ones counting more):")
-    print(summary_table(results, index).to_string(index=False, float_format=lambda value: f"{value:.3f}"))
+    print(trainer.summary_table(results, index).to_string(index=False, float_format=lambda value: f"{value:.3f}"))
     print(f"\n{reason}; copied to {best_copy}. Pictures are beside the models in {arguments.out}.")
     paths = Paths()
     print("Next: " + command_line("implement_model.py", ("--db", arguments.db, paths.database),
                                   ("--model", best_copy, paths.models / "best.h5")))
     return 0
-
-
-def summary_table(results, index):
-    import pandas
-
-    from acoustics import training
-
-    variants = training.variant_order(index)
-    rows = []
-    for name, _, scores in results:
-        test = scores["test"]
-        row = {"model": name, "accuracy": test["accuracy"]}
-        row.update({variant: test["per_variant"].get(variant, float("nan")) for variant in variants})
-        row.update({"balanced accuracy": test["balanced_accuracy"], "ECE": test.get("ece", float("nan")),
-                    "test speakers": test["speakers"],
-                    "seconds": scores["training_seconds"], "parameters": scores["parameters"]})
-        rows.append(row)
-    return pandas.DataFrame(rows)
 
 
 def main(argv=None) -> int:

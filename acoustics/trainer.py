@@ -4,21 +4,27 @@
 :func:`load_split` (the speakers, normalisation and class weights), :func:`train` (one network,
 or an ensemble of seeded members) and :func:`score_and_save` (calibrate on the validation speakers,
 score the test speakers, write the ``.h5`` with its recipe and provenance, the pictures and the
-``runs`` row). The benchmarks train through the same :func:`acoustics.models.train_network`.
-Keras is imported only once training starts, so bad input is refused within a second.
+``runs`` row); :func:`train_models` does both for each network and the ensemble, yielding its progress.
+Around them: :func:`check_outputs` (before any work), :func:`bench_provenance` (figures stored with the
+models), :func:`choose` (the model copied to ``best.h5``) and :func:`summary_table` (the test table).
+The benchmarks train through the same :func:`acoustics.models.train_network`. Keras is imported only
+once training starts, so bad input is refused within a second.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, NamedTuple, Optional
 
 import numpy as np
 
 from . import training
 from .database import FeatureDatabase
+from .errors import AcousticsError
 from .recipe import Recipe
 from .settings import Settings
 
@@ -36,6 +42,56 @@ class Split:
 
     def rows(self, subset: str):
         return self.index[self.index["subset"] == subset]
+
+    def describe(self) -> str:
+        """One line per subset: its female and male speakers and its clips."""
+        lines = []
+        for subset in ("train", "validation", "test"):
+            rows = self.rows(subset)
+            speakers = rows.groupby("sex")["speaker_id"].nunique()
+            lines.append(f"  {subset:<10} {speakers.get('female', 0):>4} female, {speakers.get('male', 0):>4} male "
+                         f"speakers, {len(rows):>6} clips")
+        return "\n".join(lines)
+
+
+class Saved(NamedTuple):
+    """A model saved by :func:`train_models`: its name, its file, its scores and its ``fit`` (an ensemble's
+    with ``members`` and ``network``: how many networks of which kind it combines)."""
+
+    name: str
+    path: Path
+    scores: dict
+    fit: dict
+
+
+#: The pictures :func:`score_and_save` draws beside each model ``NAME.h5``: ``NAME_training.png``, ``NAME_confusion.png``.
+PICTURES = ("training", "confusion")
+
+
+def check_outputs(folder: Path, names, best_name: str, *, database: Path) -> None:
+    """Refuse, before any work, a ``folder`` (--out) that is a file, or a model ``NAME.h5`` (for each of
+    ``names``), a picture of one, or the copy ``best_name.h5`` (--name) that would overwrite the feature
+    ``database`` or another kind of file."""
+    from . import outputs
+
+    if folder.exists() and not folder.is_dir():
+        raise AcousticsError(f"--out {folder} is a file, not a folder; choose another folder.")
+    protected = {"the feature database": database}
+    for name in names:
+        outputs.check_output_path(folder / f"{name}.h5", "--out", "HDF5 file (a model)", protected)
+        for picture in PICTURES:
+            outputs.check_picture_path(folder / f"{name}_{picture}.png", "--out", protected)
+    outputs.check_output_path(folder / f"{best_name}.h5", "--name", "HDF5 file (a model)", protected)
+
+
+def bench_provenance(path: Optional[Path]) -> dict:
+    """``{"bench": figures}`` from a bench/accuracy.py JSON file (--bench), for a model's provenance ({} for none)."""
+    if path is None:
+        return {}
+    try:
+        return {"bench": json.loads(Path(path).read_text(encoding="utf-8"))}
+    except (OSError, ValueError) as error:
+        raise AcousticsError(f"--bench {path}: not a readable JSON file of bench/accuracy.py's figures ({error}).") from None
 
 
 def load_split(database: FeatureDatabase, recipe: Recipe, seed: int, *, new_split: bool = False, fractions=None) -> Split:
@@ -126,7 +182,95 @@ def score_and_save(name: str, model, fit: dict, split: Split, recipe: Recipe, da
     return scores
 
 
-def members_fit(fits) -> dict:
-    """The ``fit`` record of an ensemble: its members' training seconds added up."""
-    return {"history": {}, "epochs": 0, "best_epoch": 0, "interrupted": False,
+@dataclass(frozen=True)
+class Starting:
+    """Network ``name`` is about to train with ``seed``; for an ensemble's member, its number (from 1) and the count."""
+
+    name: str
+    seed: int
+    member: int = 0
+    members: int = 0
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """Ctrl-C stopped the training of ``name`` (a network, or "ensemble": its member); nothing more is trained."""
+
+    name: str
+
+
+def train_models(names, split: Split, recipe: Recipe, database: FeatureDatabase, folder: Path, *, seed: int,
+                 ensemble: bool, extra_provenance: dict | None = None) -> Iterator:
+    """Train each network of ``names`` with ``seed`` and save it to ``folder/NAME.h5``, then, with ``ensemble``,
+    the recipe's ensemble to ``folder/ensemble.h5``. Yields a :class:`Starting` before each network trains
+    and a :class:`Saved` (with its ``fit``) after each model is saved, so the caller can show progress.
+    Ctrl-C during training saves the network as trained so far, yields :class:`Stopped` and ends."""
+    trained = {}
+    for name in names:
+        yield Starting(name, seed)
+        model, fit = train(name, split, recipe, seed)
+        path = folder / f"{name}.h5"
+        scores = score_and_save(name, model, fit, split, recipe, database, path, seed=seed, extra_provenance=extra_provenance)
+        trained[name] = (model, fit)
+        yield Saved(name, path, scores, fit)
+        if fit["interrupted"]:
+            yield Stopped(name)
+            return
+    if ensemble:
+        yield from _train_ensemble(split, recipe, database, folder, seed=seed, first=trained.get(recipe.ensemble_network),
+                                   extra_provenance=extra_provenance)
+
+
+def _train_ensemble(split: Split, recipe: Recipe, database: FeatureDatabase, folder: Path, *, seed: int,
+                    first: Optional[tuple], extra_provenance: dict | None) -> Iterator:
+    """:func:`train_models`' ensemble: ``recipe.ensemble_size`` members of ``recipe.ensemble_network`` with seeds
+    ``seed``, ``seed + 1``, ... (``first``, the ``(model, fit)`` already trained with ``seed``, is reused),
+    combined into one model whose P(male) is their mean (one member is saved as it is)."""
+    from . import models
+
+    members = [first] if first is not None else []
+    for member_seed in range(seed + len(members), seed + recipe.ensemble_size):
+        yield Starting(recipe.ensemble_network, member_seed, len(members) + 1, recipe.ensemble_size)
+        members.append(train(recipe.ensemble_network, split, recipe, member_seed))
+        if members[-1][1]["interrupted"]:
+            yield Stopped("ensemble")
+            return
+    ensemble = members[0][0] if len(members) == 1 else models.combine_models([model for model, _ in members], split.settings)
+    path, fit = folder / "ensemble.h5", members_fit([fit for _, fit in members])
+    scores = score_and_save("ensemble", ensemble, fit, split, recipe, database, path, seed=seed,
+                            extra_provenance=extra_provenance)
+    yield Saved("ensemble", path, scores, fit | {"network": recipe.ensemble_network})
+
+
+def choose(results: list, pick: Optional[str] = None) -> tuple:
+    """``(chosen, best)`` of the :class:`Saved` ``results``: ``best`` has the highest validation balanced
+    accuracy (ties: the lower validation log loss); ``chosen`` is the one named ``pick`` if it was trained,
+    else ``best``."""
+    best = max(results, key=lambda saved: (saved.scores["validation"]["balanced_accuracy"],
+                                           -saved.scores["validation"]["log_loss"]))
+    picked = [saved for saved in results if saved.name == pick]
+    return (picked[0] if picked else best), best
+
+
+def summary_table(results: list, index):
+    """A DataFrame of the :class:`Saved` ``results``' test scores: a row per model, accuracy per variant
+    (clean, then each SNR), balanced accuracy, ECE, speakers, training seconds and parameters."""
+    import pandas
+
+    variants = training.variant_order(index)
+    rows = []
+    for name, _, scores, _ in results:
+        test = scores["test"]
+        row = {"model": name, "accuracy": test["accuracy"]}
+        row.update({variant: test["per_variant"].get(variant, float("nan")) for variant in variants})
+        row.update({"balanced accuracy": test["balanced_accuracy"], "ECE": test.get("ece", float("nan")),
+                    "test speakers": test["speakers"],
+                    "seconds": scores["training_seconds"], "parameters": scores["parameters"]})
+        rows.append(row)
+    return pandas.DataFrame(rows)
+
+
+def members_fit(fits: list) -> dict:
+    """The ``fit`` record of an ensemble: how many ``members`` it has, their training seconds added up."""
+    return {"history": {}, "epochs": 0, "best_epoch": 0, "interrupted": False, "members": len(fits),
             "seconds": float(np.sum([fit["seconds"] for fit in fits]))}
