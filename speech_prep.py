@@ -18,8 +18,8 @@ import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # BLAS threads fight on small machines
 
-from acoustics.errors import AcousticsError, reason_of
-from acoustics.settings import Paths, command_line, non_negative_integer
+from acoustics.errors import AcousticsError
+from acoustics.settings import Paths, command_line, corpus_name, non_negative_integer
 
 EXAMPLES = """examples:
   python speech_prep.py                          # the SVD export in data/male_speech and data/female_speech
@@ -27,15 +27,6 @@ EXAMPLES = """examples:
   python speech_prep.py --manifest emodb.csv --db data/emodb.db   # recordings listed in a CSV file
   python speech_prep.py --manifest a/part1.csv --manifest b/part2.csv --corpus emodb   # one corpus, two lists
 """
-BATCH_SIZE = 32  # recordings per database transaction
-
-
-def corpus_name(text: str) -> str:
-    """A --corpus name: non-empty, printable, at most 100 characters."""
-    name = text.strip()
-    if not name or len(name) > 100 or not name.isprintable():
-        raise argparse.ArgumentTypeError(f"must be a short printable name, not {text!r}")
-    return name
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
@@ -82,21 +73,14 @@ def collect(arguments, paths: Paths) -> tuple:
     """All labelled recordings the arguments name, and the manifest rows that were skipped."""
     from acoustics import corpus
 
-    recordings, skipped = [], []
     for folder in corpus.unpack_svd_zips(arguments.svd):
         print(f"Unpacked {folder.name}.zip into {folder}.")
-    if corpus.has_svd(arguments.svd):
-        recordings += corpus.find_svd(arguments.svd)
-    for manifest in arguments.manifest:
-        found, bad_rows = corpus.read_manifest(manifest, source=arguments.corpus)
-        recordings += found
-        skipped += bad_rows
+    recordings, skipped = corpus.find_listed(arguments.svd, arguments.manifest, source=arguments.corpus)
     if arguments.demo:
         print(f"Speaking the demo corpus into {paths.demo_corpus} with espeak-ng (once) ...")
         manifest = corpus.make_demo_corpus(paths.demo_corpus, progress=progress_bar("speaking", "clips"))
         found, bad_rows = corpus.read_manifest(manifest, source="demo", synthetic=True)
-        recordings += found
-        skipped += bad_rows
+        recordings, skipped = recordings + found, skipped + bad_rows
     if not recordings and not skipped:
         raise AcousticsError(
             f"No speech found: put the SVD export in {arguments.svd}/male_speech and {arguments.svd}/female_speech "
@@ -112,40 +96,6 @@ def progress_bar(description: str, unit: str, total=None):
                                  dynamic_ncols=True, disable=None)
 
 
-def load_noise(path, settings):
-    from acoustics import audio, preparation
-
-    if not os.path.exists(path):
-        raise AcousticsError(f"{path}: no background noise yet; run 'python collect_background_noise.py' "
-                             "(or with --synthetic) first.")
-    noise, _ = audio.load_audio(path, settings.sample_rate)
-    if audio.level_dbfs(noise) < audio.NO_SOUND_DBFS:
-        raise AcousticsError(f"{path}: the background noise is digital silence; record it again with "
-                             "'python collect_background_noise.py'.")
-    return noise, preparation.file_hash(path)
-
-
-def open_database(arguments):
-    """Open the database; with --snrs check them against the stored settings, or start over."""
-    from acoustics import database
-
-    feature_database = database.FeatureDatabase(arguments.db)
-    requested = feature_database.settings
-    if arguments.snrs:
-        requested = requested.replace(snrs_db=tuple(arguments.snrs))
-    if arguments.start_over:
-        feature_database.close()
-        database.create_database(arguments.db, requested, reset=True)
-        print(f"Started over: deleted every stored feature in {arguments.db}.")
-        return database.FeatureDatabase(arguments.db)
-    try:
-        feature_database.check_settings(requested)
-    except AcousticsError:
-        feature_database.close()
-        raise
-    return feature_database
-
-
 def check_outputs(arguments) -> None:
     """Refuse, before any work, a --picture that would overwrite an input or another kind of file."""
     from acoustics import outputs
@@ -158,53 +108,35 @@ def check_outputs(arguments) -> None:
 
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
-    paths = Paths()
-    from acoustics import audio, preparation
-    from acoustics.corpus import Skipped
+    from acoustics import preparation, storing
 
-    started = time.perf_counter()
-    stored_now, skipped, noted, seconds_of_audio = 0, [], [], 0.0
-    feature_database = None
+    started, tally, feature_database = time.perf_counter(), storing.Tally(), None
     try:
         check_outputs(arguments)
-        feature_database = open_database(arguments)
+        feature_database = storing.open_database(arguments.db, snrs=arguments.snrs, start_over=arguments.start_over)
+        if arguments.start_over:
+            print(f"Started over: deleted every stored feature in {arguments.db}.")
         settings = feature_database.settings
-        noise, noise_hash = load_noise(arguments.noise, settings)
-        noise_id = feature_database.add_noise(name=os.path.basename(arguments.noise), kind="room", sha256=noise_hash,
-                                              duration_seconds=noise.size / settings.sample_rate,
-                                              level_dbfs=audio.level_dbfs(noise))
-        recordings, skipped = collect(arguments, paths)
-        tasks, already = sort_recordings(recordings, feature_database, skipped)
-        if arguments.limit is not None:
-            tasks = tasks[: arguments.limit]
+        noise, noise_id = storing.load_noise(arguments.noise, feature_database)
+        recordings, tally.skipped = collect(arguments, Paths())
+        tasks, already = sort_recordings(recordings, feature_database, tally.skipped)
+        tasks = tasks if arguments.limit is None else tasks[: arguments.limit]
         print(f"Found {len(recordings)} recordings: {already} already stored, {len(tasks)} to process "
               f"(clean + noise at {', '.join(f'{snr:g}' for snr in settings.snrs_db)} dB SNR each).")
-        batch = []
         bar = progress_bar("extracting MFCCs", "files", total=len(tasks))
-        for result in bar(preparation.prepare_all(tasks, noise, noise_id, settings, workers=arguments.workers)):
-            if isinstance(result, Skipped):
-                skipped.append(result)
-                continue
-            batch.append(result)
-            if result["note"]:
-                noted.append((result["path"], result["note"]))
-            if len(batch) >= BATCH_SIZE:
-                stored_now += feature_database.add_recordings(batch)
-                seconds_of_audio += sum(item["speech_seconds"] * len(item["variants"]) for item in batch)
-                batch = []
-        stored_now += feature_database.add_recordings(batch)
-        seconds_of_audio += sum(item["speech_seconds"] * len(item["variants"]) for item in batch)
-        summarise(feature_database, stored_now, seconds_of_audio, skipped, noted, time.perf_counter() - started)
+        tally.store_all(bar(preparation.prepare_all(tasks, noise, noise_id, settings, workers=arguments.workers)),
+                        feature_database)
+        summarise(feature_database, tally, time.perf_counter() - started)
         if not arguments.no_picture:
-            picture(feature_database, tasks, noise, settings, arguments.picture)
+            picture(tasks, noise, settings, arguments.picture)
     except AcousticsError as error:
         print(f"Error: {error}", file=sys.stderr)
-        if stored_now:
-            print(f"{stored_now} recordings were stored before that; run '{same_command(arguments)}' again to continue.",
+        if tally.stored:
+            print(f"{tally.stored} recordings were stored before that; run '{same_command(arguments)}' again to continue.",
                   file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"\nStopped. {stored_now} recordings were stored completely in this run; the one being written "
+        print(f"\nStopped. {tally.stored} recordings were stored completely in this run; the one being written "
               f"was rolled back. Run '{same_command(arguments)}' again to continue.", file=sys.stderr)
         return 130
     finally:
@@ -216,69 +148,59 @@ def main(argv=None) -> int:
 
 def sort_recordings(recordings, feature_database, skipped: list) -> tuple:
     """The tasks to process (each content once, under one speaker per person) and how many are stored
-    already; adds the unreadable files and the label conflicts to ``skipped`` (see acoustics.identity)."""
-    from acoustics import identity, preparation
-    from acoustics.corpus import Skipped
+    already; adds the unreadable files and the label conflicts to ``skipped`` and says which speakers
+    are one person and how many listings repeat a file (see acoustics.identity)."""
+    from acoustics import identity, storing
 
-    tasks = []
-    for recording in recordings:
-        try:
-            tasks.append(preparation.make_task(recording))
-        except AcousticsError as error:
-            skipped.append(Skipped(str(recording.path), reason_of(error, recording.path)))
-    sorted_out = identity.reconcile(tasks, feature_database.stored_labels(), feature_database.speaker_sexes())
-    skipped += sorted_out.skipped
-    for speaker, stored_as in sorted_out.linked.items():
+    reconciled, unreadable = storing.sort_recordings(recordings, feature_database)
+    skipped += unreadable + reconciled.skipped
+    for speaker, stored_as in reconciled.linked.items():
         print(f"{identity.show(speaker).capitalize()} shares recordings with {identity.show(stored_as)}: "
               "one person, stored as the latter.")
-    if sorted_out.repeated:
-        print(f"{sorted_out.repeated} listings repeat a file listed before (same content); each is stored once.")
-    return sorted_out.new, sorted_out.already
+    if reconciled.repeated:
+        print(f"{reconciled.repeated} listings repeat a file listed before (same content); each is stored once.")
+    return reconciled.new, reconciled.already
 
 
-def summarise(feature_database, stored_now: int, seconds_of_audio: float, skipped: list, noted: list,
-              seconds: float) -> None:
-    """Print what was stored, the files skipped with their reasons, and the (path, note) pairs of files
-    kept despite a poor input (quiet, noisy, mildly clipped)."""
+def summarise(feature_database, tally, seconds: float) -> None:
+    """Print what was stored, the files skipped with their reasons, and the files kept despite a poor
+    input (quiet, noisy, mildly clipped) with their notes."""
     import pandas
 
-    counts = feature_database.counts()
-    table = pandas.DataFrame(counts).T.rename_axis("sex")
-    print(f"\nStored {stored_now} new recordings ({seconds_of_audio:.0f} s of audio across all variants) "
+    table = pandas.DataFrame(feature_database.counts()).T.rename_axis("sex")
+    print(f"\nStored {tally.stored} new recordings ({tally.seconds_of_audio:.0f} s of audio across all variants) "
           f"in {seconds:.1f} s. The database now holds:")
     print(table.to_string())
-    if skipped:
-        print(f"\nSkipped {len(skipped)} files:")
-        for item in skipped[:20]:
-            print(f"  {item.path}: {item.reason}")
-        if len(skipped) > 20:
-            print(f"  ... and {len(skipped) - 20} more.")
-    if noted:
-        print(f"\nKept {len(noted)} files whose input is poor:")
-        for path, note in noted[:20]:
-            print(f"  {path}: {note}")
-        if len(noted) > 20:
-            print(f"  ... and {len(noted) - 20} more.")
+    print_some(f"Skipped {len(tally.skipped)} files", [(item.path, item.reason) for item in tally.skipped])
+    print_some(f"Kept {len(tally.noted)} files whose input is poor", tally.noted)
 
 
-def picture(feature_database, tasks, noise, settings, path) -> None:
+def print_some(heading: str, items: list, *, most: int = 20) -> None:
+    """Print ``heading`` and the first ``most`` of ``items`` (``(path, why)`` pairs), if there are any."""
+    if items:
+        print(f"\n{heading}:")
+        for path, why in items[:most]:
+            print(f"  {path}: {why}")
+        if len(items) > most:
+            print(f"  ... and {len(items) - most} more.")
+
+
+def picture(tasks, noise, settings, path) -> None:
     """Waveform and MFCCs of one recording of this run, clean and at the lowest SNR."""
-    from acoustics import features, plots, preparation
+    from acoustics import features, plots, storing
 
-    for task in tasks[:5]:
-        try:
-            speech, mixed = preparation.clean_and_noisy(task, noise, settings)
-        except AcousticsError:
-            continue
-        lowest = min(settings.snrs_db)
-        saved = plots.plot_speech_variants(
-            speech, mixed[lowest], features.mfcc(speech, settings), features.mfcc(mixed[lowest], settings),
-            settings.sample_rate, settings.hop_ms, path,
-            title=f"{os.path.basename(task.recording.path)} ({task.recording.sex}, speaker {task.recording.speaker})",
-            noisy_label=f"with background noise at {lowest:g} dB SNR",
-        )
-        print(f"Saved a picture of one recording, clean and with noise: {saved}")
+    found = storing.example(tasks, noise, settings)
+    if found is None:
         return
+    task, speech, mixed = found
+    lowest = min(settings.snrs_db)
+    saved = plots.plot_speech_variants(
+        speech, mixed[lowest], features.mfcc(speech, settings), features.mfcc(mixed[lowest], settings),
+        settings.sample_rate, settings.hop_ms, path,
+        title=f"{os.path.basename(task.recording.path)} ({task.recording.sex}, speaker {task.recording.speaker})",
+        noisy_label=f"with background noise at {lowest:g} dB SNR",
+    )
+    print(f"Saved a picture of one recording, clean and with noise: {saved}")
 
 
 if __name__ == "__main__":
