@@ -14,8 +14,8 @@ import sys
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from acoustics.errors import AcousticsError, BadParameterError
-from acoustics.settings import Paths, Settings, command_line
+from acoustics.errors import AcousticsError
+from acoustics.settings import Paths, command_line
 
 DEFAULT_SECONDS = 10.0
 EXAMPLES = """examples:
@@ -47,16 +47,6 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     return arguments
 
 
-def load_settings(database_path) -> tuple:
-    """The settings of the feature database if it exists, else the defaults; and where they came from."""
-    from acoustics.database import FeatureDatabase
-
-    if os.path.exists(database_path):
-        with FeatureDatabase(database_path, readonly=True) as feature_database:
-            return feature_database.settings, f"the settings of {database_path}"
-    return Settings(), "the default settings"
-
-
 def record(seconds: float, sample_rate: int):
     """Record from the default microphone with a progress bar; return the signal and the device's name."""
     from tqdm import tqdm
@@ -75,20 +65,6 @@ def record(seconds: float, sample_rate: int):
         return signal, f"the microphone {device.device_name}"
 
 
-def existing_level(path, sample_rate: int):
-    """Level in dBFS of a usable (not silent) noise file at ``path``, or None if there is none."""
-    from acoustics import audio
-
-    if not os.path.exists(path):
-        return None
-    try:
-        signal, _ = audio.load_audio(path, sample_rate)
-    except AcousticsError:
-        return None
-    level = audio.level_dbfs(signal)
-    return level if level >= audio.SILENCE_DBFS else None
-
-
 def check_outputs(arguments) -> None:
     """Refuse, before any work, a --out or --picture that would overwrite an input, each other, or
     another kind of file."""
@@ -102,59 +78,33 @@ def check_outputs(arguments) -> None:
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
     try:
-        import numpy as np
-
-        from acoustics import audio, plots
+        from acoustics import audio, noise
 
         check_outputs(arguments)
-        settings, settings_source = load_settings(arguments.db)
+        settings, settings_source = noise.settings_for(arguments.db)
         rate = settings.sample_rate
         seconds = arguments.seconds if arguments.seconds is not None else DEFAULT_SECONDS
         if arguments.synthetic:
-            signal = audio.synthetic_room_noise(seconds, rate, np.random.default_rng(settings.seed))
-            source = f"synthetic room noise (pink noise and 50 Hz hum, seed {settings.seed})"
+            signal, source = noise.synthetic(seconds, settings)
         elif arguments.from_file:
-            signal, info = audio.load_audio(arguments.from_file, rate)
-            if arguments.seconds is not None:
-                signal = signal[: int(round(arguments.seconds * rate))]
-            source = (f"the file {arguments.from_file} ({info.sample_rate} Hz, {info.channels} channel"
-                      f"{'s' if info.channels != 1 else ''}, converted to {rate} Hz mono)")
+            signal, source = noise.from_file(arguments.from_file, rate, arguments.seconds)
         else:
             signal, source = record(seconds, rate)
-
         level = audio.level_dbfs(signal)
-        duration = signal.size / rate
-        print(f"Got {duration:.1f} s from {source}; level {level:.1f} dBFS ({settings_source}: {rate} Hz).")
-        if level < audio.NO_SOUND_DBFS:
-            raise BadParameterError(
-                f"The noise from {source} is digital silence ({level:.0f} dBFS), which cannot be mixed into speech; "
-                "nothing was saved. Record again with the microphone unmuted, or use --from-file PATH (another file) or --synthetic."
-            )
-        if level < audio.SILENCE_DBFS:
+        print(f"Got {signal.size / rate:.1f} s from {source}; level {level:.1f} dBFS ({settings_source}: {rate} Hz).")
+        noise.refuse_silence(level, source)
+        if noise.nearly_silent(level):
             print(f"WARNING: the noise is nearly silent ({level:.1f} dBFS, below {audio.SILENCE_DBFS:.0f} dBFS): the "
                   "microphone may be muted or its gain turned down (check with 'pavucontrol' or 'alsamixer').")
-            kept = None if arguments.force else existing_level(arguments.out, rate)
-            if kept is not None:
-                raise BadParameterError(
-                    f"Kept the existing {arguments.out} (level {kept:.1f} dBFS) instead of overwriting it with a "
-                    "silent recording; record again after checking the microphone, or add --force to replace it."
-                )
+            if not arguments.force:
+                noise.refuse_to_replace(arguments.out, rate)
         fraction = audio.clipped_fraction(signal)
         if fraction > audio.CLIP_FRACTION:
             print(f"WARNING: {fraction:.1%} of the samples are at full scale (clipped): the input gain is too high. "
                   "The noise is saved, but record again with a lower gain for realistic noise.")
-        try:
-            saved = audio.write_wav(arguments.out, signal, rate)
-        except OSError as error:
-            raise AcousticsError(f"{arguments.out}: cannot write the noise ({error.strerror or error}); "
-                                 "choose another --out.") from None
-        print(f"Saved {saved} ({duration:.1f} s, {rate} Hz mono, 16 bit, level {level:.1f} dBFS).")
-        try:
-            picture = plots.plot_noise(signal, rate, arguments.picture,
-                                       title=f"Background noise: {os.path.basename(str(saved))}, {level:.1f} dBFS")
-            print(f"Saved a picture of the noise (waveform and spectrogram): {picture}")
-        except OSError as error:
-            print(f"WARNING: could not save the picture {arguments.picture} ({error.strerror or error}).")
+        saved = noise.save(arguments.out, signal, rate)
+        print(f"Saved {saved} ({signal.size / rate:.1f} s, {rate} Hz mono, 16 bit, level {level:.1f} dBFS).")
+        save_picture(arguments, signal, rate, f"Background noise: {os.path.basename(str(saved))}, {level:.1f} dBFS")
     except AcousticsError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 1
@@ -165,6 +115,17 @@ def main(argv=None) -> int:
     print("Next: " + command_line("speech_prep.py", ("--db", arguments.db, paths.database),
                                   ("--noise", arguments.out, paths.background_noise)))
     return 0
+
+
+def save_picture(arguments, signal, rate: int, title: str) -> None:
+    """Save the picture of the noise (waveform and spectrogram); a picture that cannot be written is a warning."""
+    from acoustics import plots
+
+    try:
+        picture = plots.plot_noise(signal, rate, arguments.picture, title=title)
+        print(f"Saved a picture of the noise (waveform and spectrogram): {picture}")
+    except OSError as error:
+        print(f"WARNING: could not save the picture {arguments.picture} ({error.strerror or error}).")
 
 
 if __name__ == "__main__":

@@ -4,11 +4,13 @@ settings   - the frozen Settings object (every feature parameter), its JSON form
 recipe     - the frozen Recipe object (every training parameter), its JSON form, --recipe overrides
 errors     - AcousticsError and its subclasses; the message is the line a person reads
 outputs    - output paths checked before any work (never over an input, a database or a model)
+noise      - stage 2's background noise: its settings, from a file or synthetic, level checks, the WAV
 audio      - load any audio file to float32 mono at the settings' rate, trim, mix at an SNR, levels
 features   - MFCCs (fast, librosa-exact) and fixed-size frame windows for the models
 corpus     - find labelled recordings (SVD export, CSV manifest, zips) and make the demo corpus
 identity   - one recording one row, one person one speaker: listings sorted before stage 3 stores them
 preparation- stage 3's work on one recording, and the worker pool for a corpus
+storing    - stage 3's run: database under the requested SNRs, the noise registered, tasks sorted, batches stored
 database   - the SQLite feature database: schema, checks, transactions, batched reads
 training   - speaker split, normalisation statistics, windows, calibration, scores (no Keras)
 augment    - training windows changed on the fly: babble, coloured noise, microphone responses, levels
