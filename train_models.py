@@ -30,7 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from acoustics import trainer, verdict
+from acoustics import locks, trainer, verdict
 from acoustics.database import FeatureDatabase
 from acoustics.errors import AcousticsError, printable
 from acoustics.recipe import Recipe
@@ -311,7 +311,10 @@ def summary_table(results, index):
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
     try:
-        return check(arguments) if arguments.check else train_all(arguments)
+        if arguments.check:
+            return check(arguments)
+        with locks.hold_for_training(arguments.out, arguments.db):  # best.h5 and the stored split: one run's
+            return train_all(arguments)
     except AcousticsError as error:
         print(error, file=sys.stderr)
         return 1

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BadDatabaseError, BadParameterError
+from .locks import hold_database_for_reset
 from .settings import DATABASE_FIELDS, Settings
 
 SCHEMA_VERSION = 1
@@ -194,9 +195,18 @@ def create_database(path, settings: Settings, *, reset: bool = False) -> str:
     """Create the feature database at ``path``; return ``"created"``, ``"kept"`` or ``"reset"``.
 
     An existing database of ours is kept as it is (its data and its settings) unless ``reset``. A file
-    that is not one of our databases is never touched.
+    that is not one of our databases is never touched, nor one that a training reads (``reset``
+    raises :class:`acoustics.locks.BusyError`: see :func:`acoustics.locks.hold_database_for_training`).
     """
     path = Path(path)
+    if path.exists() and reset:
+        with hold_database_for_reset(path):  # BusyError while train_models.py reads it
+            return _create(path, settings, reset=True)
+    return _create(path, settings, reset=reset)
+
+
+def _create(path: Path, settings: Settings, *, reset: bool) -> str:
+    """:func:`create_database` without the lock."""
     outcome = "created"
     if path.exists():
         if not reset:
