@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import AcousticsError, BadParameterError
+from .outputs import check_path_lengths
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
 SEX_LABELS = {"male": "male", "m": "male", "man": "male", "mann": "male", "maennlich": "male", "männlich": "male",
@@ -155,6 +156,7 @@ def read_manifest(manifest, *, source: str | None = None, synthetic: bool = Fals
     import pandas
 
     manifest = Path(manifest)
+    check_path_lengths([("--manifest", manifest)])
     try:
         text = manifest_text(manifest)
     except FileNotFoundError:
