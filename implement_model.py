@@ -24,6 +24,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+from acoustics import outputs
 from acoustics.errors import AcousticsError, reason_of
 from acoustics.microphone import STREAM_PAUSE_SECONDS, UTTERANCE_PAUSE_SECONDS
 from acoustics.settings import Paths
@@ -554,6 +555,7 @@ def main(argv=None) -> int:
     sys.stderr.flush()
     sys.stderr = io.TextIOWrapper(io.FileIO(os.dup(2), "w"), line_buffering=True, errors="backslashreplace")
     try:
+        outputs.check_path_arguments(arguments, "files", "csv", "model", "db", "compare", "manifest")
         if arguments.csv:
             check_csv_path(arguments)
         settings, loader = start_loading(arguments)

@@ -25,7 +25,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from acoustics import outputs, trainer
+from acoustics import locks, outputs, trainer
 from acoustics.database import FeatureDatabase
 from acoustics.errors import AcousticsError
 from acoustics.recipe import Recipe
@@ -184,7 +184,10 @@ def report(arguments, results, index) -> int:
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
     try:
-        return check(arguments) if arguments.check else train_all(arguments)
+        if arguments.check:
+            return check(arguments)
+        with locks.hold_for_training(arguments.out, arguments.db):  # best.h5 and the stored split: one run's
+            return train_all(arguments)
     except AcousticsError as error:
         print(error, file=sys.stderr)
         return 1

@@ -12,6 +12,7 @@ identity   - one recording one row, one person one speaker: listings sorted befo
 preparation- stage 3's work on one recording, and the worker pool for a corpus
 storing    - stage 3's run: database under the requested SNRs, the noise registered, tasks sorted, batches stored
 database   - the SQLite feature database: schema, checks, transactions, batched reads
+locks      - advisory locks: one train_models.py per --out folder, no reset of a database a training reads
 training   - speaker split, normalisation statistics, windows, calibration, scores (no Keras)
 augment    - training windows changed on the fly: babble, coloured noise, microphone responses, levels
 models     - the three Keras models, batches, the training loop, prediction, .h5 save/load

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import AcousticsError, BadParameterError
+from .outputs import check_path_lengths
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
 SEX_LABELS = {"male": "male", "m": "male", "man": "male", "mann": "male", "maennlich": "male", "männlich": "male",
@@ -185,6 +186,7 @@ def _manifest_table(manifest: Path) -> tuple:
     for a file that cannot be read or is not such a CSV table."""
     import pandas
 
+    check_path_lengths([("--manifest", manifest)])
     try:
         text = manifest_text(manifest)
     except FileNotFoundError:

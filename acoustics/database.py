@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BadDatabaseError, BadParameterError
+from .locks import hold_database_for_reset
 from .settings import DATABASE_FIELDS, Settings
 
 SCHEMA_VERSION = 1
@@ -115,12 +116,26 @@ def _now() -> str:
 
 
 def _plain(value, kind):
-    """``None`` or ``kind(value)``: numpy scalars would be stored as BLOBs of their bytes."""
-    return None if value is None else kind(value)
+    """``None`` or ``kind(value)``: numpy scalars would be stored as BLOBs of their bytes; NaN and
+    infinite numbers are stored as NULL (no score), never as a number."""
+    if value is None or (isinstance(value, (float, np.floating)) and not np.isfinite(value)):
+        return None
+    return kind(value)
 
 
 def _json_default(value):
     return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+def _finite(value):
+    """``value`` (nested dicts and lists of scores) with NaN and infinite numbers as None (JSON null)."""
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _sentence(error) -> str:
@@ -194,9 +209,18 @@ def create_database(path, settings: Settings, *, reset: bool = False) -> str:
     """Create the feature database at ``path``; return ``"created"``, ``"kept"`` or ``"reset"``.
 
     An existing database of ours is kept as it is (its data and its settings) unless ``reset``. A file
-    that is not one of our databases is never touched.
+    that is not one of our databases is never touched, nor one that a training reads (``reset``
+    raises :class:`acoustics.locks.BusyError`: see :func:`acoustics.locks.hold_database_for_training`).
     """
     path = Path(path)
+    if path.exists() and reset:
+        with hold_database_for_reset(path):  # BusyError while train_models.py reads it
+            return _create(path, settings, reset=True)
+    return _create(path, settings, reset=reset)
+
+
+def _create(path: Path, settings: Settings, *, reset: bool) -> str:
+    """:func:`create_database` without the lock."""
     outcome = "created"
     if path.exists():
         if not reset:
@@ -457,6 +481,27 @@ class FeatureDatabase:
                 result[feature_id] = np.frombuffer(blob, dtype=np.float32).reshape(frames, n_mfcc)
         return result
 
+    def check_finite(self, feature_ids, batch_size: int = 500) -> None:
+        """Raise BadDatabaseError, naming a recording and the fix, if any of the given feature rows holds a
+        value that is not a finite number (NaN or infinite: a damaged or hand-edited blob). One read of
+        the rows, ``batch_size`` at a time."""
+        feature_ids = [int(feature_id) for feature_id in feature_ids]
+        bad = []
+        for start in range(0, len(feature_ids), batch_size):
+            batch = feature_ids[start : start + batch_size]
+            bad += [feature_id for feature_id, blob in self._query(
+                f"SELECT id, mfcc FROM features WHERE id IN ({','.join('?' * len(batch))})", batch)
+                if not np.isfinite(np.frombuffer(blob, dtype=np.float32)).all()]
+        if not bad:
+            return
+        path, variant = self._query("SELECT recordings.path, features.variant FROM features JOIN recordings "
+                                    "ON recordings.id = features.recording_id WHERE features.id = ?", (bad[0],))[0]
+        raise BadDatabaseError(
+            f"{self.path}: {len(bad)} feature row{'s' if len(bad) != 1 else ''} hold{'' if len(bad) != 1 else 's'} values "
+            f"that are not finite numbers (NaN or infinite), the first of {path} ({variant}); the database is damaged "
+            f"or was edited: run 'python speech_prep.py --db {self.path} --start-over' to extract the features again."
+        )
+
     # Splits and runs ---------------------------------------------------------------------------
     def save_split(self, assignment: dict, seed: int) -> None:
         """Replace the stored split with ``{speaker_id: 'train'|'validation'|'test'}``."""
@@ -476,14 +521,14 @@ class FeatureDatabase:
 
     def record_run(self, *, model: str, path, scores: dict, test_accuracy=None, balanced_accuracy=None,
                    test_speakers=None, epochs=None, training_seconds=None, parameters=None) -> int:
-        """Store one training run's scores; return its id."""
+        """Store one training run's scores (NaN and infinite numbers as NULL); return its id."""
         with self.transaction() as connection:
             cursor = connection.execute(
                 "INSERT INTO runs (finished_at, model, path, test_accuracy, balanced_accuracy, test_speakers, epochs, "
                 "training_seconds, parameters, scores_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (_now(), model, str(path), _plain(test_accuracy, float), _plain(balanced_accuracy, float),
                  _plain(test_speakers, int), _plain(epochs, int), _plain(training_seconds, float),
-                 _plain(parameters, int), json.dumps(scores, sort_keys=True, default=_json_default)),
+                 _plain(parameters, int), json.dumps(_finite(scores), sort_keys=True, default=_json_default)),
             )
             return cursor.lastrowid
 

@@ -1,5 +1,6 @@
 """Checks of the files a stage is told to write, made before any work: no output may overwrite an
-input, the feature database, a model, or a file that holds another kind of data.
+input, the feature database, a model, or a file that holds another kind of data; and no path given to
+a stage may be longer than the system takes (:func:`check_path_lengths`).
 
 A file's kind comes from its first bytes where it exists and they say (SQLite, WAV, FLAC, HDF5, PNG,
 ...), else from its suffix; files of neither (text, CSV) have no kind and may be overwritten.
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Optional
 
-from .errors import BadParameterError
+from .errors import BadParameterError, printable
 
 #: Kinds of file by their first bytes (magic numbers).
 MAGIC = (
@@ -145,3 +146,58 @@ def copy_atomically(source, destination) -> None:
     """Copy the file ``source`` to ``destination`` through :func:`replaced_atomically`."""
     with replaced_atomically(destination) as temporary:
         shutil.copyfile(source, temporary)
+
+
+#: Longest file name (one component) and whole path, in bytes, where the system does not say.
+NAME_MAX, PATH_MAX = 255, 4096
+
+
+def shortened(text, limit: int = 60) -> str:
+    """``text`` (a path) printable, cut in the middle to about ``limit`` characters: its start and its end."""
+    text = printable(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit // 2]}...{text[-(limit // 2 - 3):]} ({len(text)} characters)"
+
+
+def _limit(path: str, name: str, default: int) -> int:
+    """The file system's ``PC_NAME_MAX`` or ``PC_PATH_MAX`` at the nearest existing folder of ``path``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    for _ in range(64):
+        try:
+            return int(os.pathconf(folder, name))
+        except (OSError, ValueError):
+            if folder == os.path.dirname(folder):
+                break
+            folder = os.path.dirname(folder)
+    return default
+
+
+def check_path_lengths(named) -> None:
+    """Refuse, with one line naming the path (shortened) and the fix, a path longer than the system
+    takes (ENAMETOOLONG: a name over NAME_MAX bytes, 255 on most file systems, or a whole path over
+    PATH_MAX, 4096): ``named`` holds ``(option, value)`` pairs, ``value`` a path, a list of paths or None."""
+    for option, value in named:
+        for path in value if isinstance(value, (list, tuple)) else [value]:
+            if path is None:
+                continue
+            text = os.fspath(path)
+            longest = max((len(os.fsencode(part)) for part in text.split(os.sep)), default=0)
+            name_max = _limit(text, "PC_NAME_MAX", NAME_MAX)
+            if longest > name_max:
+                raise BadParameterError(
+                    f"{option} {shortened(text)}: a name in this path is {longest} bytes long, more than the {name_max} "
+                    "the file system allows; rename the file (or folder), or give another path.")
+            whole = max(len(os.fsencode(text)), len(os.fsencode(os.path.abspath(text))))
+            path_max = _limit(text, "PC_PATH_MAX", PATH_MAX)
+            if whole >= path_max:
+                raise BadParameterError(
+                    f"{option} {shortened(text)}: the path is {whole} bytes long, more than the {path_max - 1} the "
+                    "system allows; move the file to a shorter path.")
+
+
+def check_path_arguments(arguments, *names: str) -> None:
+    """:func:`check_path_lengths` for the path options ``names`` of parsed ``arguments`` (attribute
+    names: ``"csv"`` is ``--csv``; ``"files"``, the positional files, is ``file``)."""
+    check_path_lengths([("file" if name == "files" else "--" + name.replace("_", "-"), getattr(arguments, name, None))
+                        for name in names])

@@ -96,9 +96,11 @@ def bench_provenance(path: Optional[Path]) -> dict:
 
 def load_split(database: FeatureDatabase, recipe: Recipe, seed: int, *, new_split: bool = False, fractions=None) -> Split:
     """The speaker split of ``database`` (stored one reused while it fits, unless ``new_split``), with the
-    training speakers' normalisation (the recipe's ``cmn`` and ``coefficients``) and class weights."""
+    training speakers' normalisation (the recipe's ``cmn`` and ``coefficients``) and class weights.
+    Raises BadDatabaseError if a feature row of the split holds NaN or infinite values."""
     settings = database.settings
     index, _, reused = training.prepare_data(database, seed, new_split=new_split, fractions=fractions)
+    database.check_finite(index["feature_id"])  # NaN features would be scored as female, with a NaN loss
     train_rows = index[index["subset"] == "train"]
     normalisation = training.feature_statistics(database, train_rows["feature_id"], settings, cmn=recipe.cmn,
                                                 coefficients=recipe.coefficients)
@@ -159,6 +161,12 @@ def score_and_save(name: str, model, fit: dict, split: Split, recipe: Recipe, da
     raw = {subset: models.predict_clips(model, database, split.rows(subset), split.settings, split.normalisation,
                                         recipe=recipe)
            for subset in ("validation", "test")}
+    for subset, values in raw.items():
+        if not np.isfinite(values).all():
+            raise AcousticsError(
+                f"{name}: the trained network answers NaN (not a number) for {int((~np.isfinite(values)).sum())} of "
+                f"{len(values)} {subset} clips: its training diverged, so it is not saved. Train it again with a "
+                "smaller learning rate (--recipe learning_rate=0.0003).")
     validation_labels = split.rows("validation")["label"].to_numpy()
     temperature = training.fit_temperature(raw["validation"], validation_labels) if recipe.calibrate else 1.0
     calibrated = {subset: training.calibrate(values, temperature) for subset, values in raw.items()}

@@ -6,10 +6,13 @@ every kind of hostile input to the stages. Every failure and traceback count mus
 
 The last line is one JSON object: {"kill_trials", "kill_failures", "concurrent_trials",
 "concurrent_failures", "bad_inputs", "bad_input_tracebacks", "issue18_cases", "issue18_failures", "hangs",
-"tracebacks", "overwrites", "duplicates", "peak_rss_mb_hostile"}. Issue 18's cases (``issue18``): EmoDB
+"tracebacks", "overwrites", "duplicates", "peak_rss_mb_hostile", "stalled_microphone_seconds"}. Issue 18's cases (``issue18``): EmoDB
 through two manifests (no duplicated rows or speakers), conflicting labels, tampered settings rows,
-small files that decode to huge signals (peak memory of stages 3 and 5, MB), outputs aimed at inputs. The tests run the same scenarios with
-fewer trials (tests/test_faults.py).
+small files that decode to huge signals (peak memory of stages 3 and 5, MB), outputs aimed at inputs,
+a training's locks (a second train_models.py into its --out, --start-over and --reset of its database),
+NaN features, paths too long for the system, a stalled microphone (a PulseAudio pipe source nobody
+writes to; skipped without PulseAudio; "stalled_microphone_seconds": stage 5's start to its exit), and
+two real trainings into one --out. The tests run the same scenarios with fewer trials (tests/test_faults.py).
 """
 
 from __future__ import annotations
@@ -184,6 +187,7 @@ class Tally:
 
     def __init__(self) -> None:
         self.cases, self.hangs, self.tracebacks, self.overwrites, self.duplicates, self.peak_mb = 0, 0, 0, 0, 0, 0.0
+        self.stall_seconds = float("nan")  # stage 5 on a stalled microphone: start to exit
         self.failures = []
 
     def check(self, label: str, result, *, exit_code: int, expect: str = "", one_line: bool = False) -> None:
@@ -309,13 +313,170 @@ def overwrite_cases(folder: Path, tally: Tally) -> None:
         tally.failures.append(f"overwritten: {changed}")
 
 
-def issue18(folder: Path) -> Tally:
-    """Every case of issue 18 under ``folder``."""
+def every_speaker(folder: Path, step: int = 5) -> dict:
+    """A workspace whose database holds every ``step``-th EmoDB recording (all ten speakers), stored by stage 3."""
+    space = workspace(folder, files=0)
+    lines = (EMODB / "labels.csv").read_text().splitlines()
+    space["manifest"].write_text("\n".join([lines[0]] + [f"{EMODB}/{line}" for line in lines[1::step]]) + "\n")
+    space["files"] = len(lines[1::step])
+    stage(*prep_command(space)[1:-2], "--no-picture")
+    return space
+
+
+def runs_and_split(db_path) -> tuple:
+    """(rows of ``runs``, the stored split as sorted (speaker, subset) pairs) of the database at ``db_path``."""
+    with sqlite3.connect(db_path, timeout=60) as connection:
+        runs = connection.execute("SELECT count(*) FROM runs").fetchone()[0]
+        split = sorted(connection.execute("SELECT speaker_id, subset FROM splits").fetchall())
+    return runs, split
+
+
+def held_cases(space: dict, tally: Tally) -> None:
+    """A training's locks held (here, as train_models.py holds them): a second train_models.py into the
+    same --out, ``speech_prep.py --start-over`` and ``set_up_sql.py --reset`` on its database are refused
+    at once with one line, and the database keeps every byte."""
+    from acoustics import locks
+
+    out = space["folder"] / "models"
+    before = space["db"].read_bytes()
+    with locks.hold_for_training(out, space["db"]):
+        tally.check("train_models.py into an --out another run writes to",
+                    guarded([sys.executable, str(ROOT / "train_models.py"), "--db", str(space["db"]), "--out", str(out)], 60),
+                    exit_code=1, expect=f"Another train_models.py is writing to {out} (pid {os.getpid()})", one_line=True)
+        tally.check("speech_prep.py --start-over during a training",
+                    guarded(prep_command(space)[:-2] + ["--no-picture", "--start-over"], 60),
+                    exit_code=1, expect="train_models.py is training on this database", one_line=True)
+        tally.check("set_up_sql.py --reset during a training",
+                    guarded([sys.executable, str(ROOT / "set_up_sql.py"), "--db", str(space["db"]), "--reset", "--yes"], 60),
+                    exit_code=1, expect="train_models.py is training on this database", one_line=True)
+    if space["db"].read_bytes() != before:
+        tally.overwrites += 1
+        tally.failures.append("held: the database changed while a training held it")
+
+
+def nonfinite_case(space: dict, tally: Tally) -> None:
+    """A features blob edited to hold NaN and infinity: stage 4 refuses with one line naming the
+    database and ``--start-over``, and stores no run (no NaN scores) and no model."""
+    import shutil
+
+    db = space["folder"] / "nan.db"
+    shutil.copyfile(space["db"], db)
+    with sqlite3.connect(db) as connection:
+        feature_id, frames, n_mfcc = connection.execute("SELECT id, frame_count, n_mfcc FROM features "
+                                                        "ORDER BY id DESC LIMIT 1").fetchone()
+        values = np.zeros(frames * n_mfcc, dtype=np.float32)
+        values[::7], values[1] = np.nan, np.inf
+        connection.execute("UPDATE features SET mfcc = ? WHERE id = ?", (values.tobytes(), feature_id))
+    out = space["folder"] / "nan-models"
+    result = guarded([sys.executable, str(ROOT / "train_models.py"), "--db", str(db), "--out", str(out), "--model", "cnn"], 120)
+    tally.check("train_models.py on NaN features", result, exit_code=1, expect=f"speech_prep.py --db {db} --start-over",
+                one_line=True)
+    runs, _ = runs_and_split(db)
+    if runs or out.exists():
+        tally.failures.append(f"NaN features: {runs} runs stored, models folder {'made' if out.exists() else 'absent'}")
+
+
+def path_length_cases(folder: Path, tally: Tally) -> None:
+    """Stage 5 given a file name of 300 characters (as a file, --csv, --model, --db) or a path over
+    PATH_MAX: one line naming the path, shortened, and the fix."""
+    folder.mkdir(parents=True, exist_ok=True)
+    long_name = str(folder / ("n" * 300))
+    deep = str(folder / "/".join(["d" * 200] * 22)) + "/clip.wav"
+    clip, model = f"{EMODB}/wav/03a01Fa.wav", str(ROOT / "models" / "reference.h5")
+    env = {"ACOUSTICS_DATA": str(folder / "data")}
+    for label, arguments, expect in (
+        ("a file name of 300 characters", ["--model", model, long_name + ".wav"], "rename the file"),
+        ("--csv of 300 characters", ["--model", model, clip, "--csv", long_name + ".csv"], "rename the file"),
+        ("--model of 300 characters", ["--model", long_name + ".h5", clip], "rename the file"),
+        ("--db of 300 characters", ["--model", model, "--db", long_name + ".db", clip], "rename the file"),
+        ("a path over PATH_MAX", ["--model", model, "--wav", deep], "move the file to a shorter path"),
+    ):
+        result = guarded([sys.executable, str(ROOT / "implement_model.py"), *arguments], 60, env)
+        tally.check(f"stage 5: {label}", result, exit_code=1, expect=expect, one_line=True)
+        if result is not None and len(result.stderr) > 400:
+            tally.failures.append(f"stage 5: {label}: the line is not shortened ({len(result.stderr)} characters)")
+
+
+def stalled_microphone_case(folder: Path, tally: Tally, microphone=None) -> float:
+    """Stage 5 on a PulseAudio pipe source nobody writes to (a stalled microphone), in ``microphone``
+    (tests/conftest.py's VirtualMicrophone) or a private PulseAudio daemon: one line naming the device
+    and --wav, exit status 1. Returns the seconds from the start of stage 5 to its exit (nan where
+    PulseAudio is missing: the case is skipped, and says so)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import private_pulseaudio, pulseaudio_missing
+
+    if microphone is None and pulseaudio_missing():
+        print(f"Stalled microphone: skipped, {pulseaudio_missing()}.")
+        return float("nan")
+    folder.mkdir(parents=True, exist_ok=True)
+    daemon = contextlib.nullcontext(microphone) if microphone is not None else private_pulseaudio(folder)
+    with daemon as microphone, microphone.dead_pipe():
+        started = time.perf_counter()
+        result = guarded([sys.executable, str(ROOT / "implement_model.py"), "--model", str(ROOT / "models" / "reference.h5"),
+                          "--db", str(folder / "none.db")], 30, dict(microphone.env, ACOUSTICS_DATA=str(folder / "data")))
+        seconds = time.perf_counter() - started
+    tally.check("stage 5 on a stalled microphone", result, exit_code=1, expect="--wav FILE", one_line=True)
+    if result is not None and "delivers no sound" not in result.stderr:
+        tally.failures.append(f"stalled microphone: the line does not name the device's silence: {result.stderr.strip()}")
+    if (folder / "data" / "recordings").exists():
+        tally.failures.append("stalled microphone: a recording was saved")
+    return seconds
+
+
+def concurrent_training_case(space: dict, tally: Tally) -> None:
+    """Two real ``train_models.py`` into one --out and one --db, and ``--start-over`` during the first:
+    the second run and the start-over are refused at once, the first finishes, and best.h5 is the model
+    of the run whose split the database holds (its last ``runs`` row)."""
+    out = space["folder"] / "models"
+    command = [sys.executable, str(ROOT / "train_models.py"), "--db", str(space["db"]), "--out", str(out),
+               "--model", "cnn", "--epochs", "1", "--new-split"]
+    first = subprocess.Popen(command + ["--seed", "1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = out / ".train_models.lock"
+    deadline = time.monotonic() + 60
+    while not (lock.exists() and lock.read_text().strip() == str(first.pid)) and first.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    tally.check("a second train_models.py into the same --out",
+                guarded(command + ["--seed", "2"], 60), exit_code=1,
+                expect=f"Another train_models.py is writing to {out} (pid {first.pid})", one_line=True)
+    recordings = stored(space["db"])
+    tally.check("speech_prep.py --start-over while train_models.py trains",
+                guarded(prep_command(space)[:-2] + ["--no-picture", "--start-over"], 60),
+                exit_code=1, expect="train_models.py is training on this database", one_line=True)
+    try:
+        output, errors = first.communicate(timeout=600)
+        result = subprocess.CompletedProcess(command, first.returncode, output, errors)
+    except subprocess.TimeoutExpired:
+        first.kill()
+        first.communicate()
+        result = None
+    tally.check("the first train_models.py", result, exit_code=0, expect="copied to")
+    if stored(space["db"]) != recordings:
+        tally.failures.append(f"concurrent training: {recordings} recordings before the start-over, {stored(space['db'])} after")
+    if result is not None and result.returncode == 0:
+        same = (out / "best.h5").read_bytes() == (out / "cnn.h5").read_bytes()
+        with sqlite3.connect(space["db"]) as connection:
+            seeds = {row[0] for row in connection.execute("SELECT seed FROM splits")}
+            last = connection.execute("SELECT scores_json FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        if not same or seeds != {1} or last is None or json.loads(last[0]).get("seed") != 1:
+            tally.failures.append(f"concurrent training: best.h5 {'is' if same else 'is not'} cnn.h5, split seeds {seeds}, "
+                                  f"last run seed {json.loads(last[0]).get('seed') if last else None} (expected 1)")
+
+
+def issue18(folder: Path, *, training: bool = True) -> Tally:
+    """Every case of issue 18 under ``folder``; ``training``: with two real trainings at once (a minute)."""
     tally = Tally()
     identity_cases(folder / "identity", tally)
     tampered_settings_cases(folder / "settings", tally)
     memory_cases(folder / "memory", tally)
     overwrite_cases(folder, tally)
+    space = every_speaker(folder / "speakers")
+    held_cases(space, tally)
+    nonfinite_case(space, tally)
+    path_length_cases(folder / "long", tally)
+    tally.stall_seconds = stalled_microphone_case(folder / "pulse", tally)
+    if training:
+        concurrent_training_case(space, tally)
     return tally
 
 
@@ -349,7 +510,9 @@ def main(argv=None) -> int:
                       "bad_inputs": bad_inputs, "bad_input_tracebacks": len(tracebacks),
                       "issue18_cases": tally.cases, "issue18_failures": len(tally.failures), "hangs": tally.hangs,
                       "tracebacks": len(tracebacks) + tally.tracebacks, "overwrites": tally.overwrites,
-                      "duplicates": tally.duplicates, "peak_rss_mb_hostile": round(tally.peak_mb)}))
+                      "duplicates": tally.duplicates, "peak_rss_mb_hostile": round(tally.peak_mb),
+                      "stalled_microphone_seconds": None if tally.stall_seconds != tally.stall_seconds
+                      else round(tally.stall_seconds, 1)}))
     return 0
 
 

@@ -278,14 +278,19 @@ def _has_sound_card() -> bool:
     return bool(glob.glob("/dev/snd/pcmC*D*c"))
 
 
-@pytest.fixture(scope="session")
-def virtual_microphone(tmp_path_factory):
+def pulseaudio_missing() -> str:
+    """Why no private PulseAudio can run here ("" when it can): the tools or the ALSA plugin are missing."""
     missing = [tool for tool in ("pulseaudio", "pactl", "paplay") if shutil.which(tool) is None]
     if missing or not glob.glob("/usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so"):
-        pytest.skip("PulseAudio is not installed (run 'make test': apt packages pulseaudio, pulseaudio-utils, "
-                    "libasound2-plugins)")
-    pytest.importorskip("pyaudio", reason="PyAudio is not installed (run 'make install')")
-    folder = tmp_path_factory.mktemp("pulse")
+        return ("PulseAudio is not installed (run 'make test': apt packages pulseaudio, pulseaudio-utils, "
+                "libasound2-plugins)")
+    return ""
+
+
+@contextlib.contextmanager
+def private_pulseaudio(folder: Path):
+    """Start a private PulseAudio daemon with files under ``folder`` (see the comment above), yield its
+    :class:`VirtualMicrophone`, stop it. RuntimeError if it does not start. Also used by bench/faults.py."""
     runtime = folder / "run"
     runtime.mkdir(mode=0o700)
     daemon_env = dict(os.environ, HOME=str(folder), XDG_RUNTIME_DIR=str(runtime), XDG_CONFIG_HOME=str(folder / "config"),
@@ -303,7 +308,7 @@ def virtual_microphone(tmp_path_factory):
     while not socket.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     if started.returncode != 0 or not socket.exists():
-        pytest.fail(f"PulseAudio did not start (exit status {started.returncode}): {started.stderr.strip()[-500:]}")
+        raise RuntimeError(f"PulseAudio did not start (exit status {started.returncode}): {started.stderr.strip()[-500:]}")
     microphone = VirtualMicrophone(folder, {"PULSE_SERVER": f"unix:{socket}", "PULSE_RUNTIME_PATH": str(runtime / "pulse")})
     try:
         microphone.pactl("set-default-sink", "virt")
@@ -312,6 +317,18 @@ def virtual_microphone(tmp_path_factory):
     finally:
         with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
             os.kill(int(pid_file.read_text().strip()), 15)
+
+
+@pytest.fixture(scope="session")
+def virtual_microphone(tmp_path_factory):
+    if pulseaudio_missing():
+        pytest.skip(pulseaudio_missing())
+    pytest.importorskip("pyaudio", reason="PyAudio is not installed (run 'make install')")
+    try:
+        with private_pulseaudio(tmp_path_factory.mktemp("pulse")) as microphone:
+            yield microphone
+    except RuntimeError as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture

@@ -28,7 +28,34 @@ def test_hostile_inputs_get_one_clear_line_each(tmp_path, emodb_dir):
 
 
 def test_issue18_nothing_lost_nothing_hangs(tmp_path, emodb_dir):
-    tally = faults.issue18(tmp_path / "issue18")
+    tally = faults.issue18(tmp_path / "issue18", training=False)
     assert tally.failures == []
     assert (tally.hangs, tally.tracebacks, tally.overwrites, tally.duplicates) == (0, 0, 0, 0)
     assert 0 < tally.peak_mb < 1024
+
+
+def test_two_trainings_into_one_out_folder_and_a_start_over_meanwhile(tmp_path, emodb_dir):
+    tally = faults.Tally()
+    faults.concurrent_training_case(faults.every_speaker(tmp_path / "space"), tally)
+    assert tally.failures == [] and tally.cases == 3
+
+
+def test_stage4_refuses_nan_features_and_stage3_and_4_refuse_while_a_training_holds_the_database(tmp_path, emodb_dir):
+    tally = faults.Tally()
+    space = faults.every_speaker(tmp_path / "space")
+    faults.held_cases(space, tally)
+    faults.nonfinite_case(space, tally)
+    assert tally.failures == [] and tally.cases == 4
+
+
+def test_paths_too_long_for_the_system_get_one_shortened_line(tmp_path):
+    tally = faults.Tally()
+    faults.path_length_cases(tmp_path / "long", tally)
+    assert tally.failures == [] and tally.cases == 5
+
+
+def test_a_stalled_microphone_ends_stage5_with_one_line(tmp_path, virtual_microphone):
+    tally = faults.Tally()
+    seconds = faults.stalled_microphone_case(tmp_path / "pulse", tally, virtual_microphone)
+    assert tally.failures == [] and tally.cases == 1
+    assert seconds < 15
