@@ -1,5 +1,6 @@
 """Checks of the files a stage is told to write, made before any work: no output may overwrite an
-input, the feature database, a model, or a file that holds another kind of data.
+input, the feature database, a model, or a file that holds another kind of data; and atomic writes
+(:func:`write_atomically`), so that an output is either the old file or the whole new one.
 
 A file's kind comes from its first bytes where it exists and they say (SQLite, WAV, FLAC, HDF5, PNG,
 ...), else from its suffix; files of neither (text, CSV) have no kind and may be overwritten.
@@ -7,13 +8,14 @@ A file's kind comes from its first bytes where it exists and they say (SQLite, W
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
 from pathlib import Path
-from typing import Iterable, Mapping, Optional
+from typing import Callable, Iterable, Mapping, Optional
 
-from .errors import BadParameterError
+from .errors import AcousticsError, BadParameterError
 
 #: Kinds of file by their first bytes (magic numbers).
 MAGIC = (
@@ -116,3 +118,31 @@ def remove_stale_temporaries(folder, names: Iterable[str], *, older_than: float 
         except FileNotFoundError:
             pass  # removed meanwhile
     return removed
+
+
+def check_writable(path, option: str) -> None:
+    """Refuse, before any work, an output ``path`` (given with ``option``) whose folder is missing or
+    read-only, or which exists and cannot be written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise BadParameterError(f"Cannot write {path} (there is no folder {folder}); choose another {option} path.")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise BadParameterError(f"Cannot write {path} (not writable); choose another {option} path.")
+
+
+def write_atomically(path, write: Callable[[str], None], option: str) -> None:
+    """``write(temporary)`` writes the whole file to ``PATH.tmp``, which then replaces ``path`` at once,
+    so a reader never sees half a file; a disk that refuses is one line naming ``option``."""
+    temporary = f"{path}.tmp"
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise AcousticsError(f"Cannot write {path} ({error.strerror or error}); choose another {option} path.") from None
+
+
+def save_warning(what: str, error: OSError) -> str:
+    """The line that says ``what`` (e.g. "the picture P") could not be saved, why, and the way out."""
+    return f"Warning: could not save {what} ({error.strerror or error}); use --no-save, or free the disk."
