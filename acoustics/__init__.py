@@ -3,7 +3,7 @@
 settings   - the frozen Settings object (every feature parameter), its JSON form, comparison
 recipe     - the frozen Recipe object (every training parameter), its JSON form, --recipe overrides
 errors     - AcousticsError and its subclasses; the message is the line a person reads
-outputs    - output paths checked before any work (never over an input, a database or a model)
+outputs    - output paths checked before any work (never over an input, a database or a model), atomic writes
 noise      - stage 2's background noise: its settings, from a file or synthetic, level checks, the WAV
 audio      - load any audio file to float32 mono at the settings' rate, trim, mix at an SNR, levels
 features   - MFCCs (fast, librosa-exact) and fixed-size frame windows for the models
@@ -21,9 +21,12 @@ modelfile  - a model file's metadata (settings, recipe, provenance, calibration)
 microphone - PyAudio capture, device discovery, voice activity detection
 gate       - --stream's speaker gate: the person at the microphone, not the room
 liveview   - stage 5's live screen (level meter, state, verdict bar) and its plain-line fallback
+listening  - stage 5's microphone modes: one sentence, or a verdict per sentence; what they save
 verdict    - a probability in words; classify one clip; which model answers; load it in the background
+fileverdicts - verdicts of many files: read ahead, predicted in batches, as CSV rows and JSON lines
 compare    - two models side by side on labelled voices
 segments   - who speaks when: male, female and no_speech segments of long recordings
+segmentreport - --segments over many files: their lines, CSV rows, timeline pictures and totals
 plots      - the pictures each stage saves
 """
 

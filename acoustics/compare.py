@@ -1,4 +1,4 @@
-"""Two models side by side on the same labelled voices: what stage 5's ``--compare`` prints.
+"""Two models side by side on the same labelled voices: what stage 5's ``--compare`` prints (:func:`report`).
 
 ``make demo`` ends with it: the model trained on the synthetic demo corpus against the reference model
 trained on real people, on a handful of real voices (EmoDB where present), so that an attendee sees
@@ -42,6 +42,33 @@ def truth_from_name(path) -> str | None:
     """The sex a demo hold-out file's name starts with ("female-de-f1-p52.wav"), or None."""
     stem = Path(path).name.lower()
     return "female" if stem.startswith("female") else "male" if stem.startswith("male") else None
+
+
+def truths_of(paths, known: dict) -> list:
+    """Each file's true sex: from ``known`` (path string to sex, a manifest's), else from its name (:func:`truth_from_name`)."""
+    return [known.get(str(path)) or truth_from_name(path) for path in paths]
+
+
+def column_name(metadata: dict, path) -> str:
+    """A model as its column is headed: "reference (PATH)" for the shipped model, else "NAME (PATH)"."""
+    from .verdict import REFERENCE_MODEL, same_file
+
+    return f"{'reference' if same_file(path, REFERENCE_MODEL) else metadata['model_name']} ({path})"
+
+
+def report(models, paths, truths) -> list:
+    """The lines of --compare: the table of both models' verdicts, a line per file without verdict, what
+    each model heard in training, and each model's score. ``models``: two ``(model, metadata, path)``."""
+    from .fileverdicts import file_verdicts
+    from .verdict import describe_provenance
+
+    names = [column_name(metadata, path) for _, metadata, path in models]
+    results = [[result for _, result in file_verdicts(model, metadata, paths)] for model, metadata, _ in models]
+    lines = table(paths, truths, names, results)
+    lines += [f"{path}: {result.note}" for path, result in zip(paths, results[0]) if result.label is None]
+    first, second = (describe_provenance(metadata) for _, metadata, _ in models)
+    lines.append(f"\n{len(paths)} recordings. The first model {first}; the second {second}.")
+    return lines + [score_line(name, model_results, truths) for name, model_results in zip(names, results)]
 
 
 def table(paths, truths, names, verdicts) -> list:

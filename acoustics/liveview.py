@@ -5,7 +5,7 @@ these lines). :class:`LiveView` prints the same lines and, below them, redraws w
 :data:`REFRESH_PER_SECOND`: a level meter that moves with the voice, the state (waiting for speech,
 hearing speech, deciding), and the last verdict with a bar of P(male) from 0 to 1 and the seconds of
 speech it used. Ignored utterances (:mod:`acoustics.gate`) get a dim line there; in plain mode nothing.
-The stage decides the words; the views only show them.
+The caller decides the words; the views only show them.
 """
 
 from __future__ import annotations
@@ -29,6 +29,11 @@ STATES = {"waiting": ("waiting for speech", "dim"), "speech": ("hearing speech",
 def wants_live_view(plain: bool = False) -> bool:
     """True when stdout is a terminal that can redraw (not TERM=dumb) and the person did not ask for plain lines."""
     return not plain and sys.stdout.isatty() and os.environ.get("TERM", "") not in ("", "dumb")
+
+
+def choose_view(plain: bool = False) -> "PlainView":
+    """The live view when a person watches a terminal (:func:`wants_live_view`), else plain lines."""
+    return LiveView() if wants_live_view(plain) else PlainView()
 
 
 def chunk_level_dbfs(chunk: np.ndarray) -> float:

@@ -1,6 +1,8 @@
 """Checks of the files a stage is told to write, made before any work: no output may overwrite an
 input, the feature database, a model, or a file that holds another kind of data; and no path given to
-a stage may be longer than the system takes (:func:`check_path_lengths`).
+a stage may be longer than the system takes (:func:`check_path_lengths`). Files are written atomically
+(:func:`replaced_atomically`, :func:`write_atomically`), so that an output is either the old file or
+the whole new one.
 
 A file's kind comes from its first bytes where it exists and they say (SQLite, WAV, FLAC, HDF5, PNG,
 ...), else from its suffix; files of neither (text, CSV) have no kind and may be overwritten.
@@ -15,9 +17,9 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Optional
+from typing import Callable, Iterable, Iterator, Mapping, Optional
 
-from .errors import BadParameterError, printable
+from .errors import AcousticsError, BadParameterError, printable
 
 #: Kinds of file by their first bytes (magic numbers).
 MAGIC = (
@@ -129,7 +131,7 @@ def replaced_atomically(path) -> Iterator[Path]:
     make it readable by all (a model is meant to be shared) and rename it over ``path``, so ``path`` is
     whole or unchanged whatever stops the process. An exception removes the temporary and goes on."""
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.h5", dir=path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(handle)
     try:
         yield Path(temporary)
@@ -201,3 +203,29 @@ def check_path_arguments(arguments, *names: str) -> None:
     names: ``"csv"`` is ``--csv``; ``"files"``, the positional files, is ``file``)."""
     check_path_lengths([("file" if name == "files" else "--" + name.replace("_", "-"), getattr(arguments, name, None))
                         for name in names])
+
+
+def check_writable(path, option: str) -> None:
+    """Refuse, before any work, an output ``path`` (given with ``option``) whose folder is missing or
+    read-only, or which exists and cannot be written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise BadParameterError(f"Cannot write {path} (there is no folder {folder}); choose another {option} path.")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise BadParameterError(f"Cannot write {path} (not writable); choose another {option} path.")
+
+
+def write_atomically(path, write: Callable[[str], None], option: str) -> None:
+    """``write(temporary)`` writes the whole file beside ``path``, which it then replaces at once
+    (:func:`replaced_atomically`), so a reader never sees half a file; a disk that refuses is one line
+    naming ``option``."""
+    try:
+        with replaced_atomically(path) as temporary:
+            write(os.fspath(temporary))
+    except OSError as error:
+        raise AcousticsError(f"Cannot write {path} ({error.strerror or error}); choose another {option} path.") from None
+
+
+def save_warning(what: str, error: OSError) -> str:
+    """The line that says ``what`` (e.g. "the picture P") could not be saved, why, and the way out."""
+    return f"Warning: could not save {what} ({error.strerror or error}); use --no-save, or free the disk."

@@ -12,7 +12,7 @@ from conftest import run_stage
 
 from acoustics import outputs
 from acoustics.database import create_database
-from acoustics.errors import BadParameterError
+from acoustics.errors import AcousticsError, BadParameterError
 from acoustics.settings import Settings
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -193,3 +193,26 @@ def test_stage4_removes_leftover_temporaries_and_says_how_many(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert "Removed 2 leftover temporary files" in result.stdout and str(models) in result.stdout
     assert not any(path.exists() for path in leftovers)
+
+
+def test_write_atomically_replaces_the_whole_file_or_leaves_the_old_one(tmp_path):
+    target = tmp_path / "out.csv"
+    target.write_text("old\n")
+    outputs.write_atomically(target, lambda temporary: open(temporary, "w").write("new\n"), "--csv")
+    assert target.read_text() == "new\n" and not (tmp_path / "out.csv.tmp").exists()
+
+    def fails(temporary) -> None:
+        open(temporary, "w").write("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(AcousticsError, match=r"Cannot write .*out\.csv \(No space left on device\); choose another --csv path"):
+        outputs.write_atomically(target, fails, "--csv")
+    assert target.read_text() == "new\n" and not (tmp_path / "out.csv.tmp").exists()
+
+
+def test_check_writable_refuses_a_missing_folder_and_says_which_option(tmp_path):
+    outputs.check_writable(tmp_path / "out.csv", "--csv")
+    with pytest.raises(BadParameterError, match=r"there is no folder .*missing\); choose another --table path"):
+        outputs.check_writable(tmp_path / "missing" / "out.csv", "--table")
+    assert outputs.save_warning("the picture p.png", OSError(28, "No space left on device")) == (
+        "Warning: could not save the picture p.png (No space left on device); use --no-save, or free the disk.")

@@ -207,3 +207,23 @@ def test_resampled_blocks_agree_with_the_whole_file(voices, tmp_path):
     assert abs(streamed.size - whole.size) <= 2
     count = min(streamed.size, whole.size)
     assert np.max(np.abs(streamed[:count] - whole[:count])) < 1e-3
+
+
+def test_a_segment_report_words_counts_and_writes_each_file(tmp_path):
+    from acoustics.segmentreport import SegmentReport
+
+    result = segments.Segmentation([segments.Segment("no_speech", 0.0, 0.5), segments.Segment("male", 0.5, 2.25, 0.8123)],
+                                   2.25, 0.01, np.zeros(225, np.float32), np.full(225, np.nan))
+    report = SegmentReport(tmp_path)
+    assert report.add(tmp_path / "a.wav", result) == [
+        f"{tmp_path / 'a.wav'}: 2 segments in 2.2 s: 1.8 s male, 0.0 s female, 0.5 s without speech",
+        "      0.000     0.500  no_speech", "      0.500     2.250  male       p_male 0.81"]
+    report.pictures.append(tmp_path / "segments-a.png")  # as if saved: the next file named "a" numbers on
+    assert report.picture_path(tmp_path / "other" / "a.flac") == tmp_path / "segments-a-2.png"
+    report.write_csv(tmp_path / "segments.csv")
+    assert (tmp_path / "segments.csv").read_text().splitlines() == [
+        "path,label,start,stop,p_male", f"{tmp_path / 'a.wav'},no_speech,0.000,0.500,", f"{tmp_path / 'a.wav'},male,0.500,2.250,0.812"]
+    assert report.totals_line(2) == "Segmented 1 of 2 files: 1.8 s male, 0.0 s female, 0.5 s without speech."
+    (tmp_path / "file").write_text("")
+    warning = SegmentReport(tmp_path / "file").save_timeline(tmp_path / "b.wav", result)
+    assert warning.startswith(f"Warning: could not save the picture {tmp_path / 'file' / 'segments-b.png'} (")

@@ -343,9 +343,7 @@ def test_files_without_wav_json_and_p_male(stage5, spoken_clips, tmp_path):
 
 
 def test_many_files_get_the_verdicts_each_gets_alone(stage5, spoken_clips, tmp_path, monkeypatch):
-    import implement_model
-
-    from acoustics import models, verdict
+    from acoustics import fileverdicts, models, verdict
 
     model, metadata = models.load_model(stage5["model"])
     paths = []
@@ -356,15 +354,15 @@ def test_many_files_get_the_verdicts_each_gets_alone(stage5, spoken_clips, tmp_p
     paths.insert(3, tmp_path / "missing.wav")
     (tmp_path / "text.wav").write_text("not audio")
     paths.append(tmp_path / "text.wav")
-    monkeypatch.setattr(implement_model, "FILES_PER_PREDICTION", 3)  # batches of several files, the last one short
-    batched = list(implement_model.file_verdicts(model, metadata, paths))
+    monkeypatch.setattr(fileverdicts, "FILES_PER_PREDICTION", 3)  # batches of several files, the last one short
+    batched = list(fileverdicts.file_verdicts(model, metadata, paths))
     assert [path for path, _ in batched] == paths
     for path, result in batched:
-        alone = implement_model.prepare_file(metadata, path)
+        alone = fileverdicts.prepare_file(metadata, path)
         if isinstance(alone, verdict.Prepared):
             alone = verdict.classify_signal(model, metadata, audio.load_audio(path, RATE)[0], path)
             assert result.probability_male == pytest.approx(alone.probability_male, abs=1e-6)
-        assert implement_model.record_of(path, result) == implement_model.record_of(path, alone)
+        assert fileverdicts.record_of(path, result) == fileverdicts.record_of(path, alone)
     assert sum(result.label is not None for _, result in batched) == 6
 
 

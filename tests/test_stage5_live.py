@@ -77,12 +77,13 @@ def test_stream_ignores_babble_and_answers_the_speaker_and_saves_each(stage5, vi
 
 
 def test_stream_recordings_number_on_after_earlier_sessions(tmp_path):
-    import implement_model
+    from acoustics import listening
 
     paths = Paths(data_dir=tmp_path)
     paths.pictures.mkdir(parents=True)
     (paths.pictures / "stream-0041.png").write_bytes(b"")
-    recordings = implement_model.StreamRecordings(paths)
+    warnings = []
+    recordings = listening.StreamRecordings(paths, on_warning=warnings.append)
     result = Verdict("male", 0.9, 1.0, 0.8)
     metadata = {"settings": Settings()}
     first = recordings.save(np.zeros(RATE, np.float32), result, metadata, "Utterance 1")
@@ -90,7 +91,7 @@ def test_stream_recordings_number_on_after_earlier_sessions(tmp_path):
     recordings.close()
     assert [path.name for path in first + second] == ["stream-0042.wav", "stream-0042.png", "stream-0043.wav",
                                                       "stream-0043.png"]
-    assert all(path.exists() for path in first + second)
+    assert all(path.exists() for path in first + second) and warnings == []
 
 
 # The live view in a terminal --------------------------------------------------------------------------
