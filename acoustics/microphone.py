@@ -244,6 +244,31 @@ def record_seconds(seconds: float, sample_rate: int, *, alternatives: str,
 
 
 # Voice activity detection -----------------------------------------------------------------------
+#: Length of one detector frame in seconds when the caller names none (stage 5 reads one frame per chunk).
+FRAME_SECONDS = 0.03
+#: Seconds over which a frame's level is measured: the mean power of the frames of the last
+#: LEVEL_SECONDS, so 10 ms frames see as smooth a level as 30 ms ones (a voice's level within one
+#: pitch period is not its loudness).
+LEVEL_SECONDS = 0.03
+#: Seconds at the start from which the noise floor is calibrated, and the percentile of their levels
+#: taken as the floor (low, so that speech in part of them does not raise it).
+CALIBRATION_SECONDS, CALIBRATION_PERCENTILE = 0.3, 20
+#: A frame is speech when its level is this many dB above the noise floor ...
+MARGIN_DB = 10.0
+#: ... and, once an utterance started, until it falls this many dB below that threshold.
+HYSTERESIS_DB = 3.0
+#: No level below this many dBFS is speech, however quiet the room.
+ABSOLUTE_FLOOR_DBFS = -50.0
+#: Time constants in seconds of the noise floor's tracking: it falls to a quieter level within
+#: NOISE_FALL_SECONDS, rises to a louder non-speech level within NOISE_RISE_SECONDS, and rises during
+#: speech within NOISE_SPEECH_RISE_SECONDS (so that a noise that stays loud, a fan, stops counting as speech).
+NOISE_FALL_SECONDS, NOISE_RISE_SECONDS, NOISE_SPEECH_RISE_SECONDS = 0.084, 1.5, 15.0
+#: Sound kept before the first and after the last speech frame of an utterance, in seconds.
+PRE_ROLL_SECONDS = TAIL_SECONDS = 0.2
+#: Utterances with less speech than this many seconds (clicks, knocks) are dropped.
+MIN_SPEECH_SECONDS = 0.1
+
+
 @dataclass(frozen=True)
 class Utterance:
     """One stretch of speech: the samples (pre-roll and a short tail included) and where they lie.
@@ -258,31 +283,45 @@ class Utterance:
 
 
 class VoiceActivityDetector:
-    """Energy-based voice activity detection over 30 ms frames; feed it chunks of any length.
+    """Energy-based voice activity detection over frames of ``frame_seconds``; feed it chunks of any length.
 
-    A frame is speech when its level exceeds the threshold: ``margin_db`` above the noise floor, and
-    never below ``absolute_floor_dbfs``. The noise floor is estimated from the first
-    ``calibration_seconds`` (a low percentile, so speech at the very start does not hide it) and then
-    follows the level of non-speech frames (quickly down, slowly up). Once speech started, an
-    utterance continues through pauses shorter than ``pause_seconds`` (the hangover) and ends after
-    ``pause_seconds`` of non-speech. Utterances with less than ``min_speech_seconds`` of speech frames
-    (clicks, knocks) are dropped; longer ones than ``max_utterance_seconds`` are cut there.
+    A frame is speech when its level (the power of the last :data:`LEVEL_SECONDS`) lies
+    :data:`MARGIN_DB` above the noise floor, and never below :data:`ABSOLUTE_FLOOR_DBFS`; inside an
+    utterance, until it falls :data:`HYSTERESIS_DB` below that. The noise floor is calibrated once,
+    from the first :data:`CALIBRATION_SECONDS` (their :data:`CALIBRATION_PERCENTILE`-th percentile
+    level, so speech at the very start does not hide it), and then follows the level of non-speech
+    frames (see :data:`NOISE_FALL_SECONDS`). An utterance continues through pauses shorter than
+    ``pause_seconds`` and ends after ``pause_seconds`` of non-speech; it keeps
+    :data:`PRE_ROLL_SECONDS` before its first and :data:`TAIL_SECONDS` after its last speech frame.
+    Utterances with less than :data:`MIN_SPEECH_SECONDS` of speech are dropped.
 
-    Parameters (seconds, dB)
+    Every duration is given in seconds and turned into frames here, so the detector finds the same
+    utterances (within a frame or two) at 10, 20 or 30 ms frames.
+
+    Parameters
     ----------
     sample_rate : int
         Rate in Hz of the samples fed.
-    pause_seconds : float
-        Non-speech that ends an utterance (0.5 s); shorter pauses stay inside it.
-    pre_roll_seconds, tail_seconds : float
-        Sound kept before the first and after the last speech frame (0.2 s each).
+    pause_seconds : float, optional
+        Seconds of non-speech that end an utterance (default :data:`STREAM_PAUSE_SECONDS`, 0.5 s);
+        shorter pauses stay inside it. At least one frame.
+    max_utterance_seconds : float or None, optional
+        Seconds after which an utterance is cut, and the rest starts a new one (default None: no limit).
+        At least four frames.
+    frame_seconds : float, optional
+        Length of one frame in seconds (default :data:`FRAME_SECONDS`, 30 ms): how often the detector
+        decides. At most ``pause_seconds``.
+
+    Attributes
+    ----------
+    noise_floor_dbfs : float or None
+        The current noise floor in dBFS; None until calibrated.
+    frame_samples, pause_frames, tail_frames : int
+        The frame in samples; the pause and the tail in frames.
     """
 
-    def __init__(self, sample_rate: int, *, frame_seconds: float = 0.03, pause_seconds: float = STREAM_PAUSE_SECONDS,
-                 pre_roll_seconds: float = 0.2, tail_seconds: float = 0.2, min_speech_seconds: float = 0.1,
-                 max_utterance_seconds: Optional[float] = None, margin_db: float = 10.0,
-                 hysteresis_db: float = 3.0, absolute_floor_dbfs: float = -50.0,
-                 calibration_seconds: float = 0.3) -> None:
+    def __init__(self, sample_rate: int, *, pause_seconds: float = STREAM_PAUSE_SECONDS,
+                 max_utterance_seconds: Optional[float] = None, frame_seconds: float = FRAME_SECONDS) -> None:
         sample_rate = _checked_rate(sample_rate)
         if not 0 < frame_seconds <= pause_seconds:
             raise BadParameterError(f"need 0 < frame_seconds <= pause_seconds, not {frame_seconds} and {pause_seconds}.")
@@ -290,23 +329,19 @@ class VoiceActivityDetector:
             raise BadParameterError(f"max_utterance_seconds must be at least {4 * frame_seconds:g} s, not {max_utterance_seconds}.")
         self.sample_rate = sample_rate
         self.frame_samples = max(1, int(round(frame_seconds * sample_rate)))
-        frame = self.frame_samples / sample_rate
-
-        def frames(seconds: float) -> int:
-            return max(0, int(round(seconds / frame)))
-
-        self.pause_frames = max(1, frames(pause_seconds))
-        self.pre_roll_frames = frames(pre_roll_seconds)
-        self.tail_frames = min(frames(tail_seconds), self.pause_frames)
-        self.min_speech_frames = max(1, frames(min_speech_seconds))
-        self.max_utterance_frames = int(max_utterance_seconds / frame) if max_utterance_seconds else None
-        self.calibration_frames = max(1, frames(calibration_seconds))
-        self.margin_db = margin_db
-        self.hysteresis_db = hysteresis_db
-        self.absolute_floor_dbfs = absolute_floor_dbfs
+        self.frame_seconds = self.frame_samples / sample_rate
+        self.pause_frames = max(1, self._frames(pause_seconds))
+        self.pre_roll_frames = self._frames(PRE_ROLL_SECONDS)
+        self.tail_frames = min(self._frames(TAIL_SECONDS), self.pause_frames)
+        self.min_speech_frames = max(1, self._frames(MIN_SPEECH_SECONDS))
+        self.max_utterance_frames = int(max_utterance_seconds / self.frame_seconds) if max_utterance_seconds else None
+        self.calibration_frames = max(1, self._frames(CALIBRATION_SECONDS))
+        self._noise_rates = {name: 1 - np.exp(-self.frame_seconds / seconds) for name, seconds in (
+            ("fall", NOISE_FALL_SECONDS), ("rise", NOISE_RISE_SECONDS), ("speech", NOISE_SPEECH_RISE_SECONDS))}
         self.noise_floor_dbfs: Optional[float] = None
         self.speech_heard = False
         self._remainder = np.zeros(0, dtype=np.float32)
+        self._powers: collections.deque = collections.deque(maxlen=max(1, self._frames(LEVEL_SECONDS)))
         self._frame_index = 0  # index of the next frame to decide
         self._pending: list = []  # (samples, level) of frames waiting for the calibration
         self._pre_roll: collections.deque = collections.deque(maxlen=max(1, self.pre_roll_frames))
@@ -316,23 +351,32 @@ class VoiceActivityDetector:
         self._speech_frames = 0
         self._silent_run = 0
 
+    def _frames(self, seconds: float) -> int:
+        """``seconds`` as a whole number of frames (at least 0)."""
+        return max(0, int(round(seconds / self.frame_seconds)))
+
     # Levels ----------------------------------------------------------------------------------
     @property
     def threshold_dbfs(self) -> float:
         """Level above which a frame counts as speech."""
         floor = self.noise_floor_dbfs if self.noise_floor_dbfs is not None else -np.inf
-        return max(floor + self.margin_db, self.absolute_floor_dbfs)
+        return max(floor + MARGIN_DB, ABSOLUTE_FLOOR_DBFS)
 
     @property
     def in_speech(self) -> bool:
         return bool(self._utterance)
 
+    def _calibrate(self) -> list:
+        """Set the noise floor from the frames heard so far and decide them; the utterances they end."""
+        self.noise_floor_dbfs = float(np.percentile([level for _, level in self._pending], CALIBRATION_PERCENTILE))
+        pending, self._pending = self._pending, []
+        return [utterance for frame, level in pending for utterance in self._step(frame, level)]
+
     def _track_noise(self, level: float, *, speech: bool = False) -> None:
-        """Move the noise floor towards ``level``: quickly down, slowly up (about 1.5 s), and very slowly
-        (about 15 s) during speech, so that a noise that stays loud (a fan) stops counting as speech."""
+        """Move the noise floor towards ``level``: quickly down, slowly up, very slowly during speech."""
         floor = self.noise_floor_dbfs
         level = max(level, -120.0)
-        rate = 0.002 if speech else (0.3 if level < floor else 0.02)
+        rate = self._noise_rates["speech" if speech else ("fall" if level < floor else "rise")]
         self.noise_floor_dbfs = floor + rate * (level - floor)
 
     # Feeding ---------------------------------------------------------------------------------
@@ -346,20 +390,16 @@ class VoiceActivityDetector:
         if count == 0:
             return []
         frames = samples[: count * self.frame_samples].reshape(count, self.frame_samples)
-        powers = np.mean(np.square(frames, dtype=np.float64), axis=1)
-        levels = 10 * np.log10(np.maximum(powers, 1e-12))
         finished = []
-        for frame, level in zip(frames, levels):
-            if self.noise_floor_dbfs is None:
-                self._pending.append((frame, float(level)))
-                if len(self._pending) < self.calibration_frames:
-                    continue
-                self.noise_floor_dbfs = float(np.percentile([item[1] for item in self._pending], 20))
-                pending, self._pending = self._pending, []
-                for pending_frame, pending_level in pending:
-                    finished += self._step(pending_frame, pending_level)
-            else:
-                finished += self._step(frame, float(level))
+        for frame, power in zip(frames, np.mean(np.square(frames, dtype=np.float64), axis=1)):
+            self._powers.append(power)
+            level = float(10 * np.log10(max(sum(self._powers) / len(self._powers), 1e-12)))
+            if self.noise_floor_dbfs is not None:
+                finished += self._step(frame, level)
+                continue
+            self._pending.append((frame, level))
+            if len(self._pending) >= self.calibration_frames:
+                finished += self._calibrate()
         return finished
 
     def _step(self, frame: np.ndarray, level: float) -> list:
@@ -381,7 +421,7 @@ class VoiceActivityDetector:
             self.speech_heard = True
             return self._cut_if_too_long()
         self._utterance.append(frame)
-        if level > threshold - self.hysteresis_db:
+        if level > threshold - HYSTERESIS_DB:
             self._speech_frames += 1
             self._silent_run = 0
             self._last_speech = len(self._utterance)
@@ -407,22 +447,17 @@ class VoiceActivityDetector:
             self._pre_roll.append(frame)
         if self._speech_frames < self.min_speech_frames:
             return []
-        start_seconds = self._utterance_start * self.frame_samples / self.sample_rate
+        start_seconds = self._utterance_start * self.frame_seconds
         return [Utterance(
             samples=np.concatenate(frames[:end]).astype(np.float32, copy=False),
             start_seconds=start_seconds,
-            end_seconds=start_seconds + end * self.frame_samples / self.sample_rate,
-            speech_seconds=self._speech_frames * self.frame_samples / self.sample_rate,
+            end_seconds=start_seconds + end * self.frame_seconds,
+            speech_seconds=self._speech_frames * self.frame_seconds,
         )]
 
     def flush(self) -> list:
         """End of input: the utterances still open (trailing non-speech cut to the tail), usually 0 or 1."""
-        finished = []
-        if self.noise_floor_dbfs is None and self._pending:  # less input than the calibration needs
-            self.noise_floor_dbfs = float(np.percentile([item[1] for item in self._pending], 20))
-            pending, self._pending = self._pending, []
-            for frame, level in pending:
-                finished += self._step(frame, level)
+        finished = self._calibrate() if self.noise_floor_dbfs is None and self._pending else []
         if self._utterance:
             finished += self._finish()
         return finished
@@ -435,6 +470,12 @@ def detect_utterances(signal: np.ndarray, sample_rate: int, **options) -> list:
 
 
 # Listening for speech ---------------------------------------------------------------------------
+def _frame_for(chunk_seconds: float) -> float:
+    """The detector's frame for reads of ``chunk_seconds``: one read when it is short (the detector then
+    decides as soon as each read arrives), else :data:`FRAME_SECONDS`."""
+    return min(chunk_seconds, FRAME_SECONDS)
+
+
 def record_utterance(sample_rate: int, *, max_seconds: float = 6.0, alternatives: str,
                      on_start: Optional[Callable[[], None]] = None,
                      pause_seconds: float = UTTERANCE_PAUSE_SECONDS, chunk_seconds: float = CHUNK_SECONDS,
@@ -447,7 +488,7 @@ def record_utterance(sample_rate: int, *, max_seconds: float = 6.0, alternatives
     """
     if max_seconds <= 0:
         raise BadParameterError(f"max_seconds must be positive, not {max_seconds}.")
-    detector = VoiceActivityDetector(sample_rate, pause_seconds=pause_seconds)
+    detector = VoiceActivityDetector(sample_rate, pause_seconds=pause_seconds, frame_seconds=_frame_for(chunk_seconds))
     chunks, recorded, total = [], 0, int(round(max_seconds * sample_rate))
     with Microphone(sample_rate, alternatives=alternatives, on_start=on_start, chunk_seconds=chunk_seconds) as microphone:
         while recorded < total:
@@ -477,8 +518,8 @@ def stream_utterances(sample_rate: int, *, alternatives: str, max_utterance_seco
     ``on_chunk(chunk, detector)`` is called after the detector took each chunk, before the utterances
     that ended in it are yielded (a level meter, the noise floor of :class:`acoustics.gate.SpeakerGate`).
     """
-    detector = VoiceActivityDetector(sample_rate, pause_seconds=pause_seconds,
-                                     max_utterance_seconds=max_utterance_seconds)
+    detector = VoiceActivityDetector(sample_rate, pause_seconds=pause_seconds, max_utterance_seconds=max_utterance_seconds,
+                                     frame_seconds=_frame_for(chunk_seconds))
     with Microphone(sample_rate, alternatives=alternatives, on_start=on_start, chunk_seconds=chunk_seconds) as microphone:
         while True:
             chunk = microphone.read()

@@ -399,17 +399,18 @@ def path_length_cases(folder: Path, tally: Tally) -> None:
 
 def stalled_microphone_case(folder: Path, tally: Tally, microphone=None) -> float:
     """Stage 5 on a PulseAudio pipe source nobody writes to (a stalled microphone), in ``microphone``
-    (tests/conftest.py's VirtualMicrophone) or a private PulseAudio daemon: one line naming the device
+    (tests/virtual_microphone.py's VirtualMicrophone) or a private PulseAudio daemon: one line naming the device
     and --wav, exit status 1. Returns the seconds from the start of stage 5 to its exit (nan where
     PulseAudio is missing: the case is skipped, and says so)."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import private_pulseaudio, pulseaudio_missing
+    from virtual_microphone import VirtualMicrophone, installed
 
-    if microphone is None and pulseaudio_missing():
-        print(f"Stalled microphone: skipped, {pulseaudio_missing()}.")
+    if microphone is None and not installed():
+        print("Stalled microphone: skipped, PulseAudio is not installed (run 'make test': apt packages pulseaudio, "
+              "pulseaudio-utils, libasound2-plugins).")
         return float("nan")
     folder.mkdir(parents=True, exist_ok=True)
-    daemon = contextlib.nullcontext(microphone) if microphone is not None else private_pulseaudio(folder)
+    daemon = contextlib.nullcontext(microphone) if microphone is not None else contextlib.closing(VirtualMicrophone.start(folder))
     with daemon as microphone, microphone.dead_pipe():
         started = time.perf_counter()
         result = guarded([sys.executable, str(ROOT / "implement_model.py"), "--model", str(ROOT / "models" / "reference.h5"),

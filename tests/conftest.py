@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -161,174 +160,28 @@ def rng() -> np.random.Generator:
 
 # --- microphone fixtures (PulseAudio virtual source) below -------------------------------------
 #
-# ``virtual_microphone`` (session): a private PulseAudio daemon with a null sink "virt" (16 kHz mono)
-# whose monitor "virt.monitor" is the default source, so PyAudio's ALSA "default" device (through
-# libasound2-plugins) records whatever is played into "virt". Two ways to make sound:
-#   play(path)          paplay into the sink, in real time. Start recording first: the first read
-#                       blocks 0.1-1.9 s, and the first ~0.1 s of a clip can be lost.
-#   pipe(signal)        a module-pipe-source as the default source: bit-exact, starts with the first
-#                       sample, faster than real time. Silence flows until feed.start() (call it when
-#                       the recorder is live, e.g. from on_start); after the clip, silence flows again
-#                       (or nothing at all, with stall_after=True: a microphone unplugged mid-stream).
-#   dead_pipe()         a pipe source nobody writes to: the device opens but never delivers a sample.
-# The test process is not switched to it: use the ``microphone_env`` fixture in-process, or pass
-# ``virtual_microphone.env`` (PULSE_SERVER, PULSE_RUNTIME_PATH) to a subprocess (run_stage(env=...)).
+# ``virtual_microphone`` (session): a private PulseAudio daemon whose default source the test feeds
+# (tests/virtual_microphone.py says how: play, pipe, dead_pipe). The test process is not switched to
+# it: use the ``microphone_env`` fixture in-process, or pass ``virtual_microphone.env`` (PULSE_SERVER,
+# PULSE_RUNTIME_PATH) to a subprocess (run_stage(env=...)).
 # ``no_microphone_env``: environment variables under which no input device exists.
-import contextlib
-import glob
-
-VIRTUAL_RATE = 16000
-
-
-class VirtualMicrophone:
-    """Handle on the private PulseAudio daemon; see the comment above."""
-
-    def __init__(self, folder: Path, env: dict) -> None:
-        self.folder = folder
-        self.env = env  # what a client (PyAudio, paplay, pactl) needs to reach this daemon
-        self._pipes = 0
-
-    def pactl(self, *arguments) -> str:
-        done = subprocess.run(["pactl", *arguments], env=dict(os.environ, **self.env),
-                              capture_output=True, text=True, timeout=10)
-        if done.returncode != 0:
-            raise RuntimeError(f"pactl {' '.join(arguments)} failed: {done.stderr.strip()}")
-        return done.stdout.strip()
-
-    def play(self, path) -> subprocess.Popen:
-        """Start playing a WAV file into the sink (the default microphone hears it); returns paplay."""
-        return subprocess.Popen(["paplay", "--device=virt", str(path)], env=dict(os.environ, **self.env),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    @contextlib.contextmanager
-    def _pipe_source(self):
-        """Load a pipe source as the default microphone for the block; yields its FIFO."""
-        self._pipes += 1
-        name = f"fakemic{self._pipes}"
-        fifo = self.folder / f"{name}.fifo"
-        module = self.pactl("load-module", "module-pipe-source", f"source_name={name}", f"file={fifo}",
-                            "format=s16le", f"rate={VIRTUAL_RATE}", "channels=1")
-        self.pactl("set-default-source", name)
-        try:
-            yield fifo
-        finally:
-            self.pactl("set-default-source", "virt.monitor")
-            self.pactl("unload-module", module)
-
-    @contextlib.contextmanager
-    def pipe(self, signal: np.ndarray, *, stall_after: bool = False):
-        """Make a pipe source the default microphone for the block; yields a feed with start().
-
-        ``stall_after``: nothing at all flows after the clip (a microphone unplugged mid-stream).
-        """
-        with self._pipe_source() as fifo:
-            feed = _PipeFeed(fifo, signal, stall_after=stall_after)
-            try:
-                yield feed
-            finally:
-                feed.stop()
-
-    @contextlib.contextmanager
-    def dead_pipe(self):
-        """A pipe source that nobody writes to as the default microphone: open, but not one sample."""
-        with self._pipe_source():
-            yield
-
-
-class _PipeFeed:
-    """Writes paced silence into a pipe source, the clip after start(), then silence (or nothing) until stop()."""
-
-    BLOCK = np.zeros(VIRTUAL_RATE // 20, dtype=np.int16).tobytes()  # 50 ms
-
-    def __init__(self, fifo: Path, signal: np.ndarray, *, stall_after: bool = False) -> None:
-        self.clip = np.round(np.clip(signal, -1, 32767 / 32768) * 32768).astype(np.int16)
-        self.stall_after = stall_after
-        self.started = threading.Event()
-        self.clip_written = threading.Event()
-        self._stopped = threading.Event()
-        self._handle = open(fifo, "wb", buffering=0)  # the daemon holds the reading end open
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def start(self) -> None:
-        self.started.set()
-
-    def _run(self) -> None:
-        with contextlib.suppress(BrokenPipeError, ValueError, OSError):
-            while not self.started.is_set() and not self._stopped.is_set():
-                self._handle.write(self.BLOCK)
-                time.sleep(0.05)  # real time: silence before start() is not piled up
-            if not self._stopped.is_set():
-                self._handle.write(self.clip.tobytes())
-                self.clip_written.set()
-            while not self._stopped.is_set() and self.stall_after:
-                time.sleep(0.01)
-            while not self._stopped.is_set():
-                self._handle.write(self.BLOCK)
-                time.sleep(0.01)  # five times real time: a reader never waits for long
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join(timeout=5)
-        self._handle.close()
-
-
-def _has_sound_card() -> bool:
-    """True if this machine has a real capture device (then 'no microphone' cannot be arranged)."""
-    return bool(glob.glob("/dev/snd/pcmC*D*c"))
-
-
-def pulseaudio_missing() -> str:
-    """Why no private PulseAudio can run here ("" when it can): the tools or the ALSA plugin are missing."""
-    missing = [tool for tool in ("pulseaudio", "pactl", "paplay") if shutil.which(tool) is None]
-    if missing or not glob.glob("/usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so"):
-        return ("PulseAudio is not installed (run 'make test': apt packages pulseaudio, pulseaudio-utils, "
-                "libasound2-plugins)")
-    return ""
-
-
-@contextlib.contextmanager
-def private_pulseaudio(folder: Path):
-    """Start a private PulseAudio daemon with files under ``folder`` (see the comment above), yield its
-    :class:`VirtualMicrophone`, stop it. RuntimeError if it does not start. Also used by bench/faults.py."""
-    runtime = folder / "run"
-    runtime.mkdir(mode=0o700)
-    daemon_env = dict(os.environ, HOME=str(folder), XDG_RUNTIME_DIR=str(runtime), XDG_CONFIG_HOME=str(folder / "config"),
-                      PULSE_RUNTIME_PATH=str(runtime / "pulse"))
-    daemon_env.pop("PULSE_SERVER", None)
-    started = subprocess.run(
-        ["pulseaudio", "--daemonize=yes", "--exit-idle-time=-1", "-n", "--log-target=stderr",
-         "--load=module-native-protocol-unix auth-anonymous=1",
-         f"--load=module-null-sink sink_name=virt rate={VIRTUAL_RATE} channels=1"],
-        env=daemon_env, capture_output=True, text=True, timeout=30,
-    )
-    socket = runtime / "pulse" / "native"
-    pid_file = runtime / "pulse" / "pid"
-    deadline = time.monotonic() + 10
-    while not socket.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if started.returncode != 0 or not socket.exists():
-        raise RuntimeError(f"PulseAudio did not start (exit status {started.returncode}): {started.stderr.strip()[-500:]}")
-    microphone = VirtualMicrophone(folder, {"PULSE_SERVER": f"unix:{socket}", "PULSE_RUNTIME_PATH": str(runtime / "pulse")})
-    try:
-        microphone.pactl("set-default-sink", "virt")
-        microphone.pactl("set-default-source", "virt.monitor")
-        yield microphone
-    finally:
-        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
-            os.kill(int(pid_file.read_text().strip()), 15)
+from virtual_microphone import VirtualMicrophone, has_sound_card, installed as pulseaudio_installed  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def virtual_microphone(tmp_path_factory):
-    if pulseaudio_missing():
-        pytest.skip(pulseaudio_missing())
+    if not pulseaudio_installed():
+        pytest.skip("PulseAudio is not installed (run 'make test': apt packages pulseaudio, pulseaudio-utils, "
+                    "libasound2-plugins)")
     pytest.importorskip("pyaudio", reason="PyAudio is not installed (run 'make install')")
     try:
-        with private_pulseaudio(tmp_path_factory.mktemp("pulse")) as microphone:
-            yield microphone
+        microphone = VirtualMicrophone.start(tmp_path_factory.mktemp("pulse"))
     except RuntimeError as error:
         pytest.fail(str(error))
+    try:
+        yield microphone
+    finally:
+        microphone.close()
 
 
 @pytest.fixture
@@ -342,7 +195,7 @@ def microphone_env(virtual_microphone, monkeypatch):
 @pytest.fixture
 def no_microphone_env(tmp_path) -> dict:
     """Environment variables under which PortAudio finds no input device: no reachable sound server."""
-    if _has_sound_card():
+    if has_sound_card():
         pytest.skip("this machine has a sound card, so a machine without a microphone cannot be arranged")
     client_config = tmp_path / "pulse-client.conf"
     client_config.write_text("autospawn = no\n")

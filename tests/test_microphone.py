@@ -18,6 +18,7 @@ from acoustics import audio, microphone
 from acoustics.errors import BadParameterError, NoInputDeviceError
 from acoustics.microphone import VoiceActivityDetector, detect_utterances
 from conftest import ROOT, OutputLines, stop_child, with_sigint
+from virtual_microphone import as_int16
 
 RATE = 16000
 ALTERNATIVES = "--wav FILE"
@@ -175,10 +176,6 @@ def test_detector_is_cheap():
 def spoken(spoken_clips) -> np.ndarray:
     signal, _ = audio.load_audio(spoken_clips["male"], RATE)
     return signal
-
-
-def as_int16(signal: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(signal, -1, 32767 / 32768) * 32768).astype(np.int16)
 
 
 def test_record_seconds_is_a_bit_exact_copy_of_a_pipe_source(microphone_env, spoken):
