@@ -45,8 +45,9 @@ from acoustics.errors import AcousticsError  # noqa: E402
 from acoustics.recipe import Recipe  # noqa: E402
 from acoustics.settings import Settings  # noqa: E402
 
-CONDITIONS = ("clean", "white@5", "white@0", "realbabble@5", "realbabble@0", "espeakbabble@5", "room@0", "first1s")
-QUICK_CONDITIONS = ("clean", "white@5", "realbabble@5", "room@0", "first1s")
+CONDITIONS = ("clean", "white@5", "white@0", "realbabble@5", "realbabble@0", "espeakbabble@5", "room@0", "reverb@0.6",
+              "first1s")
+QUICK_CONDITIONS = ("clean", "white@5", "realbabble@5", "room@0", "reverb@0.6", "first1s")
 TRAIN_NOISE_SEED, TEST_NOISE_SEED = 0, 1000
 F0_RANGE = (60.0, 400.0)
 
@@ -101,12 +102,33 @@ def _features_of(job):
             signals[condition] = speech[: settings.sample_rate]
             continue
         noise_name, snr = condition.split("@")
+        if noise_name == "reverb":
+            signals[condition] = reverberate(speech, float(snr), settings.sample_rate, rng)
+            continue
         noise = noises[babble_key] if noise_name == "realbabble" else noises[noise_name]
         signals[condition] = audio.mix_at_snr(speech, noise, float(snr), rng)
     for condition, signal in signals.items():
         mfccs[condition] = features.mfcc(signal, settings)
     f0 = {condition: median_f0(signals[condition], settings.sample_rate) for condition in conditions}
     return mfccs, f0
+
+
+def reverberate(speech: np.ndarray, rt60_seconds: float, sample_rate: int, rng: np.random.Generator,
+                drr_db: float = 0.0) -> np.ndarray:
+    """``speech`` as a microphone across a room hears it: convolved with a synthetic impulse response
+    (the direct sound, then from 3 ms on a tail of noise decaying by 60 dB in ``rt60_seconds``, holding
+    ``drr_db`` dB less energy than the direct sound), at the same RMS level."""
+    import scipy.signal
+
+    length = int(rt60_seconds * sample_rate)
+    start = int(0.003 * sample_rate)
+    times = np.arange(length - start) / sample_rate
+    tail = rng.standard_normal(length - start) * 10 ** (-3 * times / rt60_seconds)
+    response = np.zeros(length)
+    response[0] = 1.0
+    response[start:] = tail * np.sqrt(10 ** (-drr_db / 10) / np.sum(tail**2))
+    wet = scipy.signal.fftconvolve(speech, response)[: len(speech)]
+    return (wet * np.sqrt(np.mean(speech**2) / max(np.mean(wet**2), 1e-20))).astype(np.float32)
 
 
 def load_corpus(name, settings, noises, conditions, workers):
