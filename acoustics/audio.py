@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.fft
 import soundfile
 
 from .errors import BadAudioError, BadParameterError, NoSpeechError
@@ -236,12 +237,12 @@ def speech_band_levels(signal: np.ndarray, sample_rate: int) -> np.ndarray:
     if signal.size < length:
         signal = np.pad(signal, (0, length - signal.size))
     frames = np.lib.stride_tricks.sliding_window_view(signal, length)[::hop]
-    window = np.hanning(length).astype(np.float32)
+    window = np.hanning(length).astype(np.float32)  # float32 frames: scipy's FFT stays in float32
     frequencies = np.fft.rfftfreq(length, 1 / sample_rate)
     band = (frequencies >= SPEECH_BAND_HZ[0]) & (frequencies <= SPEECH_BAND_HZ[1])
     scale = np.sum(window.astype(np.float64) ** 2) * length / 2  # a full-scale sine in the band: about 0 dB
     power = np.concatenate([  # in blocks of frames, so that a 10-minute file needs a few MB
-        np.sum(np.abs(np.fft.rfft(frames[start : start + 4096] * window, axis=1)[:, band]) ** 2, axis=1) / scale
+        np.sum(np.abs(scipy.fft.rfft(frames[start : start + 4096] * window, axis=1)[:, band]) ** 2, axis=1) / scale
         for start in range(0, frames.shape[0], 4096)
     ])
     if power.size >= SPEECH_SMOOTHING:
