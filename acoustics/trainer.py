@@ -7,7 +7,7 @@ score the test speakers, write the ``.h5`` with its recipe and provenance, the p
 ``runs`` row); :func:`train_models` does both for each network and the ensemble, yielding its progress.
 Around them: :func:`check_outputs` (before any work), :func:`bench_provenance` (figures stored with the
 models), :func:`choose` (the model copied to ``best.h5``) and :func:`summary_table` (the test table).
-The benchmarks train through the same :func:`acoustics.models.train_network`. Keras is imported only
+The benchmarks train through :func:`train_in_memory`, the same network training on features in memory. Keras is imported only
 once training starts, so bad input is refused within a second.
 """
 
@@ -149,6 +149,21 @@ def train(name: str, split: Split, recipe: Recipe, seed: int, *, verbose: int = 
     validation = models.WindowBatches(split.database_path, split.rows("validation"), split.settings, split.normalisation,
                                       batch_size=256)
     return models.train_network(name, train_batches, validation, split.settings, recipe, seed, verbose=verbose)
+
+
+def train_in_memory(name: str, matrices: list, labels, recordings, settings: Settings, recipe: Recipe, seed: int, *,
+                    verbose: int = 0) -> tuple:
+    """Train network ``name`` as :func:`train` does, on MFCC matrices held in memory (the benchmarks'):
+    ``matrices`` (frames, n_mfcc) with their ``labels`` (1 male) and ``recordings`` (which recording each
+    matrix is a variant of). Returns ``(model, normalisation, fit)``."""
+    from . import models
+
+    normalisation = training.matrix_statistics(matrices, settings, cmn=recipe.cmn, coefficients=recipe.coefficients)
+    weights = training.balanced_class_weights(labels, training.window_counts([len(m) for m in matrices], settings.frames))
+    batches = models.ArrayBatches(matrices, labels, settings, normalisation, batch_size=recipe.batch_size, shuffle=True,
+                                  seed=seed, class_weights=weights, recipe=recipe, recordings=recordings)
+    model, fit = models.train_network(name, batches, None, settings, recipe, seed, verbose=verbose)
+    return model, normalisation, fit
 
 
 def score_and_save(name: str, model, fit: dict, split: Split, recipe: Recipe, database: FeatureDatabase, path, *,

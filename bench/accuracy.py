@@ -219,14 +219,10 @@ def variant_rows(clips, settings):
 
 def train_network(name, train, calibration, settings, recipe, seed):
     """One network as stage 4 trains it, calibrated on the calibration speakers: a predict function."""
-    from acoustics import models
+    from acoustics import models, trainer
 
     matrices, labels, recordings = variant_rows(train, settings)
-    normalisation = training.matrix_statistics(matrices, settings, cmn=recipe.cmn, coefficients=recipe.coefficients)
-    weights = training.balanced_class_weights(labels, training.window_counts([len(m) for m in matrices], settings.frames))
-    batches = models.ArrayBatches(matrices, labels, settings, normalisation, batch_size=recipe.batch_size, shuffle=True,
-                                  seed=seed, class_weights=weights, recipe=recipe, recordings=recordings)
-    model, fit = models.train_network(name, batches, None, settings, recipe, seed, verbose=0)
+    model, normalisation, fit = trainer.train_in_memory(name, matrices, labels, recordings, settings, recipe, seed)
 
     def predict(clips, condition):
         return models.predict_matrices(model, [clip["mfcc"][condition] for clip in clips], settings, normalisation, recipe=recipe)

@@ -5,10 +5,12 @@ Conversations are built, seeded, from the voices of one corpus of ../shared/data
 RAVDESS): turns of 1-8 s by several speakers of both sexes (4 per conversation, 2 of each sex; the next
 turn's sex is drawn at random, each turn by another speaker than the last), pauses of 0.2-2 s between
 turns, 0.5-1.5 s of room before and after, each turn at -26 +-3 dBFS, and pink noise at 20-30 dB SNR
-(against the speech's power) over all of it. The model has not heard those voices: a CNN trained here
-as stage 4 trains it (acoustics.models.train_network with the project's Recipe, fewer epochs) on the
-espeak-ng demo corpus and the other two corpora, calibrated on two speakers of each sex of them, and
-cached in bench/results/segments/ (--model FILE uses another model instead; --retrain trains again).
+(against the speech's power) over all of it. The model has not heard those voices: the reference
+model's recipe (three ConvNets, acoustics.trainer.train_in_memory with the project's Recipe) trained
+here on the espeak-ng demo corpus and the other two corpora, with bench/accuracy.py's features and
+calibration speakers (two of each sex of each corpus), in a process of its own (all cores; about 5
+minutes), and cached in bench/results/segments/ (--model FILE uses another model instead; --retrain
+trains again).
 
 Truth per 10 ms frame: no_speech in the pauses and in silences inside a turn of at least
 MIN_PAUSE_SECONDS (frames of the clean turn more than TRUTH_BELOW_PEAK_DB below its loudest), else the
@@ -28,13 +30,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
-                 "TF_NUM_INTEROP_THREADS"):
-    os.environ[variable] = "1"
+#: Thread settings that hold the measured process to one core (the training's own process takes all).
+PINNED = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+if "--train-only" not in sys.argv:
+    os.environ.update(dict.fromkeys(PINNED, "1"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
@@ -50,7 +54,7 @@ MIN_PAUSE_SECONDS = 0.2
 #: ... where the clean turn's 10 ms frames are this many dB below its loudest (95th percentile).
 TRUTH_BELOW_PEAK_DB = 35.0
 
-from acoustics import audio, augment, corpus, features, preparation, training  # noqa: E402
+from acoustics import audio, augment, corpus, training  # noqa: E402
 from acoustics.errors import AcousticsError  # noqa: E402
 from acoustics.recipe import Recipe  # noqa: E402
 from acoustics.settings import Settings  # noqa: E402
@@ -61,7 +65,7 @@ def parse_arguments(argv=None):
     parser.add_argument("--held-out", choices=CORPORA, default="ravdess", help="the corpus the voices come from")
     parser.add_argument("--model", type=Path, help="a model file to use instead of training one")
     parser.add_argument("--retrain", action="store_true", help="train the model again even if it is cached")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--train-only", action="store_true", help=argparse.SUPPRESS)  # the training's own process
     parser.add_argument("--conversations", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each conversation's speech and pauses")
     parser.add_argument("--seed", type=int, default=0)
@@ -77,57 +81,35 @@ def pin_one_thread() -> None:
 
 # The model ------------------------------------------------------------------------------------------
 def recordings_of(name: str) -> list:
-    manifest = corpus.make_demo_corpus(RESULTS / "demo_corpus") if name == "demo" else DATA / name / "labels.csv"
-    return corpus.read_manifest(manifest, synthetic=name == "demo")[0]
+    return corpus.read_manifest(DATA / name / "labels.csv")[0]
 
 
-def training_clips(names, settings) -> list:
-    """Every recording of the corpora ``names`` as stage 3 prepares it (clean, and room noise at the
-    settings' SNRs): dicts of corpus, speaker, label and MFCC matrices."""
-    noise = audio.synthetic_room_noise(10.0, settings.sample_rate, np.random.default_rng(0))
-    clips = []
-    for name in names:
-        for recording in recordings_of(name):
-            try:
-                speech, mixed = preparation.clean_and_noisy(preparation.make_task(recording), noise, settings)
-            except AcousticsError:
-                continue
-            clips.append({"corpus": name, "speaker": f"{name}/{recording.speaker}", "label": int(recording.sex == "male"),
-                          "mfcc": [features.mfcc(signal, settings) for signal in [speech, *mixed.values()]]})
-    return clips
+def train_model(held_out: str, path: Path) -> None:
+    """The reference model's recipe (an ensemble of three ConvNets) trained on the demo corpus and the
+    corpora other than ``held_out``, calibrated on two speakers of each sex of each, saved to ``path``.
+    The features are bench/accuracy.py's (computed once, cached in bench/results/), so are the split
+    and the training (``acoustics.trainer.train_in_memory``)."""
+    import accuracy
+    from acoustics import models, trainer
 
-
-def train_model(held_out: str, epochs: int, path: Path) -> None:
-    """A CNN trained on the demo corpus and the corpora other than ``held_out``, calibrated, saved to ``path``."""
-    from acoustics import models
-
-    settings = Settings(snrs_db=(10.0, 0.0))
-    recipe = Recipe(networks=("cnn",), epochs=epochs, ensemble_size=1)
-    started = time.perf_counter()
-    clips = training_clips(["demo"] + [name for name in CORPORA if name != held_out], settings)
-    print(f"features of {len(clips)} training recordings in {time.perf_counter() - started:.0f} s", flush=True)
-    rng = np.random.default_rng(1)
-    calibration = set()
-    for name in sorted({clip["corpus"] for clip in clips} - {"demo"}):
-        for label in (0, 1):
-            speakers = sorted({c["speaker"] for c in clips if c["corpus"] == name and c["label"] == label})
-            calibration |= set(rng.choice(speakers, size=2, replace=False))
-    train = [clip for clip in clips if clip["speaker"] not in calibration]
-    matrices = [matrix for clip in train for matrix in clip["mfcc"]]
-    labels = np.array([clip["label"] for clip in train for _ in clip["mfcc"]])
-    owners = np.array([position for position, clip in enumerate(train) for _ in clip["mfcc"]])
-    normalisation = training.matrix_statistics(matrices, settings, cmn=recipe.cmn, coefficients=recipe.coefficients)
-    weights = training.balanced_class_weights(labels, training.window_counts([len(m) for m in matrices], settings.frames))
-    batches = models.ArrayBatches(matrices, labels, settings, normalisation, batch_size=recipe.batch_size, shuffle=True,
-                                  seed=settings.seed, class_weights=weights, recipe=recipe, recordings=owners)
-    model, fit = models.train_network("cnn", batches, None, settings, recipe, settings.seed, verbose=0)
-    held = [clip for clip in clips if clip["speaker"] in calibration]
-    raw = models.predict_matrices(model, [clip["mfcc"][0] for clip in held], settings, normalisation, recipe=recipe)
-    temperature = training.fit_temperature(raw, np.array([clip["label"] for clip in held]))
-    accuracy = float(np.mean((training.calibrate(raw, temperature) >= 0.5) == np.array([c["label"] for c in held])))
-    print(f"trained a CNN on {len(train)} recordings in {fit['seconds']:.0f} s ({epochs} epochs); "
-          f"calibration speakers' clips: accuracy {accuracy:.3f}, temperature {temperature:.2f}", flush=True)
-    models.save_model(model, path, {"model_name": "cnn", "settings": settings, "normalisation": normalisation,
+    settings, recipe = Settings(), Recipe()
+    options = argparse.Namespace(held_out=list(CORPORA), workers=min(2, os.cpu_count() or 1))
+    clips = [clip for clip in accuracy.cached_features(settings, accuracy.QUICK_CONDITIONS, options) if clip["corpus"] != held_out]
+    train, calibration = accuracy.split_training(clips, settings.seed)
+    matrices, labels, recordings = accuracy.variant_rows(train, settings)
+    members, started = [], time.perf_counter()
+    for seed in range(settings.seed, settings.seed + recipe.ensemble_size):
+        members.append(trainer.train_in_memory(recipe.ensemble_network, matrices, labels, recordings, settings, recipe, seed))
+    model = members[0][0] if len(members) == 1 else models.combine_models([member[0] for member in members], settings)
+    normalisation = members[0][1]
+    raw = models.predict_matrices(model, [clip["mfcc"]["clean"] for clip in calibration], settings, normalisation, recipe=recipe)
+    truth = np.array([clip["label"] for clip in calibration])
+    temperature = training.fit_temperature(raw, truth)
+    accuracy_now = float(np.mean((training.calibrate(raw, temperature) >= 0.5) == truth))
+    print(f"trained {len(members)} {recipe.ensemble_network} networks on {len(train)} recordings in "
+          f"{time.perf_counter() - started:.0f} s; calibration speakers' clips: accuracy {accuracy_now:.3f}, "
+          f"temperature {temperature:.2f}", flush=True)
+    models.save_model(model, path, {"model_name": "ensemble", "settings": settings, "normalisation": normalisation,
                                     "recipe": recipe, "temperature": temperature,
                                     "provenance": {"corpora": sorted({clip["corpus"] for clip in train})}})
 
@@ -225,12 +207,16 @@ def boundary_errors(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
 
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
+    model_path = arguments.model or RESULTS / f"ensemble-without-{arguments.held_out}.h5"
+    if arguments.train_only:
+        train_model(arguments.held_out, model_path)
+        return 0
+    if arguments.model is None and (arguments.retrain or not model_path.exists()):
+        subprocess.run([sys.executable, __file__, "--held-out", arguments.held_out, "--train-only"], check=True,
+                       env={key: value for key, value in os.environ.items() if key not in PINNED})
     pin_one_thread()
     from acoustics import models, segments
 
-    model_path = arguments.model or RESULTS / f"cnn-without-{arguments.held_out}.h5"
-    if arguments.model is None and (arguments.retrain or not model_path.exists()):
-        train_model(arguments.held_out, arguments.epochs, model_path)
     model, metadata = models.load_model(model_path)
     print(f"model {model_path} ({metadata['provenance']}), temperature {metadata['temperature']:.2f}", flush=True)
     rng = np.random.default_rng(arguments.seed)

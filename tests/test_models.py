@@ -498,3 +498,24 @@ def test_killed_save_keeps_a_loadable_file(trained, tmp_path):
     assert path.read_bytes() == trained["path"].read_bytes()
     leftovers = [item.name for item in tmp_path.iterdir() if item.name.startswith(".cnn.h5.")]
     assert leftovers, "the kill came after the save; the test did not exercise a half-written file"
+
+
+def test_train_in_memory_trains_as_the_recipe_says_on_matrices_in_memory(model_database_copy):
+    """The benchmarks' training (features in memory) normalises as stage 4 does and runs the recipe's epochs."""
+    from acoustics import trainer
+
+    with FeatureDatabase(model_database_copy) as database:
+        settings = database.settings
+        index, _, _ = training.prepare_data(database, seed=settings.seed)
+        rows = index[index["subset"] == "train"]
+        stored = training.read_matrices(database, rows["feature_id"], settings.n_mfcc)
+        expected = training.feature_statistics(database, rows["feature_id"], settings, coefficients=20)
+    recipe = Recipe(epochs=2, coefficients=20, ensemble_size=1)
+    matrices = [stored[int(feature_id)] for feature_id in rows["feature_id"]]
+    model, normalisation, fit = trainer.train_in_memory("cnn", matrices, rows["label"].to_numpy(), rows["recording_id"].to_numpy(),
+                                                        settings, recipe, settings.seed)
+    np.testing.assert_allclose(normalisation.mean, expected.mean, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(normalisation.std, expected.std, rtol=1e-5)
+    assert fit["epochs"] == 2 and len(fit["history"]["loss"]) == 2
+    p_male = models.predict_matrices(model, matrices[:4], settings, normalisation, recipe=recipe)
+    assert p_male.shape == (4,) and np.all((p_male >= 0) & (p_male <= 1))
