@@ -7,10 +7,16 @@ turn's sex is drawn at random, each turn by another speaker than the last), paus
 turns, 0.5-1.5 s of room before and after, each turn at -26 +-3 dBFS, and pink noise at 20-30 dB SNR
 (against the speech's power) over all of it. The model has not heard those voices: the reference
 model's recipe (three ConvNets, acoustics.trainer.train_in_memory with the project's Recipe) trained
-here on the espeak-ng demo corpus and the other two corpora, with bench/accuracy.py's features and
-calibration speakers (two of each sex of each corpus), in a process of its own (all cores; about 5
-minutes), and cached in bench/results/segments/ (--model FILE uses another model instead; --retrain
-trains again).
+here on the espeak-ng demo corpus and the three corpora without the conversations' speakers, with
+bench/accuracy.py's features and calibration speakers (two of each sex of each corpus), in a process of
+its own (all cores; about 5 minutes), cached in bench/results/segments/ (--model FILE uses another
+model instead; --retrain trains again). Which voices are kept out:
+
+- ``--speakers 6`` (the default): 6 speakers of each sex of the corpus, drawn with a fixed seed; the
+  model has heard the corpus's other speakers, as the reference model has heard all three corpora
+  when it meets a new person;
+- ``--speakers 0``: the whole corpus (leave one corpus out): new people *and* a recording setup and
+  speaking style the model never heard, the harder figure.
 
 Truth per 10 ms frame: no_speech in the pauses and in silences inside a turn of at least
 MIN_PAUSE_SECONDS (frames of the clean turn more than TRUTH_BELOW_PEAK_DB below its loudest), else the
@@ -20,6 +26,7 @@ predicted one, in seconds; and the speed, seconds of audio per second of CPU tim
 (TensorFlow and BLAS pinned to one thread), reading the files from disk as implement_model.py does.
 
     python bench/segments.py                      # 20 conversations of about 60 s: a few minutes
+    python bench/segments.py --speakers 0             # the whole corpus unheard
     python bench/segments.py --held-out emodb --conversations 5
 
 Last line: one JSON object {"frame_accuracy", "boundary_median_seconds", "realtime_factor"}.
@@ -63,6 +70,9 @@ from acoustics.settings import Settings  # noqa: E402
 def parse_arguments(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--held-out", choices=CORPORA, default="ravdess", help="the corpus the voices come from")
+    parser.add_argument("--speakers", type=int, default=6, metavar="N",
+                        help="N speakers of each sex of that corpus are kept out of training and talk (default 6); "
+                             "0: the whole corpus is kept out")
     parser.add_argument("--model", type=Path, help="a model file to use instead of training one")
     parser.add_argument("--retrain", action="store_true", help="train the model again even if it is cached")
     parser.add_argument("--train-only", action="store_true", help=argparse.SUPPRESS)  # the training's own process
@@ -84,9 +94,22 @@ def recordings_of(name: str) -> list:
     return corpus.read_manifest(DATA / name / "labels.csv")[0]
 
 
-def train_model(held_out: str, path: Path) -> None:
+def held_out_speakers(name: str, per_sex: int) -> set:
+    """``per_sex`` speakers of each sex of corpus ``name``, drawn with a fixed seed (as ``name/speaker``)."""
+    recordings = recordings_of(name)
+    rng = np.random.default_rng(7)
+    chosen = set()
+    for sex in ("female", "male"):
+        speakers = sorted({recording.speaker for recording in recordings if recording.sex == sex})
+        chosen |= {f"{name}/{speaker}" for speaker in rng.choice(speakers, size=per_sex, replace=False)}
+    return chosen
+
+
+def train_model(held_out: str, per_sex: int, path: Path) -> None:
     """The reference model's recipe (an ensemble of three ConvNets) trained on the demo corpus and the
-    corpora other than ``held_out``, calibrated on two speakers of each sex of each, saved to ``path``.
+    three corpora without the voices of the conversations: all of corpus ``held_out`` (``per_sex`` 0) or
+    ``per_sex`` speakers of each sex of it; calibrated on two other speakers of each sex of each corpus,
+    saved to ``path``.
     The features are bench/accuracy.py's (computed once, cached in bench/results/), so are the split
     and the training (``acoustics.trainer.train_in_memory``)."""
     import accuracy
@@ -94,7 +117,9 @@ def train_model(held_out: str, path: Path) -> None:
 
     settings, recipe = Settings(), Recipe()
     options = argparse.Namespace(held_out=list(CORPORA), workers=min(2, os.cpu_count() or 1))
-    clips = [clip for clip in accuracy.cached_features(settings, accuracy.QUICK_CONDITIONS, options) if clip["corpus"] != held_out]
+    unheard = held_out_speakers(held_out, per_sex) if per_sex else None
+    clips = [clip for clip in accuracy.cached_features(settings, accuracy.QUICK_CONDITIONS, options)
+             if (clip["speaker"] not in unheard if unheard else clip["corpus"] != held_out)]
     train, calibration = accuracy.split_training(clips, settings.seed)
     matrices, labels, recordings = accuracy.variant_rows(train, settings)
     members, started = [], time.perf_counter()
@@ -131,10 +156,14 @@ def truth_speech(turn: np.ndarray) -> np.ndarray:
     return speech
 
 
-def voices(name: str, rng: np.random.Generator) -> dict:
-    """{speaker: (sex, [trimmed clips])} of corpus ``name``, at most 6 clips per speaker."""
+def voices(name: str, per_sex: int, rng: np.random.Generator) -> dict:
+    """{speaker: (sex, [trimmed clips])} of corpus ``name`` (of its :func:`held_out_speakers` if ``per_sex``),
+    at most 6 clips per speaker."""
+    unheard = held_out_speakers(name, per_sex) if per_sex else None
     by_speaker = {}
     for recording in recordings_of(name):
+        if unheard and f"{name}/{recording.speaker}" not in unheard:
+            continue
         by_speaker.setdefault(recording.speaker, (recording.sex, []))[1].append(recording.path)
     chosen = {}
     for speaker, (sex, paths) in sorted(by_speaker.items()):
@@ -163,10 +192,11 @@ def conversation(voices_by_speaker: dict, seconds: float, rng: np.random.Generat
         last = speaker
         clips = voices_by_speaker[speaker][1]
         wanted = rng.uniform(1.0, 8.0)
+        length = int(round(wanted / FRAME)) * int(FRAME * RATE)  # whole 10 ms frames
         turn = np.zeros(0, np.float32)
-        while turn.size < wanted * RATE:
+        while turn.size < length:
             turn = np.concatenate([turn, clips[int(rng.integers(len(clips)))]])
-        turn = turn[: int(round(wanted / FRAME)) * int(FRAME * RATE)]
+        turn = turn[:length]
         turn = turn * 10 ** ((-26 + rng.uniform(-3, 3) - audio.level_dbfs(turn)) / 20)
         pieces.append(turn.astype(np.float32))
         truth.append(np.where(truth_speech(turn), int(sex == "male"), 2).astype(np.int8))
@@ -207,12 +237,14 @@ def boundary_errors(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
 
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
-    model_path = arguments.model or RESULTS / f"ensemble-without-{arguments.held_out}.h5"
+    unheard = f"{arguments.speakers}-per-sex" if arguments.speakers else "all"
+    model_path = arguments.model or RESULTS / f"ensemble-without-{arguments.held_out}-{unheard}.h5"
     if arguments.train_only:
-        train_model(arguments.held_out, model_path)
+        train_model(arguments.held_out, arguments.speakers, model_path)
         return 0
     if arguments.model is None and (arguments.retrain or not model_path.exists()):
-        subprocess.run([sys.executable, __file__, "--held-out", arguments.held_out, "--train-only"], check=True,
+        subprocess.run([sys.executable, __file__, "--held-out", arguments.held_out, "--speakers", str(arguments.speakers),
+                        "--train-only"], check=True,
                        env={key: value for key, value in os.environ.items() if key not in PINNED})
     pin_one_thread()
     from acoustics import models, segments
@@ -220,8 +252,8 @@ def main(argv=None) -> int:
     model, metadata = models.load_model(model_path)
     print(f"model {model_path} ({metadata['provenance']}), temperature {metadata['temperature']:.2f}", flush=True)
     rng = np.random.default_rng(arguments.seed)
-    speakers = voices(arguments.held_out, rng)
-    folder = RESULTS / f"conversations-{arguments.held_out}-{arguments.seed}"
+    speakers = voices(arguments.held_out, arguments.speakers, rng)
+    folder = RESULTS / f"conversations-{arguments.held_out}-{unheard}-{arguments.seed}"
     folder.mkdir(parents=True, exist_ok=True)
     truths, paths = [], []
     for number in range(arguments.conversations):
@@ -248,7 +280,8 @@ def main(argv=None) -> int:
     errors = np.concatenate(errors)
     result = {"frame_accuracy": round(correct / frames, 4), "boundary_median_seconds": round(float(np.median(errors)), 3),
               "realtime_factor": round(audio_seconds / cpu, 1)}
-    print(f"{arguments.conversations} conversations, {audio_seconds / 60:.1f} minutes of {arguments.held_out} voices: "
+    voices_heard = f"{len(speakers)} unheard {arguments.held_out} speakers" if arguments.speakers else f"{arguments.held_out} voices (corpus unheard)"
+    print(f"{arguments.conversations} conversations, {audio_seconds / 60:.1f} minutes of {voices_heard}: "
           f"frame accuracy {result['frame_accuracy']:.3f}, boundary error median {result['boundary_median_seconds']:.3f} s "
           f"(90th percentile {np.percentile(errors, 90):.3f} s), {result['realtime_factor']:.0f}x real time on one core "
           f"({audio_seconds / wall:.0f}x by the wall clock)")
