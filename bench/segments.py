@@ -235,6 +235,18 @@ def boundary_errors(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     return np.min(np.abs(true[:, None] - found[None, :]), axis=1)
 
 
+def write_conversations(speakers: dict, arguments, folder: Path, rng: np.random.Generator) -> tuple:
+    """``arguments.conversations`` conversations of ``speakers`` written as WAV files into ``folder``:
+    ``(paths, truths)``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths, truths = [], []
+    for number in range(arguments.conversations):
+        signal, truth = conversation(speakers, arguments.seconds, rng)
+        paths.append(audio.write_wav(folder / f"conversation-{number:02d}.wav", signal, RATE))
+        truths.append(truth)
+    return paths, truths
+
+
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
     unheard = f"{arguments.speakers}-per-sex" if arguments.speakers else "all"
@@ -254,12 +266,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(arguments.seed)
     speakers = voices(arguments.held_out, arguments.speakers, rng)
     folder = RESULTS / f"conversations-{arguments.held_out}-{unheard}-{arguments.seed}"
-    folder.mkdir(parents=True, exist_ok=True)
-    truths, paths = [], []
-    for number in range(arguments.conversations):
-        signal, truth = conversation(speakers, arguments.seconds, rng)
-        paths.append(audio.write_wav(folder / f"conversation-{number:02d}.wav", signal, RATE))
-        truths.append(truth)
+    paths, truths = write_conversations(speakers, arguments, folder, rng)
     segments.segment_file(model, metadata, paths[0])  # warm-up: TensorFlow builds its function
     correct = frames = 0
     errors, cpu, wall, audio_seconds = [], 0.0, 0.0, 0.0
