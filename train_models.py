@@ -80,16 +80,18 @@ def parse_arguments(argv=None) -> argparse.Namespace:
 
 def check(arguments) -> int:
     """--check MODEL: print what the model holds, heard and scored (after storing --bench's figures in it)."""
-    from acoustics import models, verdict
-    from acoustics.modelfile import add_provenance, provenance_lines
+    from acoustics.modelfile import add_provenance, check_model_settings, provenance_lines, read_metadata
 
     if arguments.bench:
         add_provenance(arguments.check, trainer.bench_provenance(arguments.bench))
         print(f"Stored the figures of {arguments.bench} in {arguments.check}.")
-    model, metadata = models.load_model(arguments.check)
+    metadata = read_metadata(arguments.check)  # h5py alone: a foreign file or other settings are refused at once
     if arguments.db.exists():
         with FeatureDatabase(arguments.db, readonly=True) as database:
-            models.check_model_settings(metadata, database.settings, source=f"The feature database {arguments.db}")
+            check_model_settings(metadata, database.settings, source=f"The feature database {arguments.db}")
+    from acoustics import models, verdict
+
+    model, metadata = models.load_model(arguments.check)
     test = metadata["scores"].get("test", {})
     matches = f"settings match {arguments.db}" if arguments.db.exists() else "no feature database to compare with"
     print(f"{arguments.check}: {metadata['model_name']} model, {model.count_params()} parameters, saved {metadata['saved_at']} "
