@@ -64,13 +64,14 @@ def read_ahead(function, items, workers: int, ahead: int):
         pool.shutdown(cancel_futures=True)
 
 
-def file_verdicts(model, metadata: dict, paths: list):
-    """Yield ``(path, Verdict)`` for each file in order: files read by a few threads, the windows of
-    :data:`FILES_PER_PREDICTION` files predicted at once."""
-    workers = max(1, min(READ_THREADS, os.cpu_count() or 1))
-    prepared = read_ahead(lambda path: prepare_file(metadata, path), paths, workers, 2 * FILES_PER_PREDICTION)
-    for start in range(0, len(paths), FILES_PER_PREDICTION):
-        batch = paths[start:start + FILES_PER_PREDICTION]
+def file_verdicts(model, metadata: dict, paths: list, *, files_per_prediction: int = FILES_PER_PREDICTION,
+                  threads: int = READ_THREADS):
+    """Yield ``(path, Verdict)`` for each file in order: files read by up to ``threads`` threads (at most
+    one per core), the windows of ``files_per_prediction`` files predicted at once."""
+    workers = max(1, min(threads, os.cpu_count() or 1))
+    prepared = read_ahead(lambda path: prepare_file(metadata, path), paths, workers, 2 * files_per_prediction)
+    for start in range(0, len(paths), files_per_prediction):
+        batch = paths[start:start + files_per_prediction]
         items = [next(prepared) for _ in batch]
         yield from zip(batch, verdict.classify_prepared(model, metadata, items))
 

@@ -73,14 +73,10 @@ def make_files(count: int) -> list:
 
 def timed(model, metadata, paths, *, files_per_prediction: int, threads: int) -> float:
     """Seconds to classify ``paths`` with these batch and thread counts (every file must get a verdict)."""
-    saved = fileverdicts.FILES_PER_PREDICTION, fileverdicts.READ_THREADS
-    fileverdicts.FILES_PER_PREDICTION, fileverdicts.READ_THREADS = files_per_prediction, threads
-    try:
-        started = time.perf_counter()
-        results = [result for _, result in fileverdicts.file_verdicts(model, metadata, paths)]
-        seconds = time.perf_counter() - started
-    finally:
-        fileverdicts.FILES_PER_PREDICTION, fileverdicts.READ_THREADS = saved
+    started = time.perf_counter()
+    results = [result for _, result in fileverdicts.file_verdicts(model, metadata, paths, threads=threads,
+                                                                  files_per_prediction=files_per_prediction)]
+    seconds = time.perf_counter() - started
     unanswered = sum(result.label is None for result in results)
     if unanswered:
         print(f"  ({unanswered} files got no verdict)")
