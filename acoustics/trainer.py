@@ -7,8 +7,8 @@ score the test speakers, write the ``.h5`` with its recipe and provenance, the p
 ``runs`` row); :func:`train_models` does both for each network and the ensemble, yielding its progress.
 Around them: :func:`check_outputs` (before any work), :func:`bench_provenance` (figures stored with the
 models), :func:`choose` (the model copied to ``best.h5``) and :func:`summary_table` (the test table).
-The benchmarks train through :func:`train_in_memory`, the same network training on features in memory. Keras is imported only
-once training starts, so bad input is refused within a second.
+The benchmarks train through :func:`train_in_memory`, the same network training on features held in
+memory. Keras is imported only once training starts, so bad input is refused within a second.
 """
 
 from __future__ import annotations
