@@ -59,6 +59,8 @@ def parse_arguments(argv=None):
     parser.add_argument("--models", nargs="+", default=None, help="networks besides the ensemble (default: the recipe's)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per fold (default 2; --quick 1)")
     parser.add_argument("--recipe", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--settings", action="append", default=[], metavar="NAME=VALUE",
+                        help="a feature setting other than the default (an experiment: n_mels=80 n_mfcc=80)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--csv", type=Path, default=RESULTS / "accuracy.csv")
     parser.add_argument("--tag", default="")
@@ -359,7 +361,9 @@ def main(argv=None) -> int:
     if missing:
         print(f"bench/accuracy.py needs {', '.join(missing)} in {DATA}; they come with ../shared.", file=sys.stderr)
         return 1
-    settings, recipe = Settings(), Recipe().with_overrides(arguments.recipe)
+    settings = Settings().replace(**{name: json.loads(value) for name, _, value in
+                                     (assignment.partition("=") for assignment in arguments.settings)})
+    recipe = Recipe().with_overrides(arguments.recipe)
     seeds = [settings.seed + k for k in range(arguments.seeds or (1 if arguments.quick else 2))]
     networks = [] if arguments.quick and arguments.models is None else list(arguments.models or recipe.networks)
     conditions = QUICK_CONDITIONS if arguments.quick else CONDITIONS
