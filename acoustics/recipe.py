@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 from .errors import BadParameterError
+from .settings import parse_overrides
 
 NETWORKS = ("cnn", "lstm", "cnnlstm")
 
@@ -152,18 +153,7 @@ class Recipe:
     def with_overrides(self, assignments) -> "Recipe":
         """This recipe with ``NAME=VALUE`` texts applied (values in JSON: ``epochs=20``,
         ``networks=["cnn"]``, ``cmn=true``); raises BadParameterError naming a bad one."""
-        known = {item.name for item in dataclasses.fields(self)}
-        changes = {}
-        for assignment in assignments:
-            name, equals, text = str(assignment).partition("=")
-            name = name.strip().replace("-", "_")
-            if not equals or name not in known:
-                raise BadParameterError(f"--recipe {assignment!r}: write NAME=VALUE with NAME one of {', '.join(sorted(known))}.")
-            try:
-                changes[name] = json.loads(text)
-            except json.JSONDecodeError:
-                changes[name] = text.strip()  # a bare word: a network name
-        return self.replace(**changes)
+        return self.replace(**parse_overrides(assignments, [item.name for item in dataclasses.fields(self)], "--recipe"))
 
     def describe(self) -> str:
         """The recipe in a few lines, for ``--check`` and the stage-4 heading."""

@@ -170,6 +170,12 @@ class Settings:
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
 
+    def with_overrides(self, assignments) -> "Settings":
+        """These settings with ``NAME=VALUE`` texts applied (values in JSON: ``n_mels=80``,
+        ``snrs_db=[10, 0]``), as ``bench/accuracy.py --settings`` takes them; raises
+        BadParameterError naming a bad one."""
+        return self.replace(**parse_overrides(assignments, [item.name for item in dataclasses.fields(self)], "--settings"))
+
     # Comparison --------------------------------------------------------------------------------
     def differences(self, other: "Settings", fields=FEATURE_FIELDS) -> list:
         """Human-readable list of the fields in ``fields`` where they differ: "name: mine vs other's"."""
@@ -189,6 +195,23 @@ class Settings:
             raise SettingsMismatchError(
                 f"{that} and {this} use different feature settings ({'; '.join(differences)}). {fix}"
             )
+
+
+def parse_overrides(assignments, names, option: str) -> dict:
+    """``{name: value}`` of ``NAME=VALUE`` texts given with ``option``: ``NAME`` one of ``names`` (``-``
+    read as ``_``), ``VALUE`` in JSON (``20``, ``true``, ``[-10, 5]``) or a bare word (a string).
+    Raises :class:`BadParameterError` naming the form for anything else."""
+    changes = {}
+    for assignment in assignments:
+        name, equals, text = str(assignment).partition("=")
+        name = name.strip().replace("-", "_")
+        if not equals or name not in names:
+            raise BadParameterError(f"{option} {assignment!r}: write NAME=VALUE with NAME one of {', '.join(sorted(names))}.")
+        try:
+            changes[name] = json.loads(text)
+        except json.JSONDecodeError:
+            changes[name] = text.strip()
+    return changes
 
 
 def _is_integer(value) -> bool:

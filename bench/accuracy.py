@@ -41,7 +41,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from acoustics import audio, augment, corpus, features, preparation, training  # noqa: E402
-from acoustics.errors import AcousticsError  # noqa: E402
+from acoustics.errors import AcousticsError, BadParameterError  # noqa: E402
 from acoustics.recipe import Recipe  # noqa: E402
 from acoustics.settings import Settings  # noqa: E402
 
@@ -361,9 +361,11 @@ def main(argv=None) -> int:
     if missing:
         print(f"bench/accuracy.py needs {', '.join(missing)} in {DATA}; they come with ../shared.", file=sys.stderr)
         return 1
-    settings = Settings().replace(**{name: json.loads(value) for name, _, value in
-                                     (assignment.partition("=") for assignment in arguments.settings)})
-    recipe = Recipe().with_overrides(arguments.recipe)
+    try:
+        settings, recipe = Settings().with_overrides(arguments.settings), Recipe().with_overrides(arguments.recipe)
+    except BadParameterError as error:
+        print(f"bench/accuracy.py: {error}", file=sys.stderr)
+        return 2
     seeds = [settings.seed + k for k in range(arguments.seeds or (1 if arguments.quick else 2))]
     networks = [] if arguments.quick and arguments.models is None else list(arguments.models or recipe.networks)
     conditions = QUICK_CONDITIONS if arguments.quick else CONDITIONS

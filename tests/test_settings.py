@@ -289,3 +289,22 @@ def test_set_up_sql_refuses_the_same_out_of_bounds_settings(tmp_path, arguments,
     result = run_stage("set_up_sql.py", "--db", tmp_path / "features.db", *arguments)
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1 and field in result.stderr
     assert not (tmp_path / "features.db").exists()
+
+
+def test_overrides_from_the_command_line():
+    settings = Settings().with_overrides(["n_mels=80", "n-mfcc=80", "snrs_db=[10, 0]", "fmax=7600.5"])
+    assert (settings.n_mels, settings.n_mfcc, settings.snrs_db, settings.fmax) == (80, 80, (10.0, 0.0), 7600.5)
+    assert Settings().with_overrides([]) == Settings()
+
+
+@pytest.mark.parametrize("assignment, words", [
+    ("n_mels", "NAME=VALUE"),
+    ("bands=80", "NAME=VALUE"),
+    ("=3", "NAME=VALUE"),
+    ("n_mels=many", "n_mels"),
+    ("n_mfcc=80", "n_mfcc"),
+])
+def test_bad_overrides_are_refused_in_one_line(assignment, words):
+    with pytest.raises(BadParameterError, match=words) as caught:
+        Settings().with_overrides([assignment])
+    assert "\n" not in str(caught.value)
