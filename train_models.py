@@ -75,7 +75,16 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--bench", type=Path, metavar="JSON", help="store these bench/accuracy.py figures with the models "
                         "(make reference stores bench/accuracy.json's); with --check: in that model")
     parser.add_argument("--check", type=Path, metavar="MODEL", help="only check MODEL.h5: what it holds, heard and scored")
-    return parser.parse_args(argv)
+    arguments = parser.parse_args(argv)
+    if arguments.pick and not arguments.check and arguments.pick not in trained_models(arguments.model):
+        parser.error(f"--pick {arguments.pick}: this run trains only {' and '.join(trained_models(arguments.model))}; "
+                     f"add --model {arguments.pick} (or --model all), or leave --pick out")
+    return arguments
+
+
+def trained_models(model: str) -> tuple:
+    """The models a run with ``--model model`` trains and saves."""
+    return MODEL_CHOICES + ("ensemble",) if model == "all" else (model,)
 
 
 def check(arguments) -> int:
@@ -116,8 +125,7 @@ def recipe_of(arguments) -> Recipe:
 
 def train_all(arguments) -> int:
     recipe = recipe_of(arguments)
-    trainer.check_outputs(arguments.out, MODEL_CHOICES + ("ensemble",) if arguments.model == "all" else (arguments.model,),
-                          arguments.name, database=arguments.db)
+    trainer.check_outputs(arguments.out, trained_models(arguments.model), arguments.name, database=arguments.db)
     removed = outputs.remove_stale_temporaries(arguments.out, MODEL_CHOICES + ("ensemble", arguments.name))
     if removed:
         print(f"Removed {removed} leftover temporary file{'s' if removed != 1 else ''} of an interrupted save "

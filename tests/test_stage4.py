@@ -172,7 +172,7 @@ def test_ctrl_c_keeps_the_best_weights_and_saves(model_database, tmp_path):
     database.write_bytes(model_database.read_bytes())
     process = subprocess.Popen(
         with_sigint([PYTHON, ROOT / "train_models.py", "--db", database, "--out", tmp_path / "models",
-                     "--model", "cnnlstm", "--epochs", "200"]),
+                     "--epochs", "200", "--pick", "ensemble"]),
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )
     output = OutputLines(process)
@@ -187,25 +187,31 @@ def test_ctrl_c_keeps_the_best_weights_and_saves(model_database, tmp_path):
     text = output.text()
     assert process.returncode == 0, text + process.stderr.read()
     assert "Stopped by Ctrl-C" in text and "Next: python implement_model.py --db" in text
+    # the ensemble was never trained, so the validation speakers chose the copy
+    assert "(--pick ensemble: that model was not trained, so the validation speakers chose)" in text
     from acoustics import models
 
-    _, metadata = models.load_model(tmp_path / "models" / "cnnlstm.h5")
+    _, metadata = models.load_model(tmp_path / "models" / "cnn.h5")
     assert metadata["scores"]["interrupted"] and metadata["scores"]["epochs"] >= 2
     assert (tmp_path / "models" / "best.h5").exists()
 
 
-@pytest.mark.parametrize("pick, copied, words", [
-    ("cnn", "cnn", "Picked with --pick: cnn (validation balanced accuracy"),
-    ("ensemble", "cnn", "--pick ensemble: that model was not trained, so the validation speakers chose"),
-])
-def test_pick_chooses_the_model_that_is_copied(pick, copied, words, model_database, tmp_path):
+def test_pick_chooses_the_model_that_is_copied(model_database, tmp_path):
     database = tmp_path / "features.db"
     database.write_bytes(model_database.read_bytes())
     result = run_stage("train_models.py", "--db", database, "--out", tmp_path / "models", "--model", "cnn", "--epochs", 1,
-                       "--pick", pick, "--name", "chosen")
+                       "--pick", "cnn", "--name", "chosen")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert words in result.stdout and f"copied to {tmp_path / 'models' / 'chosen.h5'}" in result.stdout
-    assert (tmp_path / "models" / "chosen.h5").read_bytes() == (tmp_path / "models" / f"{copied}.h5").read_bytes()
+    assert "Picked with --pick: cnn (validation balanced accuracy" in result.stdout
+    assert f"copied to {tmp_path / 'models' / 'chosen.h5'}" in result.stdout
+    assert (tmp_path / "models" / "chosen.h5").read_bytes() == (tmp_path / "models" / "cnn.h5").read_bytes()
+
+
+def test_picking_a_model_the_run_does_not_train_is_refused_before_any_work(tmp_path):
+    result = run_stage("train_models.py", "--db", tmp_path / "none.db", "--model", "cnn", "--pick", "ensemble")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "--pick ensemble: this run trains only cnn; add --model ensemble (or --model all), or leave --pick out" in result.stderr
+    assert not (tmp_path / "none.db").exists()
 
 
 def test_a_negative_seed_is_refused_before_any_work(tmp_path):
