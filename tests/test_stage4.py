@@ -48,7 +48,7 @@ def test_training_saves_three_models_pictures_and_the_best(trained_run):
 def test_saved_models_load_and_carry_the_database_settings(trained_run):
     import keras
 
-    from acoustics import models, training
+    from acoustics import models
 
     _, database_path, models_folder = trained_run
     with FeatureDatabase(database_path, readonly=True) as database:

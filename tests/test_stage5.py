@@ -151,27 +151,6 @@ def test_one_utterance_is_detected_classified_and_saved(stage5, virtual_micropho
     assert rate == RATE and speech.size <= recorded.size <= speech.size + int(0.9 * RATE)  # pre-roll and tail
 
 
-def test_stream_reports_two_utterances_and_stops_on_ctrl_c(stage5, virtual_microphone, spoken_clips):
-    pause = np.zeros(RATE, np.float32)  # 1 s between the sentences
-    male = spoken_signal(spoken_clips["male"], after=0)
-    female = spoken_signal(spoken_clips["female"], before=0)
-    with virtual_microphone.pipe(np.concatenate([male, pause, female, pause])) as feed:
-        running = Running("--stream", env=dict(stage5["env"], **virtual_microphone.env))
-        running.wait_for("^Listening")
-        feed.start()
-        running.wait_for(r"utterance \d+ \(", count=2)
-        time.sleep(0.5)  # nothing more may come
-        running.process.send_signal(signal.SIGINT)
-        code, out, err = running.finish(timeout=30)
-    assert_clean(code, out, err)
-    verdicts = [line for line in out.splitlines() if re.search(r"utterance \d+ \(", line)]
-    assert len(verdicts) == 2, out
-    assert "utterance 1 (" in verdicts[0] and "utterance 2 (" in verdicts[1]
-    assert p_male(verdicts[0]) > p_male(verdicts[1])
-    assert "): male voice" in verdicts[0] and "): female voice" in verdicts[1], out
-    assert out.rstrip().endswith("Stopped listening after 2 utterances.")
-
-
 @pytest.fixture(scope="module")
 def comma_sentence(tmp_path_factory) -> dict:
     """"Guten Morgen" + 0.7 s of silence + "wie geht es Ihnen" (espeak-ng, each part trimmed) at 16 kHz."""

@@ -19,8 +19,8 @@ import time
 import numpy as np
 import pytest
 import soundfile
-from conftest import PYTHON, ROOT, speak
-from test_stage5 import RATE, SCRIPT, Running, assert_clean, spoken_signal, stage5  # noqa: F401 - stage5 is a fixture
+from conftest import PYTHON, ROOT
+from test_stage5 import RATE, SCRIPT, Running, assert_clean, p_male, spoken_signal, stage5  # noqa: F401 - stage5 is a fixture
 
 from acoustics import audio, corpus
 from acoustics.settings import Paths, Settings
@@ -47,6 +47,8 @@ def babble(tmp_path_factory) -> np.ndarray:
 
 def test_stream_ignores_babble_and_answers_the_speaker_and_saves_each(stage5, virtual_microphone, spoken_clips, babble,
                                                                        tmp_path):
+    """--stream through the microphone: a man, room babble, a woman; two verdicts (none for the babble),
+    each saved, and Ctrl-C ends the run with how many utterances it heard."""
     silence = np.zeros(RATE, np.float32)
     male = at_level(spoken_signal(spoken_clips["male"], after=0), -20)
     female = at_level(spoken_signal(spoken_clips["female"], before=0), -20)
@@ -67,6 +69,7 @@ def test_stream_ignores_babble_and_answers_the_speaker_and_saves_each(stage5, vi
     assert len(verdicts) == 2, out  # the babble between them got none
     assert "utterance 1 (" in verdicts[0] and "): male voice" in verdicts[0], out
     assert "utterance 2 (" in verdicts[1] and "): female voice" in verdicts[1], out
+    assert p_male(verdicts[0]) > p_male(verdicts[1])
     assert "ignored" not in out  # plain lines: nothing for what the gate ignored
     assert out.rstrip().endswith("Stopped listening after 2 utterances.")
     for number, line in zip((8, 9), verdicts):
