@@ -464,12 +464,13 @@ def concurrent_training_case(space: dict, tally: Tally) -> None:
                                   f"last run seed {json.loads(last[0]).get('seed') if last else None} (expected 1)")
 
 
-def input_cases(folder: Path, tally: Tally) -> None:
+def input_cases(folder: Path, tally: Tally, *, huge_files: bool = True) -> None:
     """The cases of issue 18 about what stages are given: one corpus through two manifests, conflicting
-    labels, tampered settings, huge decoded files, outputs aimed at inputs."""
+    labels, tampered settings, huge decoded files (unless ``huge_files`` is false), outputs aimed at inputs."""
     identity_cases(folder / "identity", tally)
     tampered_settings_cases(folder / "settings", tally)
-    memory_cases(folder / "memory", tally)
+    if huge_files:
+        memory_cases(folder / "memory", tally)
     overwrite_cases(folder, tally)
 
 

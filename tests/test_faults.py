@@ -32,9 +32,7 @@ def test_issue18_nothing_lost_nothing_hangs(tmp_path, emodb_dir):
     tampered settings, outputs aimed at inputs (its huge decoded files are tests/test_memory.py's, its
     other cases have their own tests below)."""
     tally = faults.Tally()
-    faults.identity_cases(tmp_path / "identity", tally)
-    faults.tampered_settings_cases(tmp_path / "settings", tally)
-    faults.overwrite_cases(tmp_path, tally)
+    faults.input_cases(tmp_path, tally, huge_files=False)
     assert tally.failures == []
     assert (tally.hangs, tally.tracebacks, tally.overwrites, tally.duplicates) == (0, 0, 0, 0)
 
