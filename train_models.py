@@ -76,8 +76,9 @@ def parse_arguments(argv=None) -> argparse.Namespace:
                         "(make reference stores bench/accuracy.json's); with --check: in that model")
     parser.add_argument("--check", type=Path, metavar="MODEL", help="only check MODEL.h5: what it holds, heard and scored")
     arguments = parser.parse_args(argv)
-    if arguments.pick and not arguments.check and arguments.pick not in trained_models(arguments.model):
-        parser.error(f"--pick {arguments.pick}: this run trains only {' and '.join(trained_models(arguments.model))}; "
+    trained = trained_models(arguments.model)
+    if arguments.pick and not arguments.check and arguments.pick not in trained:
+        parser.error(f"--pick {arguments.pick}: this run trains only {' and '.join(trained)}; "
                      f"add --model {arguments.pick} (or --model all), or leave --pick out")
     return arguments
 
