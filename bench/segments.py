@@ -25,11 +25,16 @@ each true boundary (a change of the truth's label: speech/pause and so speaker c
 predicted one, in seconds; and the speed, seconds of audio per second of CPU time of this process
 (TensorFlow and BLAS pinned to one thread), reading the files from disk as implement_model.py does.
 
-    python bench/segments.py                      # 20 conversations of about 60 s: a few minutes
-    python bench/segments.py --speakers 0             # the whole corpus unheard
-    python bench/segments.py --held-out emodb --conversations 5
+Each draw (``--draws``, seeds ``--seed`` on) casts its own conversations from the unheard speakers;
+which of them talk most moves a draw's frame accuracy by several points, so the figure is the median
+of the draws, with their range.
 
-Last line: one JSON object {"frame_accuracy", "boundary_median_seconds", "realtime_factor"}.
+    python bench/segments.py                      # 5 draws of 20 conversations of about 60 s: a few minutes
+    python bench/segments.py --speakers 0             # the whole corpus unheard
+    python bench/segments.py --held-out librispeech --draws 2
+
+Last line: one JSON object {"frame_accuracy" (median of the draws), "frame_accuracy_interval" (lowest,
+highest), "boundary_median_seconds", "realtime_factor"}.
 """
 
 from __future__ import annotations
@@ -62,7 +67,6 @@ MIN_PAUSE_SECONDS = 0.2
 TRUTH_BELOW_PEAK_DB = 35.0
 
 from acoustics import audio, augment, corpus, training  # noqa: E402
-from acoustics.errors import AcousticsError  # noqa: E402
 from acoustics.recipe import Recipe  # noqa: E402
 from acoustics.settings import Settings  # noqa: E402
 
@@ -78,8 +82,14 @@ def parse_arguments(argv=None):
     parser.add_argument("--train-only", action="store_true", help=argparse.SUPPRESS)  # the training's own process
     parser.add_argument("--conversations", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each conversation's speech and pauses")
-    parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+    parser.add_argument("--seed", type=int, default=0, help="the first draw's seed")
+    parser.add_argument("--draws", type=int, default=5, metavar="N",
+                        help="N sets of conversations, seeded --seed, --seed + 1, ... (default 5): the speakers a draw "
+                             "casts move its figure by several points, so the median and the range are printed")
+    arguments = parser.parse_args(argv)
+    if arguments.draws < 1 or arguments.conversations < 1:
+        parser.error("--draws and --conversations need at least 1")
+    return arguments
 
 
 def pin_one_thread() -> None:
@@ -263,33 +273,37 @@ def main(argv=None) -> int:
 
     model, metadata = models.load_model(model_path)
     print(f"model {model_path} ({metadata['provenance']}), temperature {metadata['temperature']:.2f}", flush=True)
-    rng = np.random.default_rng(arguments.seed)
-    speakers = voices(arguments.held_out, arguments.speakers, rng)
-    folder = RESULTS / f"conversations-{arguments.held_out}-{unheard}-{arguments.seed}"
-    paths, truths = write_conversations(speakers, arguments, folder, rng)
-    segments.segment_file(model, metadata, paths[0])  # warm-up: TensorFlow builds its function
-    correct = frames = 0
-    errors, cpu, wall, audio_seconds = [], 0.0, 0.0, 0.0
-    for path, truth in zip(paths, truths):
-        started_cpu, started_wall = time.process_time(), time.perf_counter()
-        segmentation = segments.segment_file(model, metadata, path)
-        cpu += time.process_time() - started_cpu
-        wall += time.perf_counter() - started_wall
-        audio_seconds += segmentation.duration
-        predicted = predicted_frames(segmentation, truth.size)
-        correct += int(np.sum(predicted == truth))
-        frames += truth.size
-        file_errors = boundary_errors(truth, predicted)
-        errors.append(file_errors)
-        print(f"{path.name}: {segmentation.duration:.1f} s, {len(segmentation.segments)} segments "
-              f"(truth {len(boundaries(truth)) + 1}), frame accuracy {np.mean(predicted == truth):.3f}, "
-              f"boundary median {np.median(file_errors):.3f} s", flush=True)
+    accuracies, errors, cpu, wall, audio_seconds = [], [], 0.0, 0.0, 0.0
+    for seed in range(arguments.seed, arguments.seed + arguments.draws):
+        rng = np.random.default_rng(seed)
+        speakers = voices(arguments.held_out, arguments.speakers, rng)
+        folder = RESULTS / f"conversations-{arguments.held_out}-{unheard}-{seed}"
+        paths, truths = write_conversations(speakers, arguments, folder, rng)
+        if not accuracies:
+            segments.segment_file(model, metadata, paths[0])  # warm-up: TensorFlow builds its function
+        correct = frames = 0
+        for path, truth in zip(paths, truths):
+            started_cpu, started_wall = time.process_time(), time.perf_counter()
+            segmentation = segments.segment_file(model, metadata, path)
+            cpu += time.process_time() - started_cpu
+            wall += time.perf_counter() - started_wall
+            audio_seconds += segmentation.duration
+            predicted = predicted_frames(segmentation, truth.size)
+            correct += int(np.sum(predicted == truth))
+            frames += truth.size
+            errors.append(boundary_errors(truth, predicted))
+        accuracies.append(correct / frames)
+        print(f"draw with seed {seed}: {arguments.conversations} conversations, frame accuracy {accuracies[-1]:.3f}, "
+              f"boundary median {np.median(np.concatenate(errors[-len(paths):])):.3f} s", flush=True)
     errors = np.concatenate(errors)
-    result = {"frame_accuracy": round(correct / frames, 4), "boundary_median_seconds": round(float(np.median(errors)), 3),
+    result = {"frame_accuracy": round(float(np.median(accuracies)), 4),
+              "frame_accuracy_interval": [round(float(min(accuracies)), 4), round(float(max(accuracies)), 4)],
+              "boundary_median_seconds": round(float(np.median(errors)), 3),
               "realtime_factor": round(audio_seconds / cpu, 1)}
-    voices_heard = f"{len(speakers)} unheard {arguments.held_out} speakers" if arguments.speakers else f"{arguments.held_out} voices (corpus unheard)"
-    print(f"{arguments.conversations} conversations, {audio_seconds / 60:.1f} minutes of {voices_heard}: "
-          f"frame accuracy {result['frame_accuracy']:.3f}, boundary error median {result['boundary_median_seconds']:.3f} s "
+    voices_heard = f"unheard {arguments.held_out} speakers" if arguments.speakers else f"{arguments.held_out} voices (corpus unheard)"
+    print(f"{arguments.draws} draws of {arguments.conversations} conversations, {audio_seconds / 60:.1f} minutes of "
+          f"{voices_heard}: frame accuracy median {result['frame_accuracy']:.3f} (draws {min(accuracies):.3f} to "
+          f"{max(accuracies):.3f}), boundary error median {result['boundary_median_seconds']:.3f} s "
           f"(90th percentile {np.percentile(errors, 90):.3f} s), {result['realtime_factor']:.0f}x real time on one core "
           f"({audio_seconds / wall:.0f}x by the wall clock)")
     print(json.dumps(result))
