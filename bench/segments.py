@@ -300,7 +300,7 @@ def main(argv=None) -> int:
               "frame_accuracy_interval": [round(float(min(accuracies)), 4), round(float(max(accuracies)), 4)],
               "boundary_median_seconds": round(float(np.median(errors)), 3),
               "realtime_factor": round(audio_seconds / cpu, 1)}
-    voices_heard = f"unheard {arguments.held_out} speakers" if arguments.speakers else f"{arguments.held_out} voices (corpus unheard)"
+    voices_heard = f"{2 * arguments.speakers} unheard {arguments.held_out} speakers" if arguments.speakers else f"{arguments.held_out} voices (corpus unheard)"
     print(f"{arguments.draws} draws of {arguments.conversations} conversations, {audio_seconds / 60:.1f} minutes of "
           f"{voices_heard}: frame accuracy median {result['frame_accuracy']:.3f} (draws {min(accuracies):.3f} to "
           f"{max(accuracies):.3f}), boundary error median {result['boundary_median_seconds']:.3f} s "
