@@ -127,7 +127,7 @@ def start_loading(arguments):
         print(choice.warning, file=sys.stderr, flush=True)
     # The stream is looked up when the model is ready: the live view may have taken stdout over by then.
     _loader = verdict.ModelLoader(choice.path, on_ready=lambda model, metadata: print(
-        f"Loaded the {metadata['model_name']} model from {choice.path}.", file=report_stream(arguments), flush=True))
+        f"Loaded the {metadata['model_name']} model from {verdict.shown_path(choice.path)}.", file=report_stream(arguments), flush=True))
     return settings, _loader
 
 

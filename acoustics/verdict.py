@@ -154,11 +154,11 @@ def choose_model(model_option, models_folder) -> ModelChoice:
         path = best if best.is_file() and _real_voices_in(best) else REFERENCE_MODEL
     metadata = read_metadata(path)
     who = "the reference model" if same_file(path, REFERENCE_MODEL) else f"the {metadata['model_name']} model"
-    line = f"Answering: {who} ({path}), {describe_provenance(metadata)}."
+    line = f"Answering: {who} ({shown_path(path)}), {describe_provenance(metadata)}."
     warning = ""
     if not heard_real_voices(metadata) and not same_file(path, REFERENCE_MODEL):
         warning = (f"Warning: {path} has heard no real voice in training and is often wrong about real people; "
-                   f"the reference model is the better choice: --model {_shown(REFERENCE_MODEL)}")
+                   f"the reference model is the better choice: --model {shown_path(REFERENCE_MODEL)}")
     return ModelChoice(path, metadata, line, warning, by_user)
 
 
@@ -176,7 +176,7 @@ def same_file(first: Path, second: Path) -> bool:
         return False
 
 
-def _shown(path: Path) -> str:
+def shown_path(path: Path) -> str:
     """``path`` relative to the working folder where it lies below it."""
     try:
         return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
