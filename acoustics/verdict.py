@@ -157,7 +157,7 @@ def choose_model(model_option, models_folder) -> ModelChoice:
     line = f"Answering: {who} ({shown_path(path)}), {describe_provenance(metadata)}."
     warning = ""
     if not heard_real_voices(metadata) and not same_file(path, REFERENCE_MODEL):
-        warning = (f"Warning: {path} has heard no real voice in training and is often wrong about real people; "
+        warning = (f"Warning: {shown_path(path)} has heard no real voice in training and is often wrong about real people; "
                    f"the reference model is the better choice: --model {shown_path(REFERENCE_MODEL)}")
     return ModelChoice(path, metadata, line, warning, by_user)
 
