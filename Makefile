@@ -10,7 +10,7 @@ APT_PACKAGES := gcc portaudio19-dev libportaudio2 libsndfile1 espeak-ng sox puls
 export TF_CPP_MIN_LOG_LEVEL := 2
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: install system-packages demo test bench reference clean
+.PHONY: install system-packages demo test bench reference encoder clean
 
 install: system-packages $(VENV)/.installed
 
@@ -46,11 +46,11 @@ bench: install
 
 EMODB := ../shared/data/emodb/labels.csv
 
-# The reference model shipped in models/reference.h5, trained on every real voice found: EmoDB, LibriSpeech
-# and RAVDESS in ../shared/data, the SVD export in data/ (male_speech/, female_speech/), and the demo
+# The reference model shipped in models/reference.h5, trained on every real voice found: EmoDB, LibriSpeech,
+# RAVDESS and speechocean762 in ../shared/data, the SVD export in data/ (male_speech/, female_speech/), and the demo
 # corpus; only 7 % of the speakers of each sex are kept out to calibrate it and 3 % to test it.
 SHARED_DATA := ../shared/data
-MANIFESTS := $(foreach corpus,emodb librispeech ravdess,$(if $(wildcard $(SHARED_DATA)/$(corpus)/labels.csv),--manifest $(SHARED_DATA)/$(corpus)/labels.csv))
+MANIFESTS := $(foreach corpus,emodb librispeech ravdess speechocean762,$(if $(wildcard $(SHARED_DATA)/$(corpus)/labels.csv),--manifest $(SHARED_DATA)/$(corpus)/labels.csv))
 REFERENCE_DB := data/reference.db
 reference: install
 	$(PY) set_up_sql.py --db $(REFERENCE_DB)
@@ -62,3 +62,11 @@ reference: install
 
 clean:
 	rm -rf data/features.db* data/models data/pictures data/recordings data/demo_corpus data/background_noise.wav
+
+# The pretrained speaker encoder shipped in models/encoder/ge2e.h5, written again from the Resemblyzer wheel
+# on PyPI (torch is never installed: acoustics/torchfile.py reads the checkpoint with numpy).
+RESEMBLYZER_WHEEL := Resemblyzer-0.1.4-py3-none-any.whl
+encoder: install
+	folder=$$(mktemp -d) && trap 'rm -rf "$$folder"' EXIT && \
+	$(PY) -m pip download -q --no-deps --only-binary :all: -d "$$folder" resemblyzer==0.1.4 && \
+	$(PY) -m acoustics.encoderfile "$$folder/$(RESEMBLYZER_WHEEL)"

@@ -1,4 +1,5 @@
-"""Stage 4: train a ConvNet, an LSTM and a ConvNet+LSTM to tell male from female speech, and keep the best.
+"""Stage 4: train a ConvNet, an LSTM, a ConvNet+LSTM and a pretrained speaker encoder with a new head to tell
+male from female speech, and keep the best.
 
 Reads the MFCCs and settings that speech_prep.py stored in the feature database; the work (speaker
 split, training as the recipe says, calibration on the validation speakers, scores on the test
@@ -28,23 +29,25 @@ from pathlib import Path
 from acoustics import locks, outputs, trainer
 from acoustics.database import FeatureDatabase
 from acoustics.errors import AcousticsError
-from acoustics.recipe import Recipe
+from acoustics.recipe import NETWORKS, Recipe
 from acoustics.settings import Paths, command_line, non_negative_integer, plain_file_name, positive_integer
 
-MODEL_CHOICES = ("cnn", "lstm", "cnnlstm")
-DESCRIPTION = """Stage 4: train three kinds of network to tell male from female speech, and keep the best.
+MODEL_CHOICES = NETWORKS
+DESCRIPTION = """Stage 4: train four kinds of network to tell male from female speech, and keep the best.
 
 It learns from what speech_prep.py stored in the feature database. The speakers are split into
 training, validation and test speakers, so that every score is measured on voices the network never
-heard. Each network (cnn: a convolutional network, lstm: a recurrent one, cnnlstm: both) is saved
-in data/models/ with pictures of its training and its mistakes; after all three, an ensemble of
-three cnn networks too. The validation speakers also calibrate each model, so that its probabilities
+heard. Three networks learn from scratch (cnn: a convolutional network, lstm: a recurrent one,
+cnnlstm: both); the fourth, encoder, starts from a speaker encoder that has already heard thousands
+of voices and only learns a new head: transfer learning. Each is saved in data/models/ with pictures
+of its training and its mistakes; after all four, an ensemble (three cnn networks) too. The validation speakers also calibrate each model, so that its probabilities
 mean what they say. The one best on the validation speakers is copied to data/models/best.h5,
 which implement_model.py uses if it has heard real voices. Ctrl-C saves the network as trained so
 far and skips the rest.
 """
 EXAMPLES = """examples:
-  python train_models.py                        # all three networks and the ensemble (minutes)
+  python train_models.py                        # all four networks and the ensemble (minutes)
+  python train_models.py --model encoder        # transfer learning alone: the pretrained encoder, a new head
   python train_models.py --model cnn --epochs 5 # one quick network
   python train_models.py --recipe noise_probability=0 --recipe epochs=20   # change the recipe
   python train_models.py --check data/models/best.h5                # what a model holds and heard
@@ -56,12 +59,13 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", metavar="PATH", type=Path, default=paths.database, help=f"feature database (default {paths.database})")
     parser.add_argument("--model", choices=MODEL_CHOICES + ("ensemble", "all"), default="all",
-                        help="which network to train, or only the ensemble (default all: the three networks and the ensemble)")
+                        help="which network to train, or only the ensemble (default all: the four networks and the ensemble)")
     parser.add_argument("--recipe", action="append", default=[], metavar="NAME=VALUE",
                         help="change one training setting, e.g. epochs=20 or noise_probability=0 (repeatable; "
                              "--check MODEL shows them all)")
     parser.add_argument("--epochs", type=positive_integer, default=None,
-                        help="passes over the training data per network (default: the recipe's, 10)")
+                        help="passes over the training data per network (default: the recipe's, 10, and 3 for the "
+                             "encoder network's head)")
     parser.add_argument("--batch-size", metavar="N", type=positive_integer, default=None,
                         help="1-second pieces of speech per training step (default: the recipe's, 64)")
     parser.add_argument("--out", metavar="FOLDER", type=Path, default=paths.models, help=f"folder for the models and pictures (default {paths.models})")
@@ -119,9 +123,30 @@ def check(arguments) -> int:
 def recipe_of(arguments) -> Recipe:
     """The default recipe with the command line's changes."""
     recipe = Recipe().with_overrides(arguments.recipe)
-    changes = {"epochs": arguments.epochs, "batch_size": arguments.batch_size}
+    changes = {"epochs": arguments.epochs, "encoder_epochs": arguments.epochs, "batch_size": arguments.batch_size}
     recipe = recipe.replace(**{key: value for key, value in changes.items() if value is not None})
     return recipe.replace(networks=(arguments.model,)) if arguments.model in MODEL_CHOICES else recipe
+
+
+def without_unusable_encoder(recipe: Recipe, settings, model: str) -> Recipe:
+    """``recipe`` without the encoder network when the database's feature settings are not the ones the
+    encoder was pretrained with: said in a line when it was only part of ``--model all``, refused (raised)
+    when it was asked for by name or is part of the ensemble to train."""
+    from acoustics.encoderfile import check_settings
+    from acoustics.errors import BadParameterError
+
+    wanted = "encoder" in recipe.networks and model != "ensemble"
+    in_ensemble = "encoder" in recipe.ensemble_members() and model in ("all", "ensemble")
+    if not (wanted or in_ensemble):
+        return recipe
+    try:
+        check_settings(settings)
+    except BadParameterError as error:
+        if model != "all" or in_ensemble:
+            raise
+        print(f"Leaving the encoder network out. {error}", flush=True)
+        return recipe.replace(networks=tuple(network for network in recipe.networks if network != "encoder"))
+    return recipe
 
 
 def train_all(arguments) -> int:
@@ -134,35 +159,41 @@ def train_all(arguments) -> int:
     extra = trainer.bench_provenance(arguments.bench)
     with FeatureDatabase(arguments.db) as database:
         seed = database.settings.seed if arguments.seed is None else arguments.seed
+        recipe = without_unusable_encoder(recipe, database.settings, arguments.model)
         split = trainer.load_split(database, recipe, seed, new_split=arguments.new_split, fractions=arguments.fractions)
         print(f"Speaker split ({'stored, reused' if split.reused else f'new, seed {seed}'}):\n{split.describe()}", flush=True)
         print("Loading TensorFlow ...", flush=True)
         from acoustics import models
 
         arguments.out.mkdir(parents=True, exist_ok=True)
-        plan, results = models.training_plan(recipe), []
+        results = []
         for event in trainer.train_models(() if arguments.model == "ensemble" else recipe.networks, split, recipe, database,
                                           arguments.out, seed=seed, ensemble=arguments.model in ("all", "ensemble"),
                                           extra_provenance=extra):
             if isinstance(event, trainer.Saved):
                 results.append(event)
-            print(progress_line(event, plan), flush=True)
+            print(progress_line(event, recipe), flush=True)
     return report(arguments, results, split.index)
 
 
-def progress_line(event, plan: str) -> str:
+def progress_line(event, recipe: Recipe) -> str:
     """What the person reads when a network starts training, a model is saved, or Ctrl-C stopped the training."""
+    from acoustics.models import training_plan
+
     if isinstance(event, trainer.Starting) and event.member:
-        return f"\n=== ensemble: {event.name} with seed {event.seed} ({event.member} of {event.members}), {plan} ==="
+        return (f"\n=== ensemble: {event.name} with seed {event.seed} ({event.member} of {event.members}), "
+                f"{training_plan(recipe, event.name)} ===")
     if isinstance(event, trainer.Starting):
-        return f"\n=== {event.name}: {plan} ==="
+        return f"\n=== {event.name}: {training_plan(recipe, event.name)} ==="
     if isinstance(event, trainer.Stopped):
         return ("Stopped by Ctrl-C: the ensemble is not saved." if event.name == "ensemble" else
                 "Stopped by Ctrl-C: saved the model as trained so far; the remaining models are skipped.")
     fit, temperature = event.fit, event.scores["temperature"]
     if "members" in fit:
         seed = event.scores["seed"]
-        return (f"Saved {event.path}: the mean of {fit['members']} {fit['network']} models' probabilities "
+        kinds = (f"1 encoder and {fit['members'] - 1} cnn" if fit["network"] == "encoder+cnn"
+                 else f"{fit['members']} {fit['network']}")
+        return (f"Saved {event.path}: the mean of {kinds} models' probabilities "
                 f"(seeds {seed} to {seed + fit['members'] - 1}; calibration temperature {temperature:.2f}).")
     return f"Saved {event.path} (the last epoch, {fit['best_epoch']} of {fit['epochs']}; calibration temperature {temperature:.2f})."
 

@@ -1,4 +1,7 @@
-"""The three Keras models, the training glue, and ``.h5`` save/load with the project's metadata.
+"""The Keras models, the training glue, and ``.h5`` save/load with the project's metadata.
+
+The three networks that learn from scratch are built here; the fourth, ``encoder`` (a pretrained speaker
+encoder with a new head), in :mod:`acoustics.encoder`.
 
 Choices (the workshop's, kept small enough to train on a laptop CPU; every number is in the
 :class:`~acoustics.recipe.Recipe`, stored in each ``.h5``):
@@ -11,7 +14,8 @@ Choices (the workshop's, kept small enough to train on a laptop CPU; every numbe
 - Normalisation: per-coefficient mean and standard deviation of the *training speakers'* frames,
   applied in the data pipeline (:class:`acoustics.training.Normalisation`) and stored in the ``.h5``
   as attributes. The networks hold no normalisation layer and no Lambda layer, so any ``.h5`` loads with
-  plain ``keras.models.load_model`` and with ``safe_mode=True``.
+  ``keras.models.load_model`` and ``safe_mode=True`` (the encoder network's one custom layer,
+  :class:`acoustics.encoder.MelPower`, is registered when this module is imported).
 - Output: ``Dense(1, sigmoid)`` = P(male); ``CLASS_NAMES = ["female", "male"]``; threshold 0.5.
 - Training (:func:`train_network`): Adam, binary cross-entropy with balanced class weights (every
   speaker is kept), the recipe's epochs with the learning rate falling along a cosine to 0, the last
@@ -60,11 +64,11 @@ from .features import windows as cut_windows  # noqa: E402
 from .modelfile import ATTRIBUTE_PREFIX, TRAIN_AGAIN, check_model_settings, read_metadata  # noqa: E402,F401
 from .settings import Settings  # noqa: E402
 from .augment import augment  # noqa: E402
-from .recipe import Recipe  # noqa: E402
+from .recipe import NETWORKS, Recipe  # noqa: E402
 from .training import (CLASS_NAMES, Normalisation, calibrate, clip_batches, clip_windows,  # noqa: E402
                        read_matrices, window_counts)
 
-MODEL_NAMES = ("cnn", "lstm", "cnnlstm")
+MODEL_NAMES = NETWORKS
 
 
 # Builders (Functional API; input (frames, n_mfcc), output P(male)) -------------------------------
@@ -144,17 +148,35 @@ def set_seed(seed: int) -> None:
     tensorflow.config.experimental.enable_op_determinism()
 
 
-def training_plan(recipe: Recipe) -> str:
-    """How each network trains, in words (for the stage-4 headings)."""
+def training_plan(recipe: Recipe, name: str = "cnn") -> str:
+    """How network ``name`` trains, in words (for the stage-4 headings)."""
+    if name == "encoder":
+        plan = (f"a pretrained speaker encoder (heard thousands of voices), frozen; a new head learns male/female in "
+                f"{recipe.encoder_epochs} epoch{'s' * (recipe.encoder_epochs != 1)}")
+        if recipe.fine_tune_epochs:
+            plan += f", then the whole network {recipe.fine_tune_epochs} more at learning rate {recipe.fine_tune_learning_rate:g}"
+        return plan
     return f"{recipe.epochs} epoch{'s' * (recipe.epochs != 1)}, the learning rate falling along a cosine"
 
 
-def build_model(name: str, settings: Settings, seed: int, learning_rate: float = 1e-3, width: float = 1.0) -> keras.Model:
-    """A freshly seeded, compiled model ``name`` (one of :data:`MODEL_NAMES`), ``width`` times as wide."""
-    if name not in BUILDERS:
+def build_model(name: str, settings: Settings, seed: int, learning_rate: float = 1e-3, width: float = 1.0, *,
+                normalisation: Normalisation | None = None, fine_tune: bool = False) -> keras.Model:
+    """A freshly seeded, compiled model ``name`` (one of :data:`MODEL_NAMES`), ``width`` times as wide.
+
+    ``encoder`` (:func:`acoustics.encoder.build_encoder_network`) takes no width; it needs the
+    ``normalisation`` its input windows come with, and its pretrained encoder trains only with ``fine_tune``.
+    """
+    if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
     set_seed(seed)
-    model = BUILDERS[name](settings.frames, settings.n_mfcc, width)
+    if name == "encoder":
+        from .encoder import build_encoder_network
+
+        if normalisation is None:
+            raise ValueError("build_model: the encoder network needs the normalisation of its input windows")
+        model = build_encoder_network(settings, normalisation, fine_tune=fine_tune)
+    else:
+        model = BUILDERS[name](settings.frames, settings.n_mfcc, width)
     _compile(model, float(learning_rate))
     return model
 
@@ -347,9 +369,27 @@ def fit_model(model: keras.Model, train, validation, *, epochs: int, verbose: in
 def train_network(name: str, train, validation, settings: Settings, recipe: Recipe, seed: int, *, verbose: int = 2) -> tuple:
     """Build network ``name`` with ``seed`` and train it on ``train`` batches (a :class:`WindowBatches`
     or :class:`ArrayBatches` made with ``recipe``) as ``recipe`` says: ``(model, fit)`` as
-    :func:`fit_model`. Stage 4, ``make reference`` and the benchmarks all train through here."""
-    model = build_model(name, settings, seed, recipe.learning_rate, recipe.width)
-    return model, fit_model(model, train, validation, epochs=recipe.epochs, verbose=verbose)
+    :func:`fit_model`. Stage 4, ``make reference`` and the benchmarks all train through here.
+
+    The ``encoder`` network trains its head for ``recipe.encoder_epochs`` at ``recipe.encoder_learning_rate``
+    with the pretrained encoder frozen; then, if ``recipe.fine_tune_epochs``, the whole network for that many
+    epochs at ``recipe.fine_tune_learning_rate``."""
+    if name != "encoder":
+        model = build_model(name, settings, seed, recipe.learning_rate, recipe.width)
+        return model, fit_model(model, train, validation, epochs=recipe.epochs, verbose=verbose)
+    model = build_model(name, settings, seed, recipe.encoder_learning_rate, normalisation=train.normalisation)
+    fit = fit_model(model, train, validation, epochs=recipe.encoder_epochs, verbose=verbose)
+    if recipe.fine_tune_epochs and not fit["interrupted"]:
+        from .encoder import nested_encoders
+
+        for encoder in nested_encoders(model):
+            encoder.trainable = True
+        _compile(model, recipe.fine_tune_learning_rate)
+        tuned = fit_model(model, train, validation, epochs=recipe.fine_tune_epochs, verbose=verbose)
+        fit = {"history": {key: fit["history"].get(key, []) + values for key, values in tuned["history"].items()},
+               "epochs": fit["epochs"] + tuned["epochs"], "best_epoch": fit["epochs"] + tuned["best_epoch"],
+               "interrupted": tuned["interrupted"], "seconds": fit["seconds"] + tuned["seconds"]}
+    return model, fit
 
 
 # Prediction --------------------------------------------------------------------------------------
@@ -436,7 +476,7 @@ def save_model(model: keras.Model, path, metadata: dict) -> Path:
     from .outputs import replaced_atomically
 
     path = Path(path)
-    attributes = _metadata_attributes(metadata)
+    attributes = _metadata_attributes(metadata | {"provenance": metadata.get("provenance", {}) | _encoder_provenance(model)})
     path.parent.mkdir(parents=True, exist_ok=True)
     with replaced_atomically(path) as temporary:
         absl_logger = logging.getLogger("absl")
@@ -476,6 +516,36 @@ def _metadata_attributes(metadata: dict) -> dict:
     }
 
 
+def _encoder_provenance(model: keras.Model) -> dict:
+    """``{"encoder": ...}`` for a model holding pretrained GE2E encoders: where they come from, whether they
+    were fine-tuned, and the digest of each one's weights as saved ({} for a model without one)."""
+    from .encoder import encoder_digests
+    from .encoderfile import SOURCE, WEIGHTS_SHA256
+
+    digests = encoder_digests(model)
+    if not digests:
+        return {}
+    return {"encoder": SOURCE | {"weights_sha256": digests, "fine_tuned": any(digest != WEIGHTS_SHA256 for digest in digests)}}
+
+
+def check_encoders(model: keras.Model, metadata: dict) -> None:
+    """Raise :class:`BadModelError` naming the file when the pretrained encoders inside ``model`` are not
+    those its provenance records (a changed file), or when a frozen one is not the shipped GE2E encoder."""
+    from .encoder import encoder_digests
+    from .encoderfile import WEIGHTS_SHA256
+
+    digests = encoder_digests(model)
+    if not digests:
+        return
+    path, recorded = metadata["path"], metadata["provenance"].get("encoder")
+    if not isinstance(recorded, dict) or recorded.get("weights_sha256") != digests:
+        raise BadModelError(f"{path}: the speaker encoder inside this model is not the one it was trained with "
+                            f"(the file was changed or damaged); {TRAIN_AGAIN}.")
+    if not recorded.get("fine_tuned") and any(digest != WEIGHTS_SHA256 for digest in digests):
+        raise BadModelError(f"{path}: its speaker encoder differs from the shipped one (models/encoder/ge2e.h5); "
+                            f"{TRAIN_AGAIN}.")
+
+
 def load_model(path) -> tuple:
     """Load a model saved by :func:`save_model`: ``(keras_model, metadata)``.
 
@@ -484,6 +554,8 @@ def load_model(path) -> tuple:
     ``scores``, ``history`` and ``saved_at``. Raises
     :class:`BadModelError` for a missing, damaged or foreign file, or one of another major version.
     """
+    from . import encoder  # noqa: F401  (registers the encoder network's MelPower layer)
+
     path = Path(path)
     metadata = read_metadata(path)
     try:
@@ -493,6 +565,7 @@ def load_model(path) -> tuple:
     expected = (None, metadata["settings"].frames, metadata["settings"].n_mfcc)
     if tuple(model.input_shape) != expected or tuple(model.output_shape) != (None, 1):
         raise BadModelError(f"{path}: the network's shape does not match its stored settings; {TRAIN_AGAIN}.")
+    check_encoders(model, metadata)
     return model, metadata
 
 

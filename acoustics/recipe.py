@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from .errors import BadParameterError
 from .settings import parse_overrides
 
-NETWORKS = ("cnn", "lstm", "cnnlstm")
+#: Every network stage 4 can train: three learn from scratch, ``encoder`` starts from a pretrained speaker encoder.
+NETWORKS = ("cnn", "lstm", "cnnlstm", "encoder")
+
+
+#: What an ensemble can be made of: members of one network, or one encoder network and ConvNets.
+ENSEMBLES = NETWORKS + ("encoder+cnn",)
 
 
 @dataclass(frozen=True)
@@ -26,9 +31,9 @@ class Recipe:
     Parameters
     ----------
     networks : tuple of str
-        The networks stage 4 trains, from ``("cnn", "lstm", "cnnlstm")``.
+        The networks stage 4 trains, from :data:`NETWORKS`.
     epochs : int
-        Epochs of every network: Adam's learning rate falls from ``learning_rate`` to 0 along a cosine
+        Epochs of the networks that learn from scratch (cnn, lstm, cnnlstm): Adam's learning rate falls from ``learning_rate`` to 0 along a cosine
         over them, and the last epoch's weights are kept (the validation speakers only measure).
     learning_rate : float
         Adam's learning rate at the start of the cosine.
@@ -61,9 +66,17 @@ class Recipe:
         A clip's P(male) is the mean of its windows' P(male), each weighted by
         ``exp((level - loudest level) / loudness_weight_db)``: the pauses, where only noise or other
         voices are heard, hardly vote.
+    encoder_epochs, encoder_learning_rate
+        The ``encoder`` network: its pretrained speaker encoder stays frozen while a new head learns
+        male/female for this many epochs, Adam's learning rate falling from this one along a cosine.
+    fine_tune_epochs, fine_tune_learning_rate
+        ... then, if ``fine_tune_epochs`` is not 0, the whole network (encoder too) trains this many
+        more epochs from this (small) learning rate. On a CPU an epoch of fine-tuning costs about 30
+        times one of the head alone.
     ensemble_network, ensemble_size
         The ensemble stage 4 saves: this many networks of this kind, trained with the seeds
-        seed, seed + 1, ... and averaged.
+        seed, seed + 1, ... and averaged; ``ensemble_network`` "encoder+cnn" makes it one encoder
+        network and ``ensemble_size - 1`` ConvNets.
     calibrate : bool
         Fit a temperature on the validation speakers' clips (:func:`acoustics.training.fit_temperature`)
         and store it with the model, so that its probabilities mean what they say.
@@ -85,6 +98,10 @@ class Recipe:
     equaliser_tilt_db: float = 3.0
     gain_db: float = 20.0
     loudness_weight_db: float = 2.0
+    encoder_epochs: int = 3
+    encoder_learning_rate: float = 0.1
+    fine_tune_epochs: int = 0
+    fine_tune_learning_rate: float = 2e-5
     ensemble_network: str = "cnn"
     ensemble_size: int = 3
     calibrate: bool = True
@@ -98,11 +115,12 @@ class Recipe:
         if not self.networks or any(network not in NETWORKS for network in self.networks) or not isinstance(self.networks, tuple):
             problems.append(f"networks must be some of {', '.join(NETWORKS)}, not {self.networks!r}")
         for name, low, high in (("epochs", 1, 1000), ("batch_size", 4, 4096), ("coefficients", 1, 1000),
-                                ("ensemble_size", 1, 20)):
+                                ("ensemble_size", 1, 20), ("encoder_epochs", 1, 1000), ("fine_tune_epochs", 0, 1000)):
             value = getattr(self, name)
             if not _is_integer(value) or not low <= value <= high:
                 problems.append(f"{name} must be an integer from {low} to {high}, not {value!r}")
-        for name, low, high in (("learning_rate", 1e-6, 1.0), ("width", 0.25, 8.0), ("babble_probability", 0.0, 1.0),
+        for name, low, high in (("learning_rate", 1e-6, 1.0), ("encoder_learning_rate", 1e-6, 1.0),
+                                ("fine_tune_learning_rate", 1e-7, 1.0), ("width", 0.25, 8.0), ("babble_probability", 0.0, 1.0),
                                 ("noise_probability", 0.0, 1.0), ("equaliser_probability", 0.0, 1.0),
                                 ("equaliser_tilt_db", 0.0, 12.0), ("gain_db", 0.0, 60.0),
                                 ("loudness_weight_db", 0.1, 100.0)):
@@ -114,8 +132,8 @@ class Recipe:
             if (not isinstance(value, tuple) or len(value) != 2 or not all(_is_number(item) for item in value)
                     or not -30 <= value[0] <= value[1] <= 60):
                 problems.append(f"{name} must be two numbers low <= high between -30 and 60 dB, not {value!r}")
-        if self.ensemble_network not in NETWORKS:
-            problems.append(f"ensemble_network must be one of {', '.join(NETWORKS)}, not {self.ensemble_network!r}")
+        if self.ensemble_network not in ENSEMBLES:
+            problems.append(f"ensemble_network must be one of {', '.join(ENSEMBLES)}, not {self.ensemble_network!r}")
         for name in ("cmn", "calibrate", "all_variants"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name} must be true or false, not {getattr(self, name)!r}")
@@ -154,6 +172,12 @@ class Recipe:
         """This recipe with ``NAME=VALUE`` texts applied (values in JSON: ``epochs=20``,
         ``networks=["cnn"]``, ``cmn=true``); raises BadParameterError naming a bad one."""
         return self.replace(**parse_overrides(assignments, [item.name for item in dataclasses.fields(self)], "--recipe"))
+
+    def ensemble_members(self) -> list:
+        """The network of each member of the ensemble, in training order (seeds seed, seed + 1, ...)."""
+        if self.ensemble_network == "encoder+cnn":
+            return ["encoder"] + ["cnn"] * (self.ensemble_size - 1)
+        return [self.ensemble_network] * self.ensemble_size
 
     def describe(self) -> str:
         """The recipe in a few lines, for ``--check`` and the stage-4 heading."""

@@ -240,21 +240,22 @@ def train_models(names, split: Split, recipe: Recipe, database: FeatureDatabase,
             yield Stopped(name)
             return
     if ensemble:
-        yield from _train_ensemble(split, recipe, database, folder, seed=seed, first=trained.get(recipe.ensemble_network),
-                                   extra_provenance=extra_provenance)
+        yield from _train_ensemble(split, recipe, database, folder, seed=seed,
+                                   first=trained.get(recipe.ensemble_members()[0]), extra_provenance=extra_provenance)
 
 
 def _train_ensemble(split: Split, recipe: Recipe, database: FeatureDatabase, folder: Path, *, seed: int,
                     first: Optional[tuple], extra_provenance: dict | None) -> Iterator:
-    """:func:`train_models`' ensemble: ``recipe.ensemble_size`` members of ``recipe.ensemble_network`` with seeds
-    ``seed``, ``seed + 1``, ... (``first``, the ``(model, fit)`` already trained with ``seed``, is reused),
-    combined into one model whose P(male) is their mean (one member is saved as it is)."""
+    """:func:`train_models`' ensemble: the networks of ``recipe.ensemble_members()`` with seeds ``seed``,
+    ``seed + 1``, ... (``first``, the ``(model, fit)`` of the first member's network already trained with
+    ``seed``, is reused), combined into one model whose P(male) is their mean (one member is saved as it is)."""
     from . import models
 
+    networks = recipe.ensemble_members()
     members = [first] if first is not None else []
-    for member_seed in range(seed + len(members), seed + recipe.ensemble_size):
-        yield Starting(recipe.ensemble_network, member_seed, len(members) + 1, recipe.ensemble_size)
-        members.append(train(recipe.ensemble_network, split, recipe, member_seed))
+    for position in range(len(members), len(networks)):
+        yield Starting(networks[position], seed + position, position + 1, len(networks))
+        members.append(train(networks[position], split, recipe, seed + position))
         if members[-1][1]["interrupted"]:
             yield Stopped("ensemble")
             return

@@ -121,11 +121,15 @@ REFERENCE_MODEL = Path(__file__).resolve().parents[1] / "models" / "reference.h5
 
 
 def describe_provenance(metadata: dict) -> str:
-    """What a model heard in training, in words: "trained on 295 real and 41 synthetic voices"."""
+    """What a model heard in training, in words: "trained on 295 real and 41 synthetic voices", and, for a
+    model holding the pretrained encoder, that it stands on one that heard thousands of voices."""
     heard = metadata.get("provenance") or {}
     if "real_speakers" not in heard:
         return "what it was trained on is not recorded in the file"
-    return f"trained on {int(heard['real_speakers'])} real and {int(heard.get('synthetic_speakers', 0))} synthetic voices"
+    words = f"trained on {int(heard['real_speakers'])} real and {int(heard.get('synthetic_speakers', 0))} synthetic voices"
+    if isinstance(heard.get("encoder"), dict):
+        words += " on top of a speaker encoder pretrained on thousands of voices (GE2E, Resemblyzer)"
+    return words
 
 
 def heard_real_voices(metadata: dict) -> bool:

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Accuracy benchmark across corpora: leave one corpus out, the networks against two baselines.
 
-For each of EmoDB (10 German actors), RAVDESS (24 English actors) and LibriSpeech (261 English
-readers) in ../shared/data: train on the other two plus the espeak-ng demo corpus, and test on every
-clip of the held-out one. A few speakers of each training corpus (2 per sex) are kept out of training
+For each of EmoDB (10 German actors), RAVDESS (24 English actors), LibriSpeech (261 English readers)
+and speechocean762 (128 adults of Mandarin-accented English) in ../shared/data: train on the other three
+plus the espeak-ng demo corpus, and test on every clip of the held-out one. A few speakers of each training corpus (2 per sex) are kept out of training
 to fit the calibration temperature, as stage 4 does with its validation speakers. Every recording is
 prepared as stage 3 does (``preparation.clean_and_noisy``: load, trim, room noise at the settings'
 SNRs; ``features.mfcc``) but in memory, and every network trains through ``models.train_network``
@@ -15,7 +15,9 @@ babble``) at 5 and 0 dB; six espeak-ng talkers of other languages (``espeak babb
 noise the training never heard at 0 dB; and the first 1.0 s of speech only.
 
 Baselines fitted on the same training clips: the median F0 (``librosa.yin`` over the louder frames)
-against the threshold best on them, and a logistic regression on per-clip MFCC means and stds.
+against the threshold best on them, a logistic regression on per-clip MFCC means and stds, and the
+published way of using the pretrained speaker encoder (``encoder_logreg``): a logistic regression on
+the clean training clips' utterance embeddings (:func:`acoustics.encoder.embed_clips`).
 Accuracy is per clip, with Wilson 95 % intervals (clips of one speaker are not independent, so the
 intervals are optimistic) and per-sex recall. The headline is the *worst* held-out corpus.
 
@@ -29,6 +31,7 @@ import argparse
 import json
 import math
 import os
+import pickle
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -50,6 +53,7 @@ CONDITIONS = ("clean", "white@5", "white@0", "realbabble@5", "realbabble@0", "es
 QUICK_CONDITIONS = ("clean", "white@5", "realbabble@5", "room@0", "reverb@0.6", "first1s")
 TRAIN_NOISE_SEED, TEST_NOISE_SEED = 0, 1000
 F0_RANGE = (60.0, 400.0)
+BASELINES = ("f0", "logreg", "encoder_logreg")
 
 
 def parse_arguments(argv=None):
@@ -185,7 +189,6 @@ def cached_features(settings, conditions, arguments):
     """Every corpus's clips with their features, computed once per settings, conditions and held-out
     corpora and kept in bench/results/ (the features do not depend on the recipe)."""
     import hashlib
-    import pickle
 
     key = json.dumps([settings.to_json(), list(conditions), sorted(arguments.held_out), 2])
     cache = RESULTS / f"features_{hashlib.sha256(key.encode()).hexdigest()[:12]}.pickle"
@@ -236,6 +239,20 @@ def calibrated(probabilities, calibration_probabilities, calibration_labels, rec
     return {condition: training.calibrate(values, temperature) for condition, values in probabilities.items()}, temperature
 
 
+def encoder_baseline(train, test, conditions, settings):
+    """{condition: P(male)} of a logistic regression on the clean training clips' GE2E utterance embeddings."""
+    from sklearn.linear_model import LogisticRegression
+
+    from acoustics import encoder
+
+    ge2e = encoder.build_ge2e()
+    classifier = LogisticRegression(max_iter=2000, class_weight="balanced")
+    classifier.fit(encoder.embed_clips([clip["mfcc"]["clean"] for clip in train], settings, ge2e),
+                   np.array([clip["label"] for clip in train]))
+    return {c: classifier.predict_proba(encoder.embed_clips([clip["mfcc"][c] for clip in test], settings, ge2e))[:, 1]
+            for c in conditions}
+
+
 def baselines(train, test, conditions):
     """{"f0": {condition: P(male)}, "logreg": {...}} fitted on the clean training clips (and the room-noise variants)."""
     from sklearn.linear_model import LogisticRegression
@@ -280,7 +297,8 @@ def score_rows(system, seed, held_out, probabilities, labels):
 
 
 def run_fold(held_out, clips, settings, recipe, networks, seeds, conditions, log):
-    """Train on every corpus but ``held_out``; test on all its clips. Returns (rows, ensemble clean P, labels)."""
+    """Train on every corpus but ``held_out``; test on all its clips. Returns (rows, {system: clean P with the
+    first seed}, labels)."""
     from acoustics import models
 
     test = [clip for clip in clips if clip["corpus"] == held_out]
@@ -290,6 +308,8 @@ def run_fold(held_out, clips, settings, recipe, networks, seeds, conditions, log
     rows = []
     for system, probabilities in baselines(train + calibration, test, conditions).items():
         rows += score_rows(system, seeds[0], held_out, probabilities, labels)
+    rows += score_rows("encoder_logreg", seeds[0], held_out, encoder_baseline(train + calibration, test, conditions, settings), labels)
+    log(f"{held_out} held out: baselines done")
     trained, clean = {}, {}
 
     def probabilities_of(name, seed):
@@ -303,15 +323,24 @@ def run_fold(held_out, clips, settings, recipe, networks, seeds, conditions, log
 
     for seed in seeds:  # the single networks with the first seed; the ensemble with each (its seed spread)
         systems = {name: probabilities_of(name, seed) for name in networks} if seed == seeds[0] else {}
-        members = [probabilities_of(recipe.ensemble_network, seed + k) for k in range(recipe.ensemble_size)]
-        systems["ensemble"] = ({c: np.mean([m[0][c] for m in members], axis=0) for c in conditions},
-                               np.mean([m[1] for m in members], axis=0))
+        members = [probabilities_of(network, seed + k) for k, network in enumerate(recipe.ensemble_members())]
+        systems["ensemble"] = mean_of(members, conditions)
+        if "encoder" in recipe.ensemble_members() and "cnn" in networks:  # the ConvNets alone, as many, for comparison
+            systems["cnn_ensemble"] = mean_of([probabilities_of("cnn", seed + k) for k in range(recipe.ensemble_size)], conditions)
         for system, (probabilities, calibration_probabilities) in systems.items():
             final, temperature = calibrated(probabilities, calibration_probabilities, calibration_labels, recipe)
             rows += score_rows(system, seed, held_out, final, labels)
-            if system == "ensemble":
-                clean.setdefault(seed, final["clean"])
+            if seed == seeds[0]:
+                clean[system] = final["clean"]
+    with open(RESULTS / f"probabilities_{held_out}.pickle", "wb") as handle:  # for later analysis of other ensembles
+        pickle.dump({"labels": labels, "calibration_labels": calibration_labels, "networks": trained,
+                     "speakers": [clip["speaker"] for clip in test]}, handle)
     return rows, clean, labels
+
+
+def mean_of(members, conditions):
+    """The ensemble of ``members`` ((test P by condition, calibration P) each): their mean P(male)."""
+    return ({c: np.mean([m[0][c] for m in members], axis=0) for c in conditions}, np.mean([m[1] for m in members], axis=0))
 
 
 def confidence_words(p_male, labels) -> dict:
@@ -327,7 +356,7 @@ def confidence_words(p_male, labels) -> dict:
 
 
 # Report ---------------------------------------------------------------------------------------------
-def report(table, ece, started, seeds, quick):
+def report(table, started, seeds, quick):
     first = table[table["seed"] == seeds[0]]
     shown = first.assign(cell=first.apply(lambda r: f"{r.accuracy:.3f} [{r.low:.2f},{r.high:.2f}]", axis=1))
     for held_out, rows in shown.groupby("held_out"):
@@ -335,7 +364,7 @@ def report(table, ece, started, seeds, quick):
         print(rows.pivot(index="system", columns="condition", values="cell").to_string())
         recalls = rows[rows["condition"] == "clean"].set_index("system")[["female_recall", "male_recall"]]
         print("clean, per-sex recall:\n" + recalls.to_string(float_format=lambda v: f"{v:.3f}"))
-    networks = sorted(set(first["system"]) - {"f0", "logreg"})
+    networks = sorted(set(first["system"]) - set(BASELINES))
     worst = first.groupby(["system", "condition"])["accuracy"].min().unstack()
     best = max(networks, key=lambda name: worst.loc[name, "clean"] + worst.loc[name].get("realbabble@5", 0))
     print("\nWorst held-out corpus per system and condition:\n" + worst.to_string(float_format=lambda v: f"{v:.3f}"))
@@ -347,7 +376,9 @@ def report(table, ece, started, seeds, quick):
     summary = {"best_model": best, "worst_clean": cell(best, "clean"), "worst_5db_babble": cell(best, "realbabble@5"),
                "worst_5db_white": cell(best, "white@5"), "f0_worst_clean": cell("f0", "clean"),
                "f0_worst_5db_babble": cell("f0", "realbabble@5"), "logreg_worst_clean": cell("logreg", "clean"),
-               "logreg_worst_5db_babble": cell("logreg", "realbabble@5"), "ece": round(ece, 4),
+               "logreg_worst_5db_babble": cell("logreg", "realbabble@5"),
+               "encoder_logreg_worst": {condition: cell("encoder_logreg", condition) for condition in worst.columns},
+               "worst": {condition: cell(best, condition) for condition in worst.columns},
                "seed_spread_clean": round(float(pooled.max() - pooled.min()), 4) if len(pooled) > 1 else None,
                "seconds": round(time.perf_counter() - started), "quick": quick, "per_corpus": per_corpus}
     return summary
@@ -378,14 +409,16 @@ def main(argv=None) -> int:
     for held_out in arguments.held_out:
         fold_rows, clean, labels[held_out] = run_fold(held_out, clips, settings, recipe, networks, seeds, conditions, log)
         rows += fold_rows
-        probabilities[held_out] = clean[seeds[0]]
+        probabilities[held_out] = clean
     table = pandas.DataFrame(rows)
     table.to_csv(arguments.csv, index=False, float_format="%.4f")
-    ece = training.expected_calibration_error(np.concatenate(list(probabilities.values())), np.concatenate(list(labels.values())))
-    words = confidence_words(np.concatenate(list(probabilities.values())), np.concatenate(list(labels.values())))
-    print("\nThe best model's words on the held-out corpora, clean: " + "; ".join(
-        f"'{word}' {count} clips, right {right:.3f}" for word, (count, right) in words.items()))
-    summary = report(table, ece, started, seeds, arguments.quick)
+    summary = report(table, started, seeds, arguments.quick)
+    best = np.concatenate([probabilities[held_out][summary["best_model"]] for held_out in arguments.held_out])
+    every_label = np.concatenate([labels[held_out] for held_out in arguments.held_out])
+    summary["ece"] = round(training.expected_calibration_error(best, every_label), 4)
+    words = confidence_words(best, every_label)
+    print(f"\nThe best model ({summary['best_model']}): ECE {summary['ece']:.3f}; its words on the held-out corpora, clean: "
+          + "; ".join(f"'{word}' {count} clips, right {right:.3f}" for word, (count, right) in words.items()))
     summary["sure_right"] = round(words["sure"][1], 4) if words["sure"][0] else None
     figures = RESULTS / ("accuracy_quick.json" if arguments.quick else "accuracy.json")
     figures.write_text(json.dumps({"accuracy": summary, "recipe": recipe.to_dict(), "tag": arguments.tag}, indent=1))

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 EMODB = DATA / "emodb"
 RESULTS = ROOT / "bench" / "results"
-CORPORA = ("emodb", "ravdess", "librispeech")
+CORPORA = ("emodb", "ravdess", "librispeech", "speechocean762")
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

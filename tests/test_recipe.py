@@ -31,6 +31,10 @@ def test_overrides_from_the_command_line():
     ({"networks": ("cnn", "transformer")}, "networks"),
     ({"networks": ()}, "networks"),
     ({"ensemble_network": "gru"}, "ensemble_network"),
+    ({"ensemble_network": "encoder+lstm"}, "ensemble_network"),
+    ({"encoder_learning_rate": 0.0}, "encoder_learning_rate"),
+    ({"encoder_epochs": 0}, "encoder_epochs"),
+    ({"fine_tune_epochs": -1}, "fine_tune_epochs"),
     ({"cmn": 1}, "cmn"),
     ({"gain_db": -3}, "gain_db"),
 ])
@@ -56,3 +60,12 @@ def test_bad_stored_recipes_are_refused(text, words):
 def test_bad_overrides_name_the_form(assignment):
     with pytest.raises(BadParameterError, match="NAME=VALUE"):
         Recipe().with_overrides([assignment])
+
+
+@pytest.mark.parametrize("network, size, members", [
+    ("cnn", 3, ["cnn", "cnn", "cnn"]),
+    ("encoder+cnn", 3, ["encoder", "cnn", "cnn"]),
+    ("encoder", 1, ["encoder"]),
+])
+def test_ensemble_members_in_training_order(network, size, members):
+    assert Recipe(ensemble_network=network, ensemble_size=size).ensemble_members() == members

@@ -14,7 +14,7 @@ from acoustics.database import FeatureDatabase, create_database
 from acoustics.recipe import Recipe
 from acoustics.settings import Settings
 
-MODEL_FILES = ("cnn.h5", "lstm.h5", "cnnlstm.h5", "ensemble.h5", "best.h5")
+MODEL_FILES = ("cnn.h5", "lstm.h5", "cnnlstm.h5", "encoder.h5", "ensemble.h5", "best.h5")
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def trained_run(model_database, tmp_path_factory):
     return result, database, folder / "models"
 
 
-def test_training_saves_three_models_pictures_and_the_best(trained_run):
+def test_training_saves_four_models_pictures_and_the_best(trained_run):
     result, database, models_folder = trained_run
     lines = result.stdout.strip().splitlines()
     assert lines[-1] == f"Next: python implement_model.py --db {database} --model {models_folder / 'best.h5'}"
@@ -38,9 +38,10 @@ def test_training_saves_three_models_pictures_and_the_best(trained_run):
     assert "Epoch 2/2" in result.stdout and "Best by validation balanced accuracy" in result.stdout
     for name in MODEL_FILES:
         assert (models_folder / name).stat().st_size > 10_000
-    for name in ("cnn", "lstm", "cnnlstm"):
+    assert "=== encoder: a pretrained speaker encoder (heard thousands of voices), frozen; a new head learns" in result.stdout
+    for name in ("cnn", "lstm", "cnnlstm", "encoder"):
         assert (models_folder / f"{name}_training.png").stat().st_size > 1000
-    for name in ("cnn", "lstm", "cnnlstm", "ensemble"):
+    for name in ("cnn", "lstm", "cnnlstm", "encoder", "ensemble"):
         assert (models_folder / f"{name}_confusion.png").stat().st_size > 1000
     assert not [path for path in models_folder.iterdir() if path.name.startswith(".")]  # no temporary files left
 
@@ -59,15 +60,15 @@ def test_saved_models_load_and_carry_the_database_settings(trained_run):
         assert metadata["settings"] == settings
         normalisation = metadata["normalisation"]
         recipe = metadata["recipe"]
-        assert recipe == Recipe(epochs=2)  # train_models.py's defaults with --epochs 2, stored in every model
+        assert recipe == Recipe(epochs=2, encoder_epochs=2)  # train_models.py's defaults with --epochs 2, in every model
         assert normalisation.coefficients == min(recipe.coefficients, settings.n_mfcc) and normalisation.cmn == recipe.cmn
         assert 0.05 <= metadata["temperature"] <= 50 and metadata["provenance"]["synthetic_speakers"] > 0
         models.check_model_settings(metadata, settings)
         assert set(metadata["scores"]["test"]["per_variant"]) == {"clean", "snr10", "snr0"}
         plain = keras.models.load_model(models_folder / name, compile=False)
         assert plain.count_params() == model.count_params()
-    assert list(runs["model"]) == ["cnn", "lstm", "cnnlstm", "ensemble"]
-    assert runs["test_speakers"].tolist() == [2, 2, 2, 2] and runs["test_accuracy"].between(0, 1).all()
+    assert list(runs["model"]) == ["cnn", "lstm", "cnnlstm", "encoder", "ensemble"]
+    assert runs["test_speakers"].tolist() == [2, 2, 2, 2, 2] and runs["test_accuracy"].between(0, 1).all()
     best_name = models.load_model(models_folder / "best.h5")[1]["model_name"]
     assert (models_folder / "best.h5").read_bytes() == (models_folder / f"{best_name}.h5").read_bytes()
 
