@@ -48,7 +48,8 @@ EMODB := ../shared/data/emodb/labels.csv
 
 # The reference model shipped in models/reference.h5, trained on every real voice found: EmoDB, LibriSpeech,
 # RAVDESS and speechocean762 in ../shared/data, the SVD export in data/ (male_speech/, female_speech/), and the demo
-# corpus; only 7 % of the speakers of each sex are kept out to calibrate it and 3 % to test it.
+# corpus; only 7 % of the speakers of each sex are kept out to calibrate it and 3 % to test it. It is the encoder
+# network (the pretrained speaker encoder with a new head): the best on bench/accuracy.py's held-out corpora.
 SHARED_DATA := ../shared/data
 MANIFESTS := $(foreach corpus,emodb librispeech ravdess speechocean762,$(if $(wildcard $(SHARED_DATA)/$(corpus)/labels.csv),--manifest $(SHARED_DATA)/$(corpus)/labels.csv))
 REFERENCE_DB := data/reference.db
@@ -56,7 +57,7 @@ reference: install
 	$(PY) set_up_sql.py --db $(REFERENCE_DB)
 	test -f data/background_noise.wav || $(PY) collect_background_noise.py --synthetic
 	$(PY) speech_prep.py --db $(REFERENCE_DB) --demo $(MANIFESTS)
-	$(PY) train_models.py --db $(REFERENCE_DB) --out data/models/reference --model ensemble --name reference --fractions 0.90 0.07 0.03 $(if $(wildcard bench/accuracy.json),--bench bench/accuracy.json)
+	$(PY) train_models.py --db $(REFERENCE_DB) --out data/models/reference --model encoder --name reference --fractions 0.90 0.07 0.03 $(if $(wildcard bench/accuracy.json),--bench bench/accuracy.json)
 	mkdir -p models && cp data/models/reference/reference.h5 models/.reference.h5.tmp && mv models/.reference.h5.tmp models/reference.h5
 	$(PY) train_models.py --check models/reference.h5 --db $(REFERENCE_DB)
 

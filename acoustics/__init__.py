@@ -15,7 +15,10 @@ database   - the SQLite feature database: schema, checks, transactions, batched 
 locks      - advisory locks: one train_models.py per --out folder, no reset of a database a training reads
 training   - speaker split, normalisation statistics, windows, calibration, scores (no Keras)
 augment    - training windows changed on the fly: babble, coloured noise, microphone responses, levels
-models     - the three Keras models, batches, the training loop, prediction, .h5 save/load
+models     - the Keras models that learn from scratch, batches, the training loop, prediction, .h5 save/load
+encoder    - the pretrained speaker encoder in Keras and the encoder network built on it (transfer learning)
+encoderfile- the encoder's shipped weights: converted from the Resemblyzer wheel, provenance, checked on reading
+torchfile  - a PyTorch checkpoint's tensors read with pickle and numpy alone (no torch, no code run from it)
 trainer    - stage 4's one path from (recipe, speaker split) to saved, scored, calibrated models
 modelfile  - a model file's metadata (settings, recipe, provenance, calibration), read without Keras
 microphone - PyAudio capture, device discovery, voice activity detection

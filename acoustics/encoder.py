@@ -159,8 +159,8 @@ def embed_clips(matrices, settings: Settings, ge2e: keras.Model | None = None, *
         if len(matrix) < PARTIAL_FRAMES:
             matrix = np.tile(matrix, (-(-PARTIAL_FRAMES // len(matrix)), 1))[:PARTIAL_FRAMES]
         starts = list(range(0, len(matrix) - PARTIAL_FRAMES + 1, PARTIAL_STEP))
-        covered = (len(matrix) - (starts[-1] + PARTIAL_STEP)) / PARTIAL_FRAMES
-        if len(matrix) > starts[-1] + PARTIAL_FRAMES and covered >= PARTIAL_COVERAGE:
+        tail = len(matrix) - (starts[-1] + PARTIAL_STEP)  # frames a next partial would cover
+        if tail >= PARTIAL_COVERAGE * PARTIAL_FRAMES:  # kept, but ending at the last frame instead of padded
             starts.append(len(matrix) - PARTIAL_FRAMES)
         partials += [matrix[start : start + PARTIAL_FRAMES] for start in starts]
         owners += [position] * len(starts)

@@ -108,9 +108,14 @@ def _check_provenance(provenance) -> None:
 
 def provenance_lines(heard: dict) -> list:
     """A model's provenance in lines: each corpus's speakers and clips, date and commit, bench figures."""
-    lines = [f"  {printable(corpus):<12} {int(counts['female_speakers']):>4} female, {int(counts['male_speakers']):>4} male "
+    lines = [f"  {printable(corpus):<14} {int(counts['female_speakers']):>4} female, {int(counts['male_speakers']):>4} male "
              f"speakers, {int(counts['clips']):>6} clips{' (synthetic)' if counts['synthetic'] else ''}"
              for corpus, counts in sorted(heard.get("corpora", {}).items())]
+    encoder = heard.get("encoder")
+    if isinstance(encoder, dict):
+        lines.append(f"  encoder        {printable(encoder.get('network', '?'))}, from {printable(encoder.get('package', '?'))}; "
+                     f"{'fine-tuned' if encoder.get('fine_tuned') else 'frozen'}; licence {printable(encoder.get('licence', '?'))}")
+        lines.append(f"                 it heard {printable(encoder.get('trained_on', '?'))}")
     if "commit" in heard:
         lines.append(f"  trained {printable(heard.get('date', '?'))} at commit {printable(heard['commit'])}")
     figures = heard.get("bench", {}).get("accuracy")

@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from common import CORPORA, DATA, RESULTS, ROOT  # also puts the project on sys.path
 
@@ -45,6 +46,8 @@ def parse_arguments(argv=None):
     parser.add_argument("--files", type=int, default=1000, help="recordings to classify (default 1000)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each way (default 3)")
     parser.add_argument("--baseline-files", type=int, default=200, help="files the one-at-a-time baseline takes (default 200)")
+    parser.add_argument("--compare", type=Path, metavar="MODEL",
+                        help="also time the pipeline with this model in the same runs (e.g. the ConvNet ensemble)")
     return parser.parse_args(argv)
 
 
@@ -109,22 +112,36 @@ def main(argv=None) -> int:
     model, metadata = models.load_model(choice.path)
     print(f"Model: {choice.path} ({metadata['model_name']}).", flush=True)
     timed(model, metadata, paths[:64], files_per_prediction=64, threads=4)  # warm TensorFlow and the caches
+    other = models.load_model(arguments.compare) if arguments.compare else None
+    if other:
+        print(f"Compared with: {arguments.compare} ({other[1]['model_name']}).", flush=True)
+        timed(*other, paths[:64], files_per_prediction=64, threads=4)
     baseline_paths = paths[: arguments.baseline_files]
-    pipeline, baseline = [], []
+    pipeline, baseline, compared = [], [], []
     for repeat in range(arguments.repeats):
         pipeline.append(timed(model, metadata, paths, files_per_prediction=fileverdicts.FILES_PER_PREDICTION,
                               threads=fileverdicts.READ_THREADS))
         baseline.append(timed(model, metadata, baseline_paths, files_per_prediction=1, threads=1))
+        if other:
+            compared.append(timed(*other, paths, files_per_prediction=fileverdicts.FILES_PER_PREDICTION,
+                                  threads=fileverdicts.READ_THREADS))
         print(f"  run {repeat + 1}: pipeline {len(paths) / pipeline[-1]:.0f} files/s, "
-              f"one at a time {len(baseline_paths) / baseline[-1]:.0f} files/s", flush=True)
+              f"one at a time {len(baseline_paths) / baseline[-1]:.0f} files/s"
+              + (f", {arguments.compare.name} {len(paths) / compared[-1]:.0f} files/s" if other else ""), flush=True)
     fast, slow = rate(pipeline, len(paths)), rate(baseline, len(baseline_paths))
+    extra = {}
+    if other:
+        third = rate(compared, len(paths))
+        extra = {"compare_files_per_second": round(third[0], 1), "compare_time_ratio": round(third[0] / fast[0], 2)}
+        print(f"{arguments.compare.name}: {third[0]:.0f} files/s (range {third[1]:.0f}-{third[2]:.0f}); "
+              f"{metadata['model_name']} takes {third[0] / fast[0]:.1f}x its time.")
     script_seconds, lines = run_script(paths[0].parent)
     print(f"Pipeline: {fast[0]:.0f} files/s (range {fast[1]:.0f}-{fast[2]:.0f}); one file at a time: {slow[0]:.0f} files/s "
           f"(range {slow[1]:.0f}-{slow[2]:.0f}); {fast[0] / slow[0]:.1f}x.")
     print(f"implement_model.py FOLDER --json: {lines} lines in {script_seconds:.1f} s, start-up included.")
     print(json.dumps({"files": len(paths), "files_per_second": round(fast[0], 1), "baseline_files_per_second": round(slow[0], 1),
                       "speedup": round(fast[0] / slow[0], 2), "script_seconds": round(script_seconds, 1),
-                      "cores": os.cpu_count()}))
+                      "cores": os.cpu_count()} | extra))
     return 0
 
 

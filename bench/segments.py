@@ -126,22 +126,22 @@ def train_model(held_out: str, per_sex: int, path: Path) -> None:
     from acoustics import models, trainer
 
     settings, recipe = Settings(), Recipe()
-    options = argparse.Namespace(held_out=list(CORPORA), workers=min(2, os.cpu_count() or 1))
+    options = argparse.Namespace(held_out=list(accuracy.CORPORA), workers=min(2, os.cpu_count() or 1))
     unheard = held_out_speakers(held_out, per_sex) if per_sex else None
     clips = [clip for clip in accuracy.cached_features(settings, accuracy.QUICK_CONDITIONS, options)
              if (clip["speaker"] not in unheard if unheard else clip["corpus"] != held_out)]
     train, calibration = accuracy.split_training(clips, settings.seed)
     matrices, labels, recordings = accuracy.variant_rows(train, settings)
     members, started = [], time.perf_counter()
-    for seed in range(settings.seed, settings.seed + recipe.ensemble_size):
-        members.append(trainer.train_in_memory(recipe.ensemble_network, matrices, labels, recordings, settings, recipe, seed))
+    for position, network in enumerate(recipe.ensemble_members()):
+        members.append(trainer.train_in_memory(network, matrices, labels, recordings, settings, recipe, settings.seed + position))
     model = members[0][0] if len(members) == 1 else models.combine_models([member[0] for member in members], settings)
     normalisation = members[0][1]
     raw = models.predict_matrices(model, [clip["mfcc"]["clean"] for clip in calibration], settings, normalisation, recipe=recipe)
     truth = np.array([clip["label"] for clip in calibration])
     temperature = training.fit_temperature(raw, truth)
     accuracy_now = float(np.mean((training.calibrate(raw, temperature) >= 0.5) == truth))
-    print(f"trained {len(members)} {recipe.ensemble_network} networks on {len(train)} recordings in "
+    print(f"trained {len(members)} networks ({recipe.ensemble_network}) on {len(train)} recordings in "
           f"{time.perf_counter() - started:.0f} s; calibration speakers' clips: accuracy {accuracy_now:.3f}, "
           f"temperature {temperature:.2f}", flush=True)
     models.save_model(model, path, {"model_name": "ensemble", "settings": settings, "normalisation": normalisation,
