@@ -48,7 +48,6 @@ far and skips the rest.
 EXAMPLES = """examples:
   python train_models.py                        # all four networks and the ensemble (minutes)
   python train_models.py --model encoder        # transfer learning alone: the pretrained encoder, a new head
-  python train_models.py --model cnn --epochs 5 # one quick network
   python train_models.py --recipe noise_probability=0 --recipe epochs=20   # change the recipe
   python train_models.py --check data/models/best.h5                # what a model holds and heard
 """

@@ -6,8 +6,9 @@ RAVDESS): turns of 1-8 s by several speakers of both sexes (4 per conversation, 
 turn's sex is drawn at random, each turn by another speaker than the last), pauses of 0.2-2 s between
 turns, 0.5-1.5 s of room before and after, each turn at -26 +-3 dBFS, and pink noise at 20-30 dB SNR
 (against the speech's power) over all of it. The model has not heard those voices: the reference
-model's recipe (three ConvNets, acoustics.trainer.train_in_memory with the project's Recipe) trained
-here on the espeak-ng demo corpus and the three corpora without the conversations' speakers, with
+model's network (REFERENCE_NETWORKS: the encoder network, acoustics.trainer.train_in_memory with the
+project's Recipe) trained here on the espeak-ng demo corpus and the four corpora without the
+conversations' speakers, with
 bench/accuracy.py's features and calibration speakers (two of each sex of each corpus), in a process of
 its own (all cores; about 5 minutes), cached in bench/results/segments/ (--model FILE uses another
 model instead; --retrain trains again). Which voices are kept out:
@@ -58,6 +59,8 @@ import numpy as np  # noqa: E402
 from common import DATA, RESULTS as ALL_RESULTS  # also puts the project on sys.path
 
 RESULTS = ALL_RESULTS / "segments"
+#: What ``make reference`` ships: the networks trained (seeds seed, seed + 1, ...) and averaged.
+REFERENCE_NETWORKS = ("encoder",)
 CORPORA = ("emodb", "ravdess", "librispeech")
 RATE = 16000
 FRAME = 0.01
@@ -133,7 +136,7 @@ def train_model(held_out: str, per_sex: int, path: Path) -> None:
     train, calibration = accuracy.split_training(clips, settings.seed)
     matrices, labels, recordings = accuracy.variant_rows(train, settings)
     members, started = [], time.perf_counter()
-    for position, network in enumerate(recipe.ensemble_members()):
+    for position, network in enumerate(REFERENCE_NETWORKS):
         members.append(trainer.train_in_memory(network, matrices, labels, recordings, settings, recipe, settings.seed + position))
     model = members[0][0] if len(members) == 1 else models.combine_models([member[0] for member in members], settings)
     normalisation = members[0][1]
@@ -141,10 +144,11 @@ def train_model(held_out: str, per_sex: int, path: Path) -> None:
     truth = np.array([clip["label"] for clip in calibration])
     temperature = training.fit_temperature(raw, truth)
     accuracy_now = float(np.mean((training.calibrate(raw, temperature) >= 0.5) == truth))
-    print(f"trained {len(members)} networks ({recipe.ensemble_network}) on {len(train)} recordings in "
+    print(f"trained {len(members)} networks ({', '.join(REFERENCE_NETWORKS)}) on {len(train)} recordings in "
           f"{time.perf_counter() - started:.0f} s; calibration speakers' clips: accuracy {accuracy_now:.3f}, "
           f"temperature {temperature:.2f}", flush=True)
-    models.save_model(model, path, {"model_name": "ensemble", "settings": settings, "normalisation": normalisation,
+    name = "ensemble" if len(members) > 1 else REFERENCE_NETWORKS[0]
+    models.save_model(model, path, {"model_name": name, "settings": settings, "normalisation": normalisation,
                                     "recipe": recipe, "temperature": temperature,
                                     "provenance": {"corpora": sorted({clip["corpus"] for clip in train})}})
 
@@ -260,7 +264,7 @@ def write_conversations(speakers: dict, arguments, folder: Path, rng: np.random.
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
     unheard = f"{arguments.speakers}-per-sex" if arguments.speakers else "all"
-    model_path = arguments.model or RESULTS / f"ensemble-without-{arguments.held_out}-{unheard}.h5"
+    model_path = arguments.model or RESULTS / f"{'+'.join(REFERENCE_NETWORKS)}-without-{arguments.held_out}-{unheard}.h5"
     if arguments.train_only:
         train_model(arguments.held_out, arguments.speakers, model_path)
         return 0

@@ -324,3 +324,34 @@ def test_utterance_embeddings_are_unit_length_and_tell_voices_apart(spoken_clips
     embeddings = encoder.embed_clips(matrices + [matrices[0] * 1.0], settings)
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
     assert embeddings[0] @ embeddings[2] == pytest.approx(1.0, abs=1e-5) and embeddings[0] @ embeddings[1] < 0.95
+
+
+# Stage 5 with the reference model, which is the encoder network ---------------------------------
+def test_stage5_segments_and_compares_with_the_encoder_reference_model(emodb_dir, encoder_model, tmp_path):
+    """A fresh clone (no data/): --segments of a man, a pause and a woman of EmoDB answers with the shipped
+    encoder network; --compare puts it beside the encoder network trained here."""
+    import re
+
+    import soundfile
+
+    from acoustics import audio
+    from acoustics.verdict import REFERENCE_MODEL
+    from conftest import run_stage
+
+    man, _ = audio.load_audio(emodb_dir / "wav" / "03a01Fa.wav", 16000)
+    woman, _ = audio.load_audio(emodb_dir / "wav" / "08a01Fd.wav", 16000)
+    conversation = tmp_path / "conversation.wav"
+    soundfile.write(conversation, np.concatenate([man, np.zeros(16000, np.float32), woman]), 16000, subtype="PCM_16")
+    environment = {"ACOUSTICS_DATA": str(tmp_path / "data")}
+    done = run_stage("implement_model.py", "--segments", conversation, cwd=tmp_path, env=environment, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith(f"Answering: the reference model ({REFERENCE_MODEL}), trained on ")
+    assert "on top of a speaker encoder pretrained on thousands of voices" in done.stdout.splitlines()[0]
+    labels = re.findall(r"^ +\d+\.\d{3} +\d+\.\d{3}  (male|female) ", done.stdout, re.M)
+    assert labels and labels[0] == "male" and labels[-1] == "female", done.stdout
+    done = run_stage("implement_model.py", emodb_dir / "wav" / "03a01Fa.wav", emodb_dir / "wav" / "08a01Fd.wav",
+                     "--compare", encoder_model["path"], cwd=tmp_path, env=environment, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    header = next(line for line in done.stdout.splitlines() if line.startswith("file"))
+    assert f"reference ({REFERENCE_MODEL})" in header, done.stdout
+    assert f"encoder ({encoder_model['path']})" in header, done.stdout
