@@ -374,7 +374,8 @@ def report(table, started, seeds, quick):
     worst = first.groupby(["system", "condition"])["accuracy"].min().unstack()
     best = max(networks, key=lambda name: worst.loc[name, "clean"] + worst.loc[name].get("realbabble@5", 0))
     print("\nWorst held-out corpus per system and condition:\n" + worst.to_string(float_format=lambda v: f"{v:.3f}"))
-    ensemble_clean = table[(table["system"] == best) & (table["condition"] == "clean")]
+    spread_of = best if table[table["system"] == best]["seed"].nunique() > 1 else "ensemble"  # trained with every seed
+    ensemble_clean = table[(table["system"] == spread_of) & (table["condition"] == "clean")]
     pooled = ensemble_clean.groupby("seed").apply(lambda rows: np.average(rows["accuracy"], weights=rows["clips"]))
     cell = lambda system, condition: round(float(worst.loc[system].get(condition, float("nan"))), 4)  # noqa: E731
     per_corpus = {held_out: {row.condition: round(float(row.accuracy), 4) for row in rows.itertuples()}
