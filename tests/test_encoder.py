@@ -355,3 +355,27 @@ def test_stage5_segments_and_compares_with_the_encoder_reference_model(emodb_dir
     header = next(line for line in done.stdout.splitlines() if line.startswith("file"))
     assert f"reference ({REFERENCE_MODEL})" in header, done.stdout
     assert f"encoder ({encoder_model['path']})" in header, done.stdout
+
+
+def test_fine_tuning_trains_the_encoder_too_and_is_recorded(spoken_clips, tmp_path):
+    """``fine_tune_epochs``: after the head, the whole network trains; the saved model says its encoder was
+    fine-tuned, and loads although its encoder is no longer the shipped one."""
+    from acoustics import audio, trainer
+
+    settings = Settings()
+    matrices, labels = [], []
+    for sex in ("male", "female"):
+        signal = audio.trim_silence(audio.load_audio(spoken_clips[sex], 16000)[0], 30.0)
+        for gain in (0.5, 1.0):
+            matrices.append(features.mfcc(signal * gain, settings))
+            labels.append(int(sex == "male"))
+    recipe = Recipe(encoder_epochs=1, fine_tune_epochs=1, batch_size=4)
+    model, normalisation, fit = trainer.train_in_memory("encoder", matrices, np.array(labels), np.arange(4), settings,
+                                                        recipe, seed=1)
+    assert fit["epochs"] == 2 and len(fit["history"]["loss"]) == 2
+    assert encoder.encoder_digests(model) != [encoderfile.WEIGHTS_SHA256]
+    path = models.save_model(model, tmp_path / "tuned.h5", {"model_name": "encoder", "settings": settings,
+                                                             "normalisation": normalisation, "recipe": recipe})
+    again, metadata = models.load_model(path)
+    assert metadata["provenance"]["encoder"]["fine_tuned"] is True
+    assert encoder.encoder_digests(again) == encoder.encoder_digests(model)
