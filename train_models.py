@@ -129,9 +129,9 @@ def recipe_of(arguments) -> Recipe:
 
 def without_unusable_encoder(recipe: Recipe, settings, model: str) -> Recipe:
     """``recipe`` without the encoder network when the database's feature settings are not the ones the
-    encoder was pretrained with: said in a line when it was only part of ``--model all``, refused (raised)
-    when it was asked for by name or is part of the ensemble to train."""
-    from acoustics.encoderfile import check_settings
+    encoder was pretrained with, or the recipe drops coefficients: said in a line when it was only part of
+    ``--model all``, refused (raised) when it was asked for by name or is part of the ensemble to train."""
+    from acoustics.encoderfile import check_coefficients, check_settings
     from acoustics.errors import BadParameterError
 
     wanted = "encoder" in recipe.networks and model != "ensemble"
@@ -140,6 +140,7 @@ def without_unusable_encoder(recipe: Recipe, settings, model: str) -> Recipe:
         return recipe
     try:
         check_settings(settings)
+        check_coefficients(cmn=recipe.cmn, coefficients=recipe.coefficients, n_mfcc=settings.n_mfcc)
     except BadParameterError as error:
         if model != "all" or in_ensemble:
             raise

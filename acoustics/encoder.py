@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .encoderfile import BANDS, LAYERS, UNITS, check_settings, read_weights, weights_digest
+from .encoderfile import BANDS, LAYERS, UNITS, check_coefficients, check_settings, read_weights, weights_digest
 from .features import dct_matrix, mel_filter_bank
 from .models import keras
 from .settings import Settings
@@ -108,11 +108,8 @@ def build_encoder_network(settings: Settings, normalisation, *, fine_tune: bool 
     ``fine_tune``) -> Dropout(0.2) -> Dense(1, sigmoid) ``p_male``. Raises BadParameterError for
     feature settings other than the encoder's, or a normalisation that drops coefficients."""
     check_settings(settings)
-    if normalisation.cmn or (normalisation.coefficients or settings.n_mfcc) < settings.n_mfcc:
-        from .errors import BadParameterError
-
-        raise BadParameterError("The encoder network needs all 40 coefficients without CMN to recover the mel power; "
-                                "leave the recipe's cmn and coefficients at their defaults.")
+    check_coefficients(cmn=normalisation.cmn, coefficients=normalisation.coefficients or settings.n_mfcc,
+                       n_mfcc=settings.n_mfcc)
     inputs = keras.Input(shape=(settings.frames, settings.n_mfcc), name="mfcc_window")
     power = MelPower(normalisation.mean, normalisation.std, band_widths(settings), spectrum_to_mean_square(settings),
                      name="mel_power")(inputs)

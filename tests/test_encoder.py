@@ -379,3 +379,27 @@ def test_fine_tuning_trains_the_encoder_too_and_is_recorded(spoken_clips, tmp_pa
     again, metadata = models.load_model(path)
     assert metadata["provenance"]["encoder"]["fine_tuned"] is True
     assert encoder.encoder_digests(again) == encoder.encoder_digests(model)
+
+
+@pytest.mark.parametrize("model, recipe, settings, outcome", [
+    ("all", Recipe(), Settings(), "kept"),
+    ("all", Recipe(cmn=True), Settings(), "left out"),
+    ("all", Recipe(coefficients=20), Settings(), "left out"),
+    ("all", Recipe(), Settings(n_mels=64, n_mfcc=64), "left out"),
+    ("encoder", Recipe(networks=("encoder",)), Settings(n_mels=64, n_mfcc=64), "refused"),
+    ("ensemble", Recipe(ensemble_network="encoder+cnn"), Settings(hop_ms=20.0, window_ms=40.0), "refused"),
+    ("cnn", Recipe(networks=("cnn",)), Settings(n_mels=64, n_mfcc=64), "kept"),
+])
+def test_stage4_leaves_out_or_refuses_an_encoder_that_cannot_hear_the_features(model, recipe, settings, outcome, capsys):
+    """Before any training: --model all goes on without the encoder (saying why); asked for by name or in the
+    ensemble, it is refused in one line."""
+    import train_models
+
+    if outcome == "refused":
+        with pytest.raises(BadParameterError) as caught:
+            train_models.without_unusable_encoder(recipe, settings, model)
+        one_line(caught.value, "The encoder network")
+        return
+    kept = train_models.without_unusable_encoder(recipe, settings, model)
+    assert ("encoder" in kept.networks) == ("encoder" in recipe.networks and outcome == "kept")
+    assert ("Leaving the encoder network out." in capsys.readouterr().out) == (outcome == "left out")
