@@ -163,7 +163,7 @@ def train_all(arguments) -> int:
         split = trainer.load_split(database, recipe, seed, new_split=arguments.new_split, fractions=arguments.fractions)
         print(f"Speaker split ({'stored, reused' if split.reused else f'new, seed {seed}'}):\n{split.describe()}", flush=True)
         print("Loading TensorFlow ...", flush=True)
-        from acoustics import models
+        from acoustics import models  # noqa: F401  (TensorFlow loads here, after the line that says so)
 
         arguments.out.mkdir(parents=True, exist_ok=True)
         results = []

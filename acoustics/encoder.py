@@ -8,7 +8,7 @@ The network reads the same normalised MFCC windows as the other three, through t
 inside the network (:class:`MelPower`): with ``n_mfcc == n_mels`` the stored coefficients are an
 orthonormal DCT of the log mel power, so undoing the normalisation and the DCT and raising 10 to the
 tenth of the dB recovers the mel power that the encoder was trained on (librosa's mel spectrogram,
-Slaney scale and norm, 25 ms Hann windows every 10 ms), to float32 rounding. So the database needs no
+Slaney scale and norm, 25 ms Hann windows every 10 ms, frames not centred), to float32 rounding. So the database needs no
 second kind of feature, the training augmentation (:mod:`acoustics.augment`, which works on the same
 coefficients) applies unchanged, and stage 5 feeds it exactly as it feeds the ConvNet.
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .encoderfile import BANDS, LAYERS, UNITS, check_coefficients, check_settings, read_weights, weights_digest
-from .features import dct_matrix, mel_filter_bank
+from .features import dct_matrix
 from .models import keras
 from .settings import Settings
 
