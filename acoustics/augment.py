@@ -20,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft
 
-from .features import AMIN, _hz_to_mel, _mel_to_hz, mfcc
+from .features import AMIN, mel_band_widths, mel_frequencies, mfcc
 from .settings import Settings
 
 NOISE_COLOURS = ("white", "pink", "brown")
@@ -87,7 +87,7 @@ def add_noise(power: np.ndarray, settings: Settings, colour: str, snr_db: float,
     frames = len(power)
     start = int(rng.integers(0, len(noise_frames) - frames))
     noise = noise_frames[start : start + frames]
-    widths = _band_widths(settings)
+    widths = mel_band_widths(settings)
     speech_power = float((power.mean(axis=0) * widths).sum())
     noise_power = float((noise.mean(axis=0) * widths).sum())
     return power + noise * (speech_power / max(noise_power, 1e-30) / 10 ** (snr_db / 10))
@@ -126,14 +126,5 @@ def _noise_power(settings: Settings, colour: str) -> np.ndarray:
     return to_power(mfcc(coloured_noise(colour, samples, rng) * 0.1, settings))
 
 
-def _mel_edges(settings: Settings) -> np.ndarray:
-    return _mel_to_hz(np.linspace(_hz_to_mel(settings.fmin), _hz_to_mel(settings.fmax), settings.n_mels + 2))
-
-
 def _band_centres(settings: Settings) -> np.ndarray:
-    return _mel_edges(settings)[1:-1]
-
-
-def _band_widths(settings: Settings) -> np.ndarray:
-    edges = _mel_edges(settings)
-    return (edges[2:] - edges[:-2]) / 2.0
+    return mel_frequencies(settings.n_mels, settings.fmin, settings.fmax)[1:-1]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .encoderfile import BANDS, LAYERS, UNITS, check_coefficients, check_settings, read_weights, weights_digest
-from .features import dct_matrix
+from .features import dct_matrix, hann_window, mel_band_widths
 from .models import keras
 from .settings import Settings
 
@@ -36,18 +36,9 @@ TARGET_DBFS = -30.0
 ENCODER_NAME = "ge2e"
 
 
-def band_widths(settings: Settings) -> np.ndarray:
-    """Half the width in Hz of each Slaney mel band: mel power times this, summed, is the power spectrum's sum."""
-    from .features import _hz_to_mel, _mel_to_hz
-
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(settings.fmin), _hz_to_mel(settings.fmax), settings.n_mels + 2))
-    return (edges[2:] - edges[:-2]) / 2.0
-
-
 def spectrum_to_mean_square(settings: Settings) -> float:
     """Factor from the sum of a frame's one-sided power spectrum (periodic Hann window) to its waveform's mean square."""
-    window = np.hanning(settings.n_fft + 1)[:-1]
-    return 2.0 / (settings.n_fft * float(np.sum(window**2)))
+    return 2.0 / (settings.n_fft * float(np.sum(hann_window(settings.n_fft) ** 2)))
 
 
 @keras.saving.register_keras_serializable(package="acoustics")
@@ -56,7 +47,7 @@ class MelPower(keras.layers.Layer):
     scaled to :data:`TARGET_DBFS`.
 
     ``mean`` and ``std`` are the model's :class:`~acoustics.training.Normalisation`; ``band_widths`` and
-    ``mean_square_factor`` come from the settings (:func:`band_widths`, :func:`spectrum_to_mean_square`).
+    ``mean_square_factor`` come from the settings (:meth:`for_settings` fills them in).
     """
 
     def __init__(self, mean, std, band_widths, mean_square_factor: float, target_dbfs: float = TARGET_DBFS, **kwargs):
@@ -72,6 +63,11 @@ class MelPower(keras.layers.Layer):
         self._bias = (np.asarray(self.mean) @ inverse).astype(np.float32)
         self._widths = (np.asarray(self.band_widths) * self.mean_square_factor).astype(np.float32)
         self._target = float(10.0 ** (self.target_dbfs / 10.0))
+
+    @classmethod
+    def for_settings(cls, settings: Settings, mean, std, **kwargs) -> "MelPower":
+        """The layer for windows of these feature settings normalised with ``mean`` and ``std``."""
+        return cls(mean, std, mel_band_widths(settings), spectrum_to_mean_square(settings), **kwargs)
 
     def call(self, inputs):
         ops = keras.ops
@@ -111,8 +107,7 @@ def build_encoder_network(settings: Settings, normalisation, *, fine_tune: bool 
     check_coefficients(cmn=normalisation.cmn, coefficients=normalisation.coefficients or settings.n_mfcc,
                        n_mfcc=settings.n_mfcc)
     inputs = keras.Input(shape=(settings.frames, settings.n_mfcc), name="mfcc_window")
-    power = MelPower(normalisation.mean, normalisation.std, band_widths(settings), spectrum_to_mean_square(settings),
-                     name="mel_power")(inputs)
+    power = MelPower.for_settings(settings, normalisation.mean, normalisation.std, name="mel_power")(inputs)
     ge2e = build_ge2e(weights)
     ge2e.trainable = bool(fine_tune)
     x = keras.layers.Dropout(0.2)(ge2e(power))
@@ -149,7 +144,7 @@ def embed_clips(matrices, settings: Settings, ge2e: keras.Model | None = None, *
     check_settings(settings)
     ge2e = build_ge2e() if ge2e is None else ge2e
     count = settings.n_mfcc
-    level = MelPower(np.zeros(count), np.ones(count), band_widths(settings), spectrum_to_mean_square(settings))
+    level = MelPower.for_settings(settings, np.zeros(count), np.ones(count))
     partials, owners = [], []
     for position, matrix in enumerate(matrices):
         matrix = np.asarray(matrix, dtype=np.float32)

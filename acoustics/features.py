@@ -49,21 +49,40 @@ def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
     return frequencies
 
 
+def mel_frequencies(n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """The ``n_mels + 2`` edges in Hz of the Slaney mel bands: band ``i`` rises from edge ``i``, peaks at
+    edge ``i + 1`` and falls to edge ``i + 2``."""
+    return _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+
+
+def mel_band_widths(settings: Settings) -> np.ndarray:
+    """Half the width in Hz of each of the settings' Slaney mel bands: a band's power times this is the
+    power spectrum it gathers (the filters' Slaney norm divided back out), so mel power times these
+    widths, summed, is the sum of the power spectrum."""
+    edges = mel_frequencies(settings.n_mels, settings.fmin, settings.fmax)
+    return (edges[2:] - edges[:-2]) / 2.0
+
+
+def hann_window(n_fft: int) -> np.ndarray:
+    """The periodic ("fftbins") Hann window of ``n_fft`` samples, as scipy.signal.get_window("hann", n_fft)."""
+    return np.hanning(n_fft + 1)[:-1]
+
+
 def mel_filter_bank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
     """Triangular mel filters with Slaney normalisation, shape (n_mels, 1 + n_fft // 2), float32.
 
     The same weights as ``librosa.filters.mel(sr=..., n_fft=..., n_mels=..., fmin=..., fmax=...)``.
     """
     fft_frequencies = np.fft.rfftfreq(n=n_fft, d=1.0 / sample_rate)
-    mel_frequencies = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
-    widths = np.diff(mel_frequencies)
-    ramps = np.subtract.outer(mel_frequencies, fft_frequencies)
+    mel_frequencies_hz = mel_frequencies(n_mels, fmin, fmax)
+    widths = np.diff(mel_frequencies_hz)
+    ramps = np.subtract.outer(mel_frequencies_hz, fft_frequencies)
     weights = np.zeros((n_mels, 1 + n_fft // 2), dtype=np.float32)
     for band in range(n_mels):
         rising = -ramps[band] / widths[band]
         falling = ramps[band + 2] / widths[band + 1]
         weights[band] = np.maximum(0, np.minimum(rising, falling))
-    weights *= (2.0 / (mel_frequencies[2 : n_mels + 2] - mel_frequencies[:n_mels]))[:, np.newaxis]
+    weights *= (2.0 / (mel_frequencies_hz[2 : n_mels + 2] - mel_frequencies_hz[:n_mels]))[:, np.newaxis]
     return weights
 
 
@@ -79,7 +98,7 @@ def _filters(settings_key: tuple) -> tuple:
     """(mel filter bank transposed (float32), periodic Hann window, DCT matrix (float64)), once per settings."""
     sample_rate, n_fft, n_mels, n_mfcc, fmin, fmax = settings_key
     mel_basis = mel_filter_bank(sample_rate, n_fft, n_mels, fmin, fmax)
-    window = np.hanning(n_fft + 1)[:-1]  # periodic ("fftbins") Hann, as scipy.signal.get_window("hann", n_fft)
+    window = hann_window(n_fft)
     return np.ascontiguousarray(mel_basis.T), window, dct_matrix(n_mels, n_mfcc)
 
 

@@ -229,8 +229,7 @@ def test_mel_power_from_stored_coefficients_is_librosas_at_minus_30_dbfs(spoken_
     signal = audio.trim_silence(signal, settings.trim_top_db)[: settings.frames * settings.hop_length + settings.n_fft]
     matrix = features.mfcc(signal * 0.05, settings)[: settings.frames]  # any level: the layer levels it
     normalisation = training.matrix_statistics([matrix], settings)
-    layer = encoder.MelPower(normalisation.mean, normalisation.std, encoder.band_widths(settings),
-                             encoder.spectrum_to_mean_square(settings))
+    layer = encoder.MelPower.for_settings(settings, normalisation.mean, normalisation.std)
     power = np.asarray(layer(normalisation.apply(matrix)[None]))[0]
     scaled = signal / np.sqrt(np.mean(signal**2)) * 10 ** (-30 / 20)
     expected = librosa.feature.melspectrogram(y=scaled, sr=16000, n_fft=400, hop_length=160, n_mels=40, center=False).T
