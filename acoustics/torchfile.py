@@ -60,8 +60,10 @@ def _rebuild_tensor(storage, offset, shape, stride, *unused):
 
 
 class _StorageType:
+    """A storage class the pickle names (``torch.FloatStorage``): only the type of its elements matters."""
+
     def __init__(self, name: str) -> None:
-        self.name, self.dtype = name, STORAGE_TYPES[name]
+        self.dtype = STORAGE_TYPES[name]
 
 
 class _Unpickler(pickle.Unpickler):
@@ -138,7 +140,7 @@ def _materialise(value):
     if isinstance(value, _Tensor):
         storage = value.storage
         itemsize = storage.dtype.itemsize
-        if value.shape and (min(value.shape) < 0 or value.offset < 0 or any(step < 0 for step in value.stride)):
+        if value.offset < 0 or any(size < 0 for size in value.shape) or any(step < 0 for step in value.stride):
             raise BadCheckpointError("a tensor with a negative size, offset or stride")
         last = value.offset + sum((size - 1) * step for size, step in zip(value.shape, value.stride)) if all(value.shape) else value.offset - 1
         if last >= storage.size:

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Accuracy benchmark across corpora: leave one corpus out, the networks against two baselines.
+"""Accuracy benchmark across corpora: leave one corpus out, the networks against three baselines.
 
 For each of EmoDB (10 German actors), RAVDESS (24 English actors), LibriSpeech (261 English readers)
 and speechocean762 (128 adults of Mandarin-accented English) in ../shared/data: train on the other three
-plus the espeak-ng demo corpus, and test on every clip of the held-out one. A few speakers of each training corpus (2 per sex) are kept out of training
-to fit the calibration temperature, as stage 4 does with its validation speakers. Every recording is
-prepared as stage 3 does (``preparation.clean_and_noisy``: load, trim, room noise at the settings'
-SNRs; ``features.mfcc``) but in memory, and every network trains through ``models.train_network``
+plus the espeak-ng demo corpus, and test on every clip of the held-out one. A few speakers of each
+training corpus (2 per sex) are kept out of training to fit the calibration temperature, as stage 4
+does with its validation speakers. Every recording is prepared as stage 3 does
+(``preparation.clean_and_noisy``: load, trim, room noise at the settings' SNRs; ``features.mfcc``) but
+in memory, and every network trains through ``models.train_network``
 with the project's :class:`~acoustics.recipe.Recipe` (``--recipe NAME=VALUE`` changes it).
 
 Test conditions (mixed at a power SNR with ``audio.mix_at_snr``): clean; white noise at 5 and 0 dB;
@@ -55,7 +56,8 @@ TRAIN_NOISE_SEED, TEST_NOISE_SEED = 0, 1000
 F0_RANGE = (60.0, 400.0)
 BASELINES = ("f0", "logreg", "encoder_logreg")
 #: Speakers whose label the corpus probably has wrong: every system, the pitch threshold too, calls every
-#: clip of theirs the other sex, and their median F0 is far on the other side (bench/README.md, row T):
+#: clip of theirs the other sex, and their median F0 (the values, in Hz) is far on the other side
+#: (bench/README.md, "Transfer learning"):
 #: labelled male at 220-250 Hz, labelled female at 105-127 Hz. They stay in every figure; the summary
 #: also gives the best model's clean accuracy without them.
 SUSPECT_LABELS = {"speechocean762/so762_2355": 220, "speechocean762/so762_2917": 236, "speechocean762/so762_3023": 250,
@@ -304,7 +306,7 @@ def score_rows(system, seed, held_out, probabilities, labels):
 
 def run_fold(held_out, clips, settings, recipe, networks, seeds, conditions, log):
     """Train on every corpus but ``held_out``; test on all its clips. Returns (rows, {system: clean P with the
-    first seed}, labels)."""
+    first seed}, labels, speakers of the test clips)."""
     from acoustics import models
 
     test = [clip for clip in clips if clip["corpus"] == held_out]
@@ -338,10 +340,11 @@ def run_fold(held_out, clips, settings, recipe, networks, seeds, conditions, log
             rows += score_rows(system, seed, held_out, final, labels)
             if seed == seeds[0]:
                 clean[system] = final["clean"]
+    speakers = [clip["speaker"] for clip in test]
     with open(RESULTS / f"probabilities_{held_out}.pickle", "wb") as handle:  # for later analysis of other ensembles
         pickle.dump({"labels": labels, "calibration_labels": calibration_labels, "networks": trained,
-                     "speakers": [clip["speaker"] for clip in test]}, handle)
-    return rows, clean, labels, [clip["speaker"] for clip in test]
+                     "speakers": speakers}, handle)
+    return rows, clean, labels, speakers
 
 
 def mean_of(members, conditions):
