@@ -33,8 +33,9 @@ class Recipe:
     networks : tuple of str
         The networks stage 4 trains, from :data:`NETWORKS`.
     epochs : int
-        Epochs of the networks that learn from scratch (cnn, lstm, cnnlstm): Adam's learning rate falls from ``learning_rate`` to 0 along a cosine
-        over them, and the last epoch's weights are kept (the validation speakers only measure).
+        Epochs of the networks that learn from scratch (cnn, lstm, cnnlstm): Adam's learning rate falls
+        from ``learning_rate`` to 0 along a cosine over them, and the last epoch's weights are kept (the
+        validation speakers only measure).
     learning_rate : float
         Adam's learning rate at the start of the cosine.
     width : float
