@@ -1,4 +1,7 @@
-"""Advisory locks (``fcntl.flock``) on small lock files, so that two stages never undo each other's work.
+"""Advisory locks on small lock files, so that two stages never undo each other's work.
+
+The locks are taken with portalocker: ``flock`` on Linux and macOS, ``LockFileEx`` on Windows (shared locks there
+need pywin32, which requirements.txt installs on Windows only).
 
 - :func:`hold_output_folder`: one ``train_models.py`` at a time writes into an ``--out`` folder, so
   that ``best.h5`` and the split stored in the database always belong to the same run. A second run
@@ -17,13 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import time
 from pathlib import Path
 from typing import Iterator, Optional
 
+import portalocker
+
 from .errors import AcousticsError, BadDatabaseError
+
+SHARED = portalocker.LockFlags.SHARED
+EXCLUSIVE = portalocker.LockFlags.EXCLUSIVE
 
 #: Seconds a training waits for a reset of its database (which deletes and creates it: milliseconds).
 RESET_WAIT_SECONDS = 30.0
@@ -40,7 +47,7 @@ def database_lock_path(database) -> Path:
 
 
 def _open_locked(path: Path, mode: int, *, wait_seconds: float = 0.0) -> Optional[int]:
-    """A descriptor of ``path`` (created if missing) locked with ``mode`` (``LOCK_SH`` or ``LOCK_EX``);
+    """A descriptor of ``path`` (created if missing) locked with ``mode`` (:data:`SHARED` or :data:`EXCLUSIVE`);
     None if another process holds a conflicting lock for longer than ``wait_seconds``. Raises OSError
     when the file cannot be made (EACCES, EROFS: callers treat that as nothing to guard).
 
@@ -49,13 +56,13 @@ def _open_locked(path: Path, mode: int, *, wait_seconds: float = 0.0) -> Optiona
     """
     deadline = time.monotonic() + wait_seconds
     while True:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         try:
             while True:
                 try:
-                    fcntl.flock(descriptor, mode | fcntl.LOCK_NB)
+                    portalocker.lock(descriptor, mode | portalocker.LockFlags.NON_BLOCKING)
                     break
-                except BlockingIOError:
+                except portalocker.AlreadyLocked:
                     if time.monotonic() >= deadline:
                         os.close(descriptor)
                         return None
@@ -79,8 +86,8 @@ def _release(path: Path, descriptor: int) -> None:
     if descriptor < 0:
         return
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        portalocker.lock(descriptor, EXCLUSIVE | portalocker.LockFlags.NON_BLOCKING)
+    except portalocker.AlreadyLocked:
         pass  # others still hold it (shared): the last of them removes it
     else:
         with contextlib.suppress(OSError):
@@ -127,7 +134,7 @@ def hold_output_folder(folder) -> Iterator[None]:
         raise AcousticsError(f"--out {folder}: cannot make the folder ({error.strerror}); choose another --out.") from None
     path = folder / ".train_models.lock"
     try:
-        descriptor = _open_locked(path, fcntl.LOCK_EX)
+        descriptor = _open_locked(path, EXCLUSIVE)
     except OSError as error:
         if not _cannot_lock(error):
             raise AcousticsError(f"--out {folder}: cannot write there ({error.strerror}); choose another --out.") from None
@@ -137,7 +144,8 @@ def hold_output_folder(folder) -> Iterator[None]:
     try:
         if descriptor >= 0:
             os.ftruncate(descriptor, 0)
-            os.pwrite(descriptor, f"{os.getpid()}\n".encode("ascii"), 0)
+            os.lseek(descriptor, 0, os.SEEK_SET)
+            os.write(descriptor, f"{os.getpid()}\n".encode("ascii"))
         yield
     finally:
         _release(path, descriptor)
@@ -152,7 +160,7 @@ def hold_database_for_training(database, *, wait_seconds: float = RESET_WAIT_SEC
     training runs, so that no reset deletes it meanwhile; waits up to ``wait_seconds`` for a reset
     under way."""
     path = database_lock_path(database)
-    descriptor = _try_lock(database, path, fcntl.LOCK_SH, wait_seconds)
+    descriptor = _try_lock(database, path, SHARED, wait_seconds)
     if descriptor is None:
         raise BusyError(f"{database}: it is being rebuilt (speech_prep.py --start-over or set_up_sql.py --reset) "
                         f"for more than {wait_seconds:g} s; wait for that to finish and run train_models.py again.")
@@ -167,7 +175,7 @@ def hold_database_for_reset(database) -> Iterator[None]:
     """Hold the feature database at ``database`` alone while it is deleted and made anew;
     :class:`BusyError` at once if a training reads it."""
     path = database_lock_path(database)
-    descriptor = _try_lock(database, path, fcntl.LOCK_EX, 0.0)
+    descriptor = _try_lock(database, path, EXCLUSIVE, 0.0)
     if descriptor is None:
         raise BusyError(f"{database}: train_models.py is training on this database, so its features are not deleted; "
                         "wait for the training to finish, or start over into another --db.")

@@ -491,6 +491,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=20)
     arguments = parser.parse_args(argv)
+    if not sys.platform.startswith("linux"):
+        print("Skipped: this bench kills stages with SIGKILL and reads /proc and getrusage, which it does on Linux only.")
+        return 2
     if not (EMODB / "labels.csv").exists():
         print(f"Skipped: EmoDB is not at {EMODB}.")
         return 2

@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import codecs
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -55,7 +54,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import termios
 import threading
 import time
 from dataclasses import dataclass
@@ -208,6 +206,9 @@ class Stage5:
         command = [sys.executable, str(ROOT / "implement_model.py"), *map(str, arguments)]
         self._master = None
         if live:
+            import fcntl  # POSIX only, like the pseudo-terminal itself: main() runs this bench on Linux alone
+            import termios
+
             self._master, slave = os.openpty()
             fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *TERMINAL, 0, 0))
             env = dict(env, TERM="xterm-256color", LINES=str(TERMINAL[0]), COLUMNS=str(TERMINAL[1]))
@@ -464,6 +465,10 @@ def parse_arguments(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
+    if not sys.platform.startswith("linux"):
+        print("Skipped: this bench plays speech through a PulseAudio virtual microphone and watches stage 5 in a "
+              "pseudo-terminal, which it does on Linux only.")
+        return 2
     if shutil.which("espeak-ng") is None or not pulseaudio_installed():
         print("Skipped: needs espeak-ng, pulseaudio, pulseaudio-utils and libasound2-plugins ('make install').")
         return 2
