@@ -1,16 +1,22 @@
 """Audio in and out: load any file to float32 mono at the settings' rate, check it, trim, mix noise.
 
+Files are read by libsndfile (WAV, FLAC, Ogg Vorbis and Opus, MP3, AIFF ...) and, where it cannot read them,
+by FFmpeg inside PyAV's wheels (m4a/AAC voice memos, mp4, mov, webm and mkv videos' sound track, wma, amr ...).
+Both give the same blocks to the same downmix and resampler (:func:`mono_blocks`).
+
 All signals are 1-D ``numpy.float32`` arrays in [-1, 1]; all durations are in seconds; levels in dBFS
 (0 dBFS is a full-scale sine's RMS times sqrt(2), i.e. RMS 1.0).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import scipy.fft
@@ -18,6 +24,15 @@ import soundfile
 
 from .errors import BadAudioError, BadParameterError, NoSpeechError
 
+#: The suffixes a folder (or an SVD zip) is searched for: what libsndfile or FFmpeg reads. Any other file named
+#: on the command line is tried too.
+AUDIO_SUFFIXES = frozenset({
+    ".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".caf",  # libsndfile
+    ".m4a", ".aac", ".mp4", ".m4b", ".mov", ".3gp", ".webm", ".mkv", ".mka", ".wma", ".amr",  # FFmpeg
+})
+#: The FFmpeg demuxers a file may be read with: plain audio and video containers. Playlists, concat lists and
+#: other formats that open further files or URLs are never used.
+FFMPEG_DEMUXERS = "mov,matroska,mp3,ogg,aac,wav,flac,asf,amr,caf,aiff,au,w64"
 #: Files longer than this (in seconds) are refused before they are read.
 MAX_FILE_SECONDS = 600.0
 #: Files of a higher sample rate (Hz) or more channels are refused from their header: nothing recorded
@@ -64,8 +79,11 @@ class AudioInfo:
     path: str
     sample_rate: int
     channels: int
+    #: From the header; an estimate from the stated duration for FFmpeg's containers (0 when none is stated).
     frames: int
     subtype: str
+    #: "libsndfile" or "ffmpeg": which library decodes the file.
+    decoder: str = "libsndfile"
 
     @property
     def duration_seconds(self) -> float:
@@ -84,19 +102,10 @@ def probe(path, *, max_seconds: float = MAX_FILE_SECONDS) -> AudioInfo:
     try:
         info = soundfile.info(str(path))
     except Exception:  # libsndfile raises its own error types, and RuntimeError/TypeError on odd headers
-        raise BadAudioError(
-            f"{path}: not a readable audio file (corrupt, or not audio); convert it to WAV, e.g. "
-            f"'sox \"{path}\" -r 16000 -c 1 out.wav'."
-        ) from None
-    if info.channels < 1 or info.samplerate < 1:
-        raise BadAudioError(f"{path}: the header declares {info.channels} channels at {info.samplerate} Hz; re-export the file.")
+        return _probe_ffmpeg(path, max_seconds)
+    _check_format(path, int(info.channels), int(info.samplerate))
     if info.frames <= 0:
         raise BadAudioError(f"{path}: the file holds no samples; record or copy it again.")
-    if info.samplerate > MAX_SAMPLE_RATE or info.channels > MAX_CHANNELS:
-        raise BadAudioError(
-            f"{path}: {info.channels} channels at {info.samplerate} Hz, above the limit of {MAX_CHANNELS} channels at "
-            f"{MAX_SAMPLE_RATE} Hz; convert it to mono 16 kHz, e.g. 'sox \"{path}\" -r 16000 -c 1 out.wav'."
-        )
     if info.format in ("WAV", "WAVEX"):
         declared = re.search(r"^data\s*:\s*(\d+) \(should be \d+\)", info.extra_info, re.MULTILINE)
         if declared and int(declared.group(1)) not in (0, 0xFFFFFFFF):  # 0 and 0xFFFFFFFF: streamed WAVs
@@ -104,11 +113,60 @@ def probe(path, *, max_seconds: float = MAX_FILE_SECONDS) -> AudioInfo:
                                 "copy or export it again.")
     duration = info.frames / info.samplerate
     if duration > max_seconds:
-        raise BadAudioError(
-            f"{path}: {_minutes(duration)} long, above the limit of {_minutes(max_seconds)}; "
-            "cut it into shorter clips (e.g. with 'sox in.wav out.wav trim 0 60 : newfile : restart')."
-        )
+        raise _too_long(path, duration, max_seconds)
     return AudioInfo(str(path), int(info.samplerate), int(info.channels), int(info.frames), str(info.subtype))
+
+
+def _check_format(path, channels: int, sample_rate: int) -> None:
+    """Refuse a header that declares no channels or no rate, or more than the limits."""
+    if channels < 1 or sample_rate < 1:
+        raise BadAudioError(f"{path}: the header declares {channels} channels at {sample_rate} Hz; re-export the file.")
+    if sample_rate > MAX_SAMPLE_RATE or channels > MAX_CHANNELS:
+        raise BadAudioError(
+            f"{path}: {channels} channels at {sample_rate} Hz, above the limit of {MAX_CHANNELS} channels at "
+            f"{MAX_SAMPLE_RATE} Hz; convert it to mono 16 kHz, e.g. 'sox \"{path}\" -r 16000 -c 1 out.wav'."
+        )
+
+
+def _too_long(path, seconds: float, max_seconds: float) -> BadAudioError:
+    return BadAudioError(
+        f"{path}: {_minutes(seconds)} long, above the limit of {_minutes(max_seconds)}; "
+        "cut it into shorter clips (e.g. with 'sox in.wav out.wav trim 0 60 : newfile : restart')."
+    )
+
+
+def _open_ffmpeg(handle):
+    """An FFmpeg container reading the open binary file ``handle``, with only :data:`FFMPEG_DEMUXERS`."""
+    import av  # imported here: 0.1 s that libsndfile's files never pay
+
+    return av.open(handle, options={"format_whitelist": FFMPEG_DEMUXERS})
+
+
+def _probe_ffmpeg(path: Path, max_seconds: float) -> AudioInfo:
+    """:func:`probe` for a file libsndfile cannot read: its first sound track, as FFmpeg sees it."""
+    try:
+        with open(path, "rb") as handle, _open_ffmpeg(handle) as container:
+            tracks = container.streams.audio
+            if not tracks:
+                raise BadAudioError(f"{path}: holds no sound track (a video without sound?); record or export it again with sound.")
+            track = tracks[0]
+            channels, sample_rate = len(track.layout.channels), int(track.rate or 0)
+            if track.duration:
+                seconds = float(track.duration * track.time_base)
+            else:
+                seconds = container.duration / 1_000_000 if container.duration else 0.0
+            codec = track.codec_context.name
+    except BadAudioError:
+        raise
+    except Exception:  # FFmpeg's error types for what no demuxer reads, and OSError
+        raise BadAudioError(
+            f"{path}: not a readable audio file (corrupt, or neither audio nor video); convert it to WAV, e.g. "
+            f"'sox \"{path}\" -r 16000 -c 1 out.wav', or export it again."
+        ) from None
+    _check_format(path, channels, sample_rate)
+    if seconds > max_seconds:
+        raise _too_long(path, seconds, max_seconds)
+    return AudioInfo(str(path), sample_rate, channels, int(round(seconds * sample_rate)), codec.upper(), "ffmpeg")
 
 
 def _minutes(seconds: float) -> str:
@@ -127,7 +185,7 @@ def resample(signal: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
 def load_audio(path, sample_rate: int, *, max_seconds: float = MAX_FILE_SECONDS) -> tuple:
     """Load ``path`` as float32 mono at ``sample_rate`` Hz.
 
-    Any format libsndfile reads (WAV of 8 to 32 bits, integer or float, FLAC, OGG ...), up to
+    Any format libsndfile or FFmpeg reads (WAV of 8 to 32 bits, integer or float, FLAC, OGG, MP3, m4a ...), up to
     :data:`MAX_CHANNELS` channels (averaged) at up to :data:`MAX_SAMPLE_RATE` Hz (resampled). It is
     decoded :data:`BLOCK_SECONDS` at a time, so memory grows with the output, not with the file's rate
     or channel count. Returns ``(signal, AudioInfo)``. Raises :class:`BadAudioError` with the file name
@@ -135,7 +193,7 @@ def load_audio(path, sample_rate: int, *, max_seconds: float = MAX_FILE_SECONDS)
     """
     info = probe(path, max_seconds=max_seconds)
     try:
-        signal = _decode(info, sample_rate)
+        signal = _decode(info, sample_rate, max_seconds)
     except BadAudioError:
         raise
     except MemoryError:
@@ -150,26 +208,74 @@ def load_audio(path, sample_rate: int, *, max_seconds: float = MAX_FILE_SECONDS)
     return signal, info
 
 
-def _decode(info: AudioInfo, sample_rate: int) -> np.ndarray:
-    """The file of ``info`` as float32 mono at ``sample_rate`` Hz, decoded, downmixed, clipped to
-    [-1, 1] and resampled (soxr, high quality) one block at a time."""
+def _decode(info: AudioInfo, sample_rate: int, max_seconds: float) -> np.ndarray:
+    """The file of ``info`` as one float32 mono array at ``sample_rate`` Hz (:func:`mono_blocks`)."""
+    pieces = list(mono_blocks(info, sample_rate, max_seconds=max_seconds))
+    return np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.zeros(0, dtype=np.float32)
+
+
+def mono_blocks(info: AudioInfo, sample_rate: int, *, max_seconds: float = math.inf,
+                block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+    """Yield the file of ``info`` (from :func:`probe`) as float32 mono blocks at ``sample_rate`` Hz, about
+    ``block_seconds`` each: channels averaged, clipped to [-1, 1] (float files may exceed full scale
+    slightly) and resampled by soxr's stream (high quality, no seams between blocks). Memory holds a block,
+    whatever the file's length. Raises :class:`BadAudioError` for NaN or infinite samples, or once more than
+    ``max_seconds`` of audio has been decoded (a container may state no duration, or a wrong one)."""
     import soxr  # a dependency of librosa; far faster than a per-file scipy filter design
 
     stream = None
     if info.sample_rate != sample_rate:
         stream = soxr.ResampleStream(info.sample_rate, sample_rate, 1, dtype="float32", quality="HQ")
-    pieces = []
-    block_frames = max(1024, int(info.sample_rate * BLOCK_SECONDS))
+    block_frames = max(1024, int(info.sample_rate * block_seconds))
+    limit, decoded = max_seconds * info.sample_rate, 0
+    for block in (_ffmpeg_blocks if info.decoder == "ffmpeg" else _libsndfile_blocks)(info, block_frames):
+        decoded += block.shape[0]
+        if decoded > limit:
+            raise _too_long(info.path, decoded / info.sample_rate, max_seconds)
+        if not np.isfinite(block).all():
+            raise BadAudioError(f"{info.path}: holds NaN or infinite samples; re-export it as 16-bit PCM WAV.")
+        mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+        mono = np.clip(mono, -1.0, 1.0)
+        if stream is not None:
+            mono = stream.resample_chunk(np.ascontiguousarray(mono))
+        if mono.size:
+            yield np.ascontiguousarray(mono, dtype=np.float32)
+    if stream is not None:
+        tail = stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        if tail.size:
+            yield tail.astype(np.float32, copy=False)
+
+
+def _libsndfile_blocks(info: AudioInfo, block_frames: int) -> Iterator[np.ndarray]:
+    """``(frames, channels)`` float32 blocks of ``block_frames`` read by libsndfile."""
     with soundfile.SoundFile(info.path) as handle:
-        for block in handle.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
-            if not np.isfinite(block).all():
-                raise BadAudioError(f"{info.path}: holds NaN or infinite samples; re-export it as 16-bit PCM WAV.")
-            mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
-            mono = np.clip(mono, -1.0, 1.0)  # float files may exceed full scale slightly
-            pieces.append(mono if stream is None else stream.resample_chunk(mono))
-    if stream is not None and pieces:
-        pieces.append(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
-    return np.concatenate(pieces).astype(np.float32, copy=False) if pieces else np.zeros(0, dtype=np.float32)
+        yield from handle.blocks(blocksize=block_frames, dtype="float32", always_2d=True)
+
+
+def _ffmpeg_blocks(info: AudioInfo, block_frames: int) -> Iterator[np.ndarray]:
+    """``(frames, channels)`` float32 blocks of at least ``block_frames`` (the last one shorter) of the first
+    sound track, decoded by FFmpeg and converted to interleaved float32 at the track's rate and layout."""
+    import av
+
+    with open(info.path, "rb") as handle, _open_ffmpeg(handle) as container:
+        track = container.streams.audio[0]
+        converter = av.AudioResampler(format="flt", layout=track.layout, rate=info.sample_rate)
+        pieces, held = [], 0
+        for frame in _with_end(container.decode(track)):
+            for piece in converter.resample(frame):
+                pieces.append(piece.to_ndarray().reshape(-1, info.channels))
+                held += pieces[-1].shape[0]
+            if held >= block_frames:
+                yield np.concatenate(pieces)
+                pieces, held = [], 0
+        if pieces:
+            yield np.concatenate(pieces)
+
+
+def _with_end(frames):
+    """``frames``, then None (which flushes FFmpeg's resampler)."""
+    yield from frames
+    yield None
 
 
 def level_dbfs(signal: np.ndarray) -> float:

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from .audio import AUDIO_SUFFIXES
 from .errors import AcousticsError, BadParameterError
 from .outputs import check_path_lengths
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
 SEX_LABELS = {"male": "male", "m": "male", "man": "male", "mann": "male", "maennlich": "male", "männlich": "male",
               "female": "female", "f": "female", "w": "female", "woman": "female", "frau": "female",
               "weiblich": "female"}

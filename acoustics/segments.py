@@ -122,35 +122,14 @@ class Segmentation:
 
 # Reading --------------------------------------------------------------------------------------------
 def read_blocks(path, sample_rate: int, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
-    """Yield ``path`` as float32 mono blocks at ``sample_rate`` Hz, about ``block_seconds`` each: channels
-    averaged, clipped to [-1, 1] and resampled by soxr's stream (no seams between blocks). Any length;
-    raises :class:`BadAudioError` for a file that is not usable audio."""
-    import soundfile
-
+    """Yield ``path`` as float32 mono blocks at ``sample_rate`` Hz, about ``block_seconds`` each
+    (:func:`audio.mono_blocks`), any length; raises :class:`BadAudioError` for a file that is not usable audio."""
     info = audio.probe(path, max_seconds=math.inf)
-    resampler = None
-    if info.sample_rate != sample_rate:
-        import soxr
-
-        resampler = soxr.ResampleStream(info.sample_rate, sample_rate, 1, dtype="float32", quality="HQ")
-    block = max(1, int(block_seconds * info.sample_rate))
     try:
-        with soundfile.SoundFile(info.path) as handle:
-            while True:
-                data = handle.read(block, dtype="float32", always_2d=True)
-                last = data.shape[0] < block
-                if not np.isfinite(data).all():
-                    raise BadAudioError(f"{path}: holds NaN or infinite samples; re-export it as 16-bit PCM WAV.")
-                signal = np.clip(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0], -1.0, 1.0)
-                if resampler is not None:
-                    signal = resampler.resample_chunk(np.ascontiguousarray(signal), last=last)
-                if signal.size:
-                    yield np.ascontiguousarray(signal, dtype=np.float32)
-                if last:
-                    return
+        yield from audio.mono_blocks(info, sample_rate, block_seconds=block_seconds)
     except BadAudioError:
         raise
-    except Exception:  # libsndfile's own error types for corrupt data
+    except Exception:  # libsndfile's and FFmpeg's own error types for corrupt data
         raise BadAudioError(f"{path}: the audio data is corrupt or cut short; copy or export the file again.") from None
 
 

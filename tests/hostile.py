@@ -54,7 +54,7 @@ def make_hostile_files(folder: Path) -> dict:
     add("2-empty.wav", "empty", lambda p: p.write_bytes(b""))
     add("3-truncated.wav", "cut short", lambda p: p.write_bytes(wav_header(1, 16000, 16, 64000) + b"\x01\x02" * 10))
     add("4-zero frames.wav", "no samples", lambda p: p.write_bytes(wav_header(1, 16000, 16, 0)))
-    add("5-zero channels.wav", "not a readable audio file", lambda p: p.write_bytes(wav_header(0, 16000, 16, 3200) + b"\x00" * 3200))
+    add("5-zero channels.wav", "declares 0 channels", lambda p: p.write_bytes(wav_header(0, 16000, 16, 3200) + b"\x00" * 3200))
     add("6-nan.wav", "NaN", lambda p: soundfile.write(p, np.where(np.arange(clean.size) % 100 == 0, np.nan, clean), rate, subtype="FLOAT"))
     add("7-inf.wav", "NaN or infinite", lambda p: soundfile.write(p, np.where(np.arange(clean.size) == 50, np.inf, clean), rate, subtype="FLOAT"))
     add("8-silent.wav", "silent", lambda p: soundfile.write(p, np.zeros(rate, dtype=np.float32), rate))

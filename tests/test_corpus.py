@@ -85,12 +85,12 @@ def test_find_svd_does_not_hang_on_a_symlink_loop(tmp_path):
 
 
 def test_audio_files_are_sorted_and_filtered(tmp_path):
-    for name in ["b.wav", "a.WAV", "c.ogg", "d.aiff", "e.aif", "f.flac", "g.mp4", "h.wav.txt", "i"]:
+    for name in ["b.wav", "a.WAV", "c.ogg", "d.aiff", "e.aif", "f.flac", "g.mp4", "h.wav.txt", "i", "j.M4A", "k.txt"]:
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "z").mkdir()
     (tmp_path / "z" / "0.wav").write_bytes(b"x")
     names = [path.relative_to(tmp_path).as_posix() for path in corpus.audio_files(tmp_path)]
-    assert names == ["a.WAV", "b.wav", "c.ogg", "d.aiff", "e.aif", "f.flac", "z/0.wav"]
+    assert names == ["a.WAV", "b.wav", "c.ogg", "d.aiff", "e.aif", "f.flac", "g.mp4", "j.M4A", "z/0.wav"]
 
 
 # Manifests -------------------------------------------------------------------------------------
