@@ -1,4 +1,4 @@
-# Two commands do everything on a fresh Debian machine (as root, or with sudo):
+# Two commands do everything on a fresh Debian machine (as root, or with sudo), and on macOS with Homebrew:
 #   make demo   installs what is missing, then runs all five stages on the built-in demo corpus
 #   make test   installs what is missing, then runs the tests
 SHELL := /bin/bash
@@ -15,6 +15,10 @@ export OPENBLAS_NUM_THREADS := 1
 install: system-packages $(VENV)/.installed
 
 system-packages:
+ifeq ($(shell uname -s),Darwin)
+	@command -v brew >/dev/null || { echo "Homebrew is missing: install it from https://brew.sh, then run make again."; exit 1; }
+	@for package in portaudio espeak-ng; do brew list $$package >/dev/null 2>&1 || brew install $$package; done
+else
 	@missing=""; for package in $(APT_PACKAGES); do dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; done; \
 	$(PYTHON) -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	$(PYTHON) -c 'import os, sysconfig; raise SystemExit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' || missing="$$missing python3-dev"; \
@@ -22,6 +26,7 @@ system-packages:
 	  echo "Installing system packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endif
 
 $(VENV)/.installed: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

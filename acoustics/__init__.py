@@ -5,9 +5,9 @@ recipe     - the frozen Recipe object (every training parameter), its JSON form,
 errors     - AcousticsError and its subclasses; the message is the line a person reads
 outputs    - output paths checked before any work (never over an input, a database or a model), atomic writes
 noise      - stage 2's background noise: its settings, from a file or synthetic, level checks, the WAV
-audio      - load any audio file to float32 mono at the settings' rate, trim, mix at an SNR, levels
+audio      - load any audio or video file (libsndfile, else FFmpeg) to float32 mono at the settings' rate, trim, mix at an SNR
 features   - MFCCs (fast, librosa-exact) and fixed-size frame windows for the models
-corpus     - find labelled recordings (SVD export, CSV manifest, zips) and make the demo corpus
+corpus     - find labelled recordings (SVD export, CSV manifest, zips) and make the demo corpus (real voices without espeak-ng)
 identity   - one recording one row, one person one speaker: listings sorted before stage 3 stores them
 preparation- stage 3's work on one recording, and the worker pool for a corpus
 storing    - stage 3's run: database under the requested SNRs, the noise registered, tasks sorted, batches stored
@@ -31,6 +31,7 @@ compare    - two models side by side on labelled voices
 segments   - who speaks when: male, female and no_speech segments of long recordings
 segmentreport - --segments over many files: their lines, CSV rows, timeline pictures and totals
 plots      - the pictures each stage saves
+setup      - python -m acoustics.setup: what this computer has and lacks, with the command that installs each part
 """
 
 __version__ = "1.0.0"

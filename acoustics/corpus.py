@@ -6,7 +6,8 @@ Three kinds of corpus, each giving a list of :class:`LabelledRecording`:
   whose speaker id is the file name's prefix before ``-`` (``1234-phrase.wav`` -> speaker ``1234``);
 - a CSV manifest with columns ``path,sex,speaker`` (``file,gender,speaker_id`` as in EmoDB's
   ``labels.csv`` are accepted too); paths are relative to the manifest's folder;
-- the demo corpus, spoken by espeak-ng (and MBROLA voices where installed) into ``data/demo_corpus/``.
+- the demo corpus, spoken by espeak-ng (and MBROLA voices where installed) into ``data/demo_corpus/``; where
+  espeak-ng is missing, a demo corpus of real voices (EmoDB's actors in ``../shared/data``) instead.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Iterable
 from .audio import AUDIO_SUFFIXES
 from .errors import AcousticsError, BadParameterError
 from .outputs import check_path_lengths
+from .setup import espeak_program, install_command
 
 SEX_LABELS = {"male": "male", "m": "male", "man": "male", "mann": "male", "maennlich": "male", "männlich": "male",
               "female": "female", "f": "female", "w": "female", "woman": "female", "frau": "female",
@@ -226,6 +228,61 @@ def _manifest_row(raw_path, sex_label, raw_speaker, manifest: Path):
     return path_too_long(path) or (path, sex, speaker)
 
 
+#: The real voices the demo is made of where espeak-ng is missing: EmoDB's ten actors beside the repository.
+REAL_DEMO_MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "emodb" / "labels.csv"
+#: Clips of each training speaker in such a demo, and of each of its two holdout speakers (one per sex).
+REAL_DEMO_CLIPS = 12
+REAL_DEMO_HOLDOUT_CLIPS = 3
+#: The file that marks a demo corpus of real voices; it holds the corpus name of their speakers.
+REAL_DEMO_MARK = "real_voices.txt"
+
+
+def demo_source(folder) -> tuple:
+    """``(source, synthetic)`` of the demo corpus in ``folder``: ("demo", True) for espeak-ng's voices, or the
+    real corpus's name and False."""
+    mark = Path(folder) / REAL_DEMO_MARK
+    if mark.exists():
+        return mark.read_text(encoding="utf-8").split()[0], False
+    return "demo", True
+
+
+def make_real_demo_corpus(folder: Path, source_manifest: Path) -> Path:
+    """A demo corpus of real voices in ``folder``: the last speaker of each sex of ``source_manifest`` (by
+    speaker name) gives :data:`REAL_DEMO_HOLDOUT_CLIPS` clips copied into ``holdout/``; every other speaker
+    gives :data:`REAL_DEMO_CLIPS` clips, listed (not copied) in ``manifest.csv``. Returns the manifest."""
+    recordings, _ = read_manifest(source_manifest)
+    by_speaker = {}
+    for recording in sorted(recordings, key=lambda item: (item.speaker, str(item.path))):
+        by_speaker.setdefault(recording.speaker, []).append(recording)
+    holdout = {sex: max(speaker for speaker, clips in by_speaker.items() if clips[0].sex == sex) for sex in ("male", "female")
+               if any(clips[0].sex == sex for clips in by_speaker.values())}
+    (folder / "holdout").mkdir(parents=True, exist_ok=True)
+    rows = ["path,sex,speaker"]
+    for speaker, clips in by_speaker.items():
+        if speaker in holdout.values():
+            for number, clip in enumerate(_evenly(clips, REAL_DEMO_HOLDOUT_CLIPS), start=1):
+                target = folder / "holdout" / f"{clip.sex}-{speaker}-{number}{clip.path.suffix.lower()}"
+                temporary = target.with_name(f".{target.name}.tmp")
+                shutil.copyfile(clip.path, temporary)
+                os.replace(temporary, target)
+        else:
+            rows += [f'"{clip.path.resolve()}",{clip.sex},{speaker}' for clip in _evenly(clips, REAL_DEMO_CLIPS)]
+    source = source_manifest.parent.name or "real"
+    (folder / REAL_DEMO_MARK).write_text(f"{source}\nReal voices from {source_manifest}, because espeak-ng is not installed.\n",
+                                         encoding="utf-8")
+    temporary_manifest = folder / ".manifest.csv.tmp"
+    temporary_manifest.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    os.replace(temporary_manifest, folder / "manifest.csv")  # written last: its presence means the corpus is whole
+    return folder / "manifest.csv"
+
+
+def _evenly(items: list, count: int) -> list:
+    """``count`` of ``items`` spread evenly over them (all of them if there are fewer)."""
+    if len(items) <= count:
+        return list(items)
+    return [items[round(index * (len(items) - 1) / (count - 1))] for index in range(count)] if count > 1 else items[:1]
+
+
 def mbrola_voices() -> dict:
     """The optional MBROLA German voices that are installed: {voice: sex}."""
     return {voice: sex for voice, sex in MBROLA_VOICES.items()
@@ -233,22 +290,27 @@ def mbrola_voices() -> dict:
 
 
 def _speak(text: str, path: Path, voice: str, pitch: int, speed: int) -> None:
-    subprocess.run(["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed), "-w", str(path), text],
+    subprocess.run([espeak_program() or "espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed), "-w", str(path), text],
                    check=True, capture_output=True, timeout=60)
 
 
-def make_demo_corpus(folder, *, progress=None) -> Path:
+def make_demo_corpus(folder, *, progress=None, real_voices: Path = REAL_DEMO_MANIFEST) -> Path:
     """Speak the demo corpus into ``folder`` (once) and return its manifest ``folder/manifest.csv``.
 
     Layout: ``male/`` and ``female/`` (training speakers), ``holdout/`` (voices no training speaker
-    has, for stage 5), ``manifest.csv`` (path,sex,speaker). Existing files are reused.
+    has, for stage 5), ``manifest.csv`` (path,sex,speaker). Existing files are reused. Where espeak-ng is
+    missing, the demo is made of the real voices of the manifest ``real_voices`` instead
+    (:func:`make_real_demo_corpus`); where that is missing too, :class:`AcousticsError` says how to get espeak-ng.
     """
     folder = Path(folder)
     manifest = folder / "manifest.csv"
     if manifest.exists():
         return manifest
-    if shutil.which("espeak-ng") is None:
-        raise AcousticsError("espeak-ng is not installed, so the demo corpus cannot be spoken; run 'make install'.")
+    if espeak_program() is None:
+        if Path(real_voices).exists():
+            return make_real_demo_corpus(folder, Path(real_voices))
+        raise AcousticsError(f"espeak-ng is not installed, so the demo corpus cannot be spoken; {install_command('espeak-ng')}; "
+                             "or give recordings of real voices with --manifest FILE.")
     speakers = [(voice, pitch, speed, "male") for voice, pitch, speed in DEMO_MALE]
     speakers += [(voice, pitch, speed, "female") for voice, pitch, speed in DEMO_FEMALE]
     for voice, sex in mbrola_voices().items():
@@ -411,8 +473,8 @@ def make_babble_voices(folder) -> list:
     Mix them with :func:`acoustics.audio.babble_noise` to get babble (several voices at once).
     """
     folder = Path(folder)
-    if shutil.which("espeak-ng") is None:
-        raise AcousticsError("espeak-ng is not installed, so no babble can be spoken; run 'make install'.")
+    if espeak_program() is None:
+        raise AcousticsError(f"espeak-ng is not installed, so no babble can be spoken; {install_command('espeak-ng')}.")
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for voice, pitch, speed, sex in BABBLE_TALKERS:

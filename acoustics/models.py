@@ -51,7 +51,10 @@ def _import_keras_quietly():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with stderr_silenced():
         import keras
-        import tensorflow  # noqa: F401  (the backend: its notices come at first import)
+        import tensorflow  # (the backend: its notices come at first import)
+    # Its Python warnings (e.g. "triggered tf.function retracing" when predictions take batches of a few
+    # sizes, see predict_windows) speak to TensorFlow's developers, not to attendees; errors still show.
+    tensorflow.get_logger().setLevel("ERROR")
     return keras
 
 

@@ -15,7 +15,7 @@ from conftest import one_line
 
 from acoustics import audio, corpus, preparation
 from acoustics.corpus import LabelledRecording
-from acoustics.errors import BadAudioError, BadParameterError
+from acoustics.errors import AcousticsError, BadAudioError, BadParameterError
 
 
 def write_clip(path: Path, seconds: float = 0.1, rate: int = 16000) -> Path:
@@ -309,6 +309,31 @@ def test_demo_corpus_after_an_interruption_only_speaks_what_is_missing(demo_corp
     assert missing.is_file()
     assert {path: after[path] for path in before} == before
     assert set(after) - set(before) == {missing, manifest}
+
+
+def test_without_espeak_ng_the_demo_is_made_of_real_voices(emodb_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no espeak-ng on it
+    folder = tmp_path / "demo_corpus"
+    manifest = corpus.make_demo_corpus(folder, real_voices=emodb_dir / "labels.csv")
+    assert corpus.demo_source(folder) == ("emodb", False)
+    recordings, skipped = corpus.read_manifest(manifest, source="emodb")
+    assert skipped == [] and all(recording.path.is_file() for recording in recordings)
+    per_speaker = Counter(recording.speaker for recording in recordings)
+    assert len(per_speaker) == 8 and set(per_speaker.values()) == {corpus.REAL_DEMO_CLIPS}
+    holdout = sorted((folder / "holdout").iterdir())
+    assert Counter(path.name.split("-")[0] for path in holdout) == {"male": 3, "female": 3}
+    held_speakers = {path.name.split("-")[1] for path in holdout}
+    assert not held_speakers & set(per_speaker)  # held-out voices are not training data
+    assert not list(folder.rglob(".*"))
+    assert corpus.make_demo_corpus(folder, real_voices=emodb_dir / "labels.csv") == manifest
+
+
+def test_without_espeak_ng_or_real_voices_the_demo_says_how_to_get_espeak_ng(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(AcousticsError) as caught:
+        corpus.make_demo_corpus(tmp_path / "demo_corpus", real_voices=tmp_path / "missing" / "labels.csv")
+    one_line(caught.value, "espeak-ng is not installed", "install with:", "--manifest FILE")
+    assert not (tmp_path / "demo_corpus" / "manifest.csv").exists()
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le-bom", "utf-16-be-bom", "utf-32"])
