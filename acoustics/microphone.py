@@ -24,6 +24,7 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
+from .audio import DCBlocker
 from .errors import BadParameterError, NoInputDeviceError
 
 #: Length of one read from the device in seconds.
@@ -141,6 +142,7 @@ class Microphone:
         self._started = False
         self._exit_stack: Optional[contextlib.ExitStack] = None
         self._stream = None
+        self._dc_blocker = DCBlocker(sample_rate)  # as every file is read: no DC offset reaches the features
 
     def __enter__(self) -> "Microphone":
         with contextlib.ExitStack() as stack:
@@ -203,7 +205,8 @@ class Microphone:
         )
 
     def read(self) -> np.ndarray:
-        """The next chunk of :attr:`chunk_samples` samples as float32 (waits until it is recorded)."""
+        """The next chunk of :attr:`chunk_samples` samples as float32 without DC offset (:class:`~acoustics.audio.DCBlocker`;
+        waits until it is recorded)."""
         self._wait_for_chunk()
         try:
             data = self._stream.read(self.chunk_samples, exception_on_overflow=False)
@@ -213,7 +216,7 @@ class Microphone:
             self._started = True
             if self._on_start is not None:
                 self._on_start()
-        return np.frombuffer(data, dtype=np.int16).astype(np.float32) / FULL_SCALE
+        return self._dc_blocker(np.frombuffer(data, dtype=np.int16).astype(np.float32) / FULL_SCALE)
 
     def record(self, seconds: float, progress: Optional[Callable[[float, float], None]] = None) -> np.ndarray:
         """Exactly ``seconds`` of sound; ``progress(seconds_recorded, seconds)`` is called after each chunk."""

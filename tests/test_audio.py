@@ -90,7 +90,7 @@ def test_load_audio_gives_float32_mono_at_16k(tmp_path, name, rate, channels, su
     assert info.duration_seconds == pytest.approx(seconds, abs=1 / rate)
     assert info.subtype == subtype
     assert abs(dominant_frequency(signal, RATE) - 440) < 1.0
-    expected = channel_signals(RATE, channels, seconds).mean(axis=1)  # the average of the channels, at 16 kHz
+    expected = audio.DCBlocker(RATE)(channel_signals(RATE, channels, seconds).mean(axis=1))  # the channels' average
     middle = slice(800, signal.size - 800)  # away from resampling edge effects
     if tolerance is not None:
         assert np.abs(signal - expected[: signal.size]).max() <= tolerance
@@ -101,13 +101,39 @@ def test_load_audio_gives_float32_mono_at_16k(tmp_path, name, rate, channels, su
         assert rms(signal[middle]) == pytest.approx(rms(expected[middle]), rel=0.02)
 
 
+@pytest.mark.parametrize("rate", [16000, 44100])
+@pytest.mark.parametrize("block", [1, 777, 1024, 5000, 100_000])
+def test_the_dc_blocker_is_scipy_lfilter_in_blocks_of_any_size(rate, block):
+    import scipy.signal
+
+    signal = (np.random.default_rng(3).normal(0, 0.1, 3 * rate) + 0.12).astype(np.float32)
+    blocker = audio.DCBlocker(rate)
+    numerator, denominator = blocker.gain * np.array([1.0, -1.0]), np.array([1.0, -blocker.pole])
+    expected, _ = scipy.signal.lfilter(numerator, denominator, signal.astype(np.float64),
+                                       zi=scipy.signal.lfilter_zi(numerator, denominator) * signal[0])
+    blocked = np.concatenate([blocker(signal[start:start + block]) for start in range(0, signal.size, block)])
+    np.testing.assert_allclose(blocked, expected, atol=1e-6)
+    assert abs(blocked[rate // 10:].mean()) < 1e-3  # the offset is gone after 0.1 s, and there is no step before
+
+
+def test_a_dc_offset_is_taken_out_and_the_speech_band_kept(tmp_path, spoken_clips):
+    speech, _ = audio.load_audio(spoken_clips["male"], RATE)
+    path = tmp_path / "offset.wav"
+    soundfile.write(path, np.clip(speech + 0.15, -1, 1), RATE, subtype="PCM_16")
+    loaded, _ = audio.load_audio(path, RATE)
+    assert abs(loaded.mean()) < 2e-3
+    assert audio.level_dbfs(loaded) == pytest.approx(audio.level_dbfs(speech), abs=0.2)
+    a, b = features.mfcc(loaded, Settings()), features.mfcc(speech, Settings())
+    assert np.median(np.abs(a[:, 1:] - b[:, 1:])) < 0.5  # the same spectral shape, frame by frame
+
+
 def test_stereo_is_the_average_of_the_channels(tmp_path):
     left, right = tone(440, 0.5, RATE, 0.8), tone(440, 0.5, RATE, 0.2)
     path = tmp_path / "stereo.wav"
     soundfile.write(path, np.stack([left, right], axis=1), RATE, subtype="FLOAT")
     signal, info = audio.load_audio(path, RATE)
     assert info.channels == 2
-    np.testing.assert_allclose(signal, (left + right) / 2, atol=1e-7)
+    np.testing.assert_allclose(signal, audio.DCBlocker(RATE)((left + right) / 2), atol=1e-7)
 
 
 def test_float_file_above_full_scale_is_clipped_to_one(tmp_path):
@@ -619,7 +645,7 @@ def test_write_wav_round_trip_and_leaves_no_temporary_files(tmp_path):
     info = soundfile.info(str(path))
     assert (info.samplerate, info.channels, info.subtype, info.format) == (RATE, 1, "PCM_16", "WAV")
     loaded, _ = audio.load_audio(path, RATE)
-    np.testing.assert_allclose(loaded, signal, atol=1 / 32768 + 1e-6)
+    np.testing.assert_allclose(loaded, audio.DCBlocker(RATE)(signal), atol=1 / 32768 + 1e-6)
 
 
 def test_write_wav_clips_to_full_scale(tmp_path):

@@ -119,3 +119,18 @@ def test_a_damaged_container_gets_one_line(every_format, tmp_path, damage):
         one_line(error, path)
     else:  # FFmpeg may decode what survives, as players do
         assert np.isfinite(signal).all() and signal.size < 4 * RATE
+
+
+def test_a_recording_off_zero_gets_the_verdict_of_the_same_speech_on_zero(speech, tmp_path):
+    """Some microphones and files sit off zero (a DC offset); the offset is taken out as the file is read."""
+    import soundfile
+
+    centred, offset = tmp_path / "centred.wav", tmp_path / "offset.wav"
+    soundfile.write(centred, speech, RATE, subtype="PCM_16")
+    soundfile.write(offset, np.clip(speech - 0.12, -1, 1), RATE, subtype="PCM_16")
+    table = tmp_path / "verdicts.csv"
+    done = run_stage("implement_model.py", centred, offset, "--csv", table, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with open(table, newline="", encoding="utf-8") as handle:
+        p_male = {row["path"]: float(row["p_male"]) for row in csv.DictReader(handle)}
+    assert abs(p_male[str(centred)] - p_male[str(offset)]) < 0.02, p_male

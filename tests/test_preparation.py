@@ -229,7 +229,7 @@ def test_prepare_keeps_poor_but_audible_speech_with_its_note(kind, note, clips, 
     assert len(item["variants"]) == 1 + len(SETTINGS.snrs_db)
 
 
-@pytest.mark.parametrize("kind, reason", [("constant value", "no speech detected"), ("440 Hz sine", "no speech detected"),
+@pytest.mark.parametrize("kind, reason", [("constant value", "silent"), ("440 Hz sine", "no speech detected"),
                                           ("white noise", "no speech detected")])
 def test_prepare_still_skips_sound_without_speech(kind, reason, noise, tmp_path):
     seconds = np.arange(2 * RATE) / RATE

@@ -190,7 +190,7 @@ def test_a_long_file_streams_in_bounded_memory_and_agrees_with_one_piece(voices,
     streamed, long_peak = peak_memory(lambda: segments.segment_file(StubModel(), metadata, long))
     signal_bytes = soundfile.info(str(long)).frames * 4
     assert long_peak < short_peak + 8e6 and long_peak < signal_bytes / 3, (short_peak, long_peak, signal_bytes)
-    signal, _ = soundfile.read(long, dtype="float32")
+    signal = audio.DCBlocker(RATE)(soundfile.read(long, dtype="float32")[0])  # as every file is read
     whole = segments.segment_signal(StubModel(), metadata, signal, chunk_seconds=7.3)
     assert len(streamed.segments) == len(whole.segments) > 500
     for a, b in zip(streamed.segments, whole.segments):

@@ -36,7 +36,7 @@ def small_corpus(tmp_path_factory) -> Path:
     (folder / "text.wav").write_text("this is not audio\n")
     (folder / "empty.wav").write_bytes(b"")
     soundfile.write(folder / "silent.wav", np.zeros(16000, dtype=np.float32), 16000)
-    soundfile.write(folder / "tiny.wav", np.full(16, 0.5, dtype=np.float32), 16000)
+    soundfile.write(folder / "tiny.wav", np.resize([0.25, -0.25], 16).astype(np.float32), 16000)  # 1 ms of sound
     tone = np.clip(4 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000), -1, 1)
     soundfile.write(folder / "clipped.wav", tone, 16000)
     for name in ("text.wav", "empty.wav", "silent.wav", "tiny.wav", "clipped.wav", "missing.wav"):
