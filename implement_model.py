@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from acoustics import outputs
-from acoustics.errors import AcousticsError, reason_of
+from acoustics.errors import AcousticsError, reason_of, shown
 from acoustics.microphone import STREAM_PAUSE_SECONDS, UTTERANCE_PAUSE_SECONDS
 from acoustics.settings import Paths, non_negative_integer
 
@@ -170,7 +170,7 @@ def classify_files(arguments, loader) -> int:
     results = []
     with progress_bar(len(paths)) as bar:
         for path, result in fileverdicts.file_verdicts(model, metadata, paths):
-            bar.write(fileverdicts.json_line(path, result) if arguments.json else f"{path}: {result.sentence()}",
+            bar.write(fileverdicts.json_line(path, result) if arguments.json else f"{shown(path)}: {result.sentence()}",
                       file=sys.stdout)
             if arguments.json:
                 sys.stdout.flush()  # each object reaches a program that reads them as soon as it is known
@@ -178,7 +178,7 @@ def classify_files(arguments, loader) -> int:
             results.append(result)
     if arguments.csv:
         fileverdicts.write_csv(arguments.csv, paths, results)
-        print(f"Wrote {len(results)} rows to {arguments.csv}.", file=report_stream(arguments))
+        print(f"Wrote {len(results)} rows to {shown(arguments.csv)}.", file=report_stream(arguments))
     print(fileverdicts.summary_line(results), file=report_stream(arguments))
     return 0
 
@@ -211,7 +211,7 @@ def segment_files(arguments, loader) -> int:
         try:
             result = segments.segment_file(model, metadata, path)
         except AcousticsError as error:
-            print(f"{path}: no segments: {reason_of(error, path)}", flush=True)
+            print(f"{shown(path)}: no segments: {reason_of(error, path)}", flush=True)
             continue
         print("\n".join(report.add(path, result)), flush=True)
         warning = "" if arguments.no_save else report.save_timeline(path, result)
@@ -219,7 +219,7 @@ def segment_files(arguments, loader) -> int:
             print(warning, file=sys.stderr)
     if arguments.csv:
         report.write_csv(arguments.csv)
-        print(f"Wrote {len(report.rows)} rows to {arguments.csv}.")
+        print(f"Wrote {len(report.rows)} rows to {shown(arguments.csv)}.")
     if report.pictures:
         print(f"Saved {len(report.pictures)} timeline picture{'s' if len(report.pictures) != 1 else ''} in {report.folder}.")
     print(report.totals_line(len(paths)))

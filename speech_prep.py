@@ -18,7 +18,7 @@ import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # BLAS threads fight on small machines
 
-from acoustics.errors import AcousticsError
+from acoustics.errors import AcousticsError, shown
 from acoustics.settings import Paths, command_line, corpus_name, non_negative_integer
 
 EXAMPLES = """examples:
@@ -187,7 +187,7 @@ def print_some(heading: str, items: list, *, most: int = 20) -> None:
     if items:
         print(f"\n{heading}:")
         for path, why in items[:most]:
-            print(f"  {path}: {why}")
+            print(f"  {shown(path)}: {shown(why)}")
         if len(items) > most:
             print(f"  ... and {len(items) - most} more.")
 

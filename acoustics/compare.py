@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .corpus import read_manifest
+from .errors import shown
 
 
 def labelled_sample(manifest, count: int, seed: int) -> tuple:
@@ -53,7 +54,7 @@ def column_name(metadata: dict, path) -> str:
     """A model as its column is headed: "reference (PATH)" for the shipped model, else "NAME (PATH)"."""
     from .verdict import REFERENCE_MODEL, same_file
 
-    return f"{'reference' if same_file(path, REFERENCE_MODEL) else metadata['model_name']} ({path})"
+    return f"{'reference' if same_file(path, REFERENCE_MODEL) else metadata['model_name']} ({shown(path)})"
 
 
 def report(models, paths, truths) -> list:
@@ -65,7 +66,7 @@ def report(models, paths, truths) -> list:
     names = [column_name(metadata, path) for _, metadata, path in models]
     results = [[result for _, result in file_verdicts(model, metadata, paths)] for model, metadata, _ in models]
     lines = table(paths, truths, names, results)
-    lines += [f"{path}: {result.note}" for path, result in zip(paths, results[0]) if result.label is None]
+    lines += [f"{shown(path)}: {result.note}" for path, result in zip(paths, results[0]) if result.label is None]
     first, second = (describe_provenance(metadata) for _, metadata, _ in models)
     lines.append(f"\n{len(paths)} recordings. The first model {first}; the second {second}.")
     return lines + [score_line(name, model_results, truths) for name, model_results in zip(names, results)]
@@ -74,12 +75,12 @@ def report(models, paths, truths) -> list:
 def table(paths, truths, names, verdicts) -> list:
     """Lines of a side-by-side table: each file, its true sex, and each model's verdict (``verdicts``:
     one list of :class:`~acoustics.verdict.Verdict` per model, in the order of ``names``)."""
-    width = max([len(Path(path).name) for path in paths] + [4])
+    width = max([len(shown(Path(path).name)) for path in paths] + [4])
     columns = max(len(name) for name in names + ["probability 0.00, wrong"])
     lines = [f"{'file':<{width}}  {'truth':<6}  " + "  ".join(f"{name:<{columns}}" for name in names)]
     for position, (path, truth) in enumerate(zip(paths, truths)):
         cells = [_cell(results[position], truth) for results in verdicts]
-        lines.append(f"{Path(path).name:<{width}}  {truth or '?':<6}  " + "  ".join(f"{cell:<{columns}}" for cell in cells))
+        lines.append(f"{shown(Path(path).name):<{width}}  {truth or '?':<6}  " + "  ".join(f"{cell:<{columns}}" for cell in cells))
     return lines
 
 

@@ -8,7 +8,11 @@ import unicodedata
 
 
 class AcousticsError(Exception):
-    """Base class: something the person can fix. ``str(error)`` says what and how."""
+    """Base class: something the person can fix. ``str(error)`` says what and how, in one line whose file
+    names cannot write to the terminal (:func:`shown`)."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*(shown(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class BadParameterError(AcousticsError, ValueError):
@@ -45,8 +49,25 @@ class NotEnoughDataError(AcousticsError):
 
 def reason_of(error: Exception, path) -> str:
     """The message of ``error`` without its leading ``"<path>: "`` (for lists that name the file already)."""
-    message, prefix = str(error), f"{path}: "
+    message, prefix = str(error), f"{shown(path)}: "
     return message[len(prefix):] if message.startswith(prefix) else message
+
+
+def shown(text) -> str:
+    """``text`` (a file name, a message that holds one) as it may reach a terminal, escaped as ``ls -b`` does:
+    control and format characters (ESC, carriage return, newlines, bidi overrides) as Python writes them
+    (``\\x1b``, ``\\r``, ``\\u202e``), and each byte of a name that is not UTF-8 (which Python holds as a
+    surrogate escape) as ``\\xff``. So a file named to look like a verdict line prints as what it is."""
+    characters = []
+    for character in str(text):
+        code = ord(character)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte of a name that is not UTF-8 (os.fsdecode's surrogateescape)
+            characters.append(f"\\x{code - 0xDC00:02x}")
+        elif unicodedata.category(character)[0] == "C":
+            characters.append(character.encode("unicode_escape", "backslashreplace").decode("ascii"))
+        else:
+            characters.append(character)
+    return "".join(characters)
 
 
 def printable(text) -> str:

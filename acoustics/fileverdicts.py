@@ -93,15 +93,24 @@ def json_line(path, result) -> str:
 
     record = record_of(path, result)
     record["label"] = record["label"] or None
-    return json.dumps({key: record[key] for key in JSON_KEYS}, ensure_ascii=False)
+    text = json.dumps({key: record[key] for key in JSON_KEYS}, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a name that is not UTF-8: its bytes as \udcXX escapes, which json.loads and
+        text = json.dumps({key: record[key] for key in JSON_KEYS})  # os.fsencode turn back into the name
+    return text
 
 
 def write_csv(path, paths, results) -> None:
-    """Write one row per file (:data:`CSV_COLUMNS`, values as :func:`record_of`) to ``path``, atomically."""
+    """Write one row per file (:data:`CSV_COLUMNS`, values as :func:`record_of`) to ``path``, atomically, in
+    UTF-8 with CRLF line ends (RFC 4180: so a carriage return in a name is quoted and stays inside its field);
+    the bytes of a name that is not UTF-8 are written as they are (surrogateescape), so it reads back."""
     import pandas
 
     table = pandas.DataFrame([record_of(item, result) for item, result in zip(paths, results)], columns=list(CSV_COLUMNS))
-    write_atomically(path, lambda temporary: table.to_csv(temporary, index=False), "--csv")
+    write_atomically(path, lambda temporary: table.to_csv(temporary, index=False, encoding="utf-8", errors="surrogateescape",
+                                                                   lineterminator="\r\n"),
+                     "--csv")
 
 
 def summary_line(results) -> str:

@@ -2,6 +2,8 @@
 
 import matplotlib
 
+from .errors import shown as escaped  # titles hold file names: escaped, as on the terminal
+
 matplotlib.use("Agg")
 
 
@@ -49,7 +51,7 @@ def plot_speech_variants(clean, noisy, clean_mfcc, noisy_mfcc, sample_rate: int,
         axes[1, column].set_xlabel("time (s)")
         axes[1, column].set_ylabel("coefficient")
         figure.colorbar(image, ax=axes[1, column], label="standardised value")
-    figure.suptitle(title)
+    figure.suptitle(escaped(title))
     figure.tight_layout()
     return _save(figure, path)
 
@@ -71,7 +73,7 @@ def plot_training_curves(history_dict: dict, path, title: str):
         axis.grid(alpha=0.3)
         axis.legend()
     axes[1].set_ylim(0, 1.02)
-    figure.suptitle(title)
+    figure.suptitle(escaped(title))
     figure.tight_layout()
     return _save(figure, path)
 
@@ -93,7 +95,7 @@ def plot_confusion_matrix(matrix, class_names, path, title: str):
     axis.set_yticks(range(len(class_names)), class_names)
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
-    axis.set_title(title)
+    axis.set_title(escaped(title))
     figure.tight_layout()
     return _save(figure, path)
 
@@ -120,7 +122,7 @@ def plot_noise(signal, sample_rate: int, path, title: str, max_seconds: float = 
     axes[1].set_ylabel("frequency (Hz)")
     axes[1].set_title("Spectrogram")
     figure.colorbar(image, ax=axes, label="power (dB)")
-    figure.suptitle(title)
+    figure.suptitle(escaped(title))
     return _save(figure, path)
 
 
@@ -140,7 +142,7 @@ def plot_verdict(signal, mfcc_matrix, sample_rate: int, hop_ms: float, path, tit
     axes[1].set_ylabel("MFCC")
     axes[1].set_xlabel("time (s)")
     figure.colorbar(image, ax=axes, label="standardised value", shrink=0.6)
-    figure.suptitle(title)
+    figure.suptitle(escaped(title))
     return _save(figure, path)
 
 
@@ -184,6 +186,6 @@ def plot_segments(segmentation, path, title: str, max_points: int = 20000):
     axes[1].set_ylabel("P(male)")
     axes[1].set_xlabel("time (s)")
     axes[1].set_xlim(0, max(segmentation.duration, frame))
-    figure.suptitle(title)
+    figure.suptitle(escaped(title))
     figure.tight_layout()
     return _save(figure, path)

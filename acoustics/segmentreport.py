@@ -8,6 +8,7 @@ import collections
 import csv
 from pathlib import Path
 
+from .errors import shown
 from .outputs import save_warning, write_atomically
 from .segments import LABELS
 
@@ -47,7 +48,7 @@ class SegmentReport:
         for label in LABELS:
             self.seconds[label] += result.seconds_of(label)
         self.rows += [segment_row(path, segment) for segment in result.segments]
-        return [f"{path}: {summary(result)}"] + [segment_line(segment) for segment in result.segments]
+        return [f"{shown(path)}: {summary(result)}"] + [segment_line(segment) for segment in result.segments]
 
     def picture_path(self, path) -> Path:
         """FOLDER/segments-NAME.png for the file ``path``, or -2, -3 ... when an earlier file took that name."""
@@ -73,7 +74,7 @@ class SegmentReport:
     def write_csv(self, path) -> None:
         """Write the rows of every segment (:data:`CSV_COLUMNS`) to ``path``, atomically."""
         def write(temporary) -> None:
-            with open(temporary, "w", newline="", encoding="utf-8") as handle:
+            with open(temporary, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:  # names as they are
                 writer = csv.writer(handle)
                 writer.writerow(CSV_COLUMNS)
                 writer.writerows(self.rows)
