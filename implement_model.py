@@ -36,6 +36,9 @@ EXAMPLES = """examples:
   python implement_model.py recordings/ --csv out.csv   # every audio file in a folder, also as a table
   python implement_model.py --manifest labels.csv --compare models/reference.h5   # two models, side by side
   python implement_model.py --segments talk.wav --csv segments.csv   # who speaks when: male, female, no_speech
+
+exit status: 0 when every file got a verdict (or the microphone an answer), 1 when some did not (the
+summary says how many) or on an error, 2 for a bad command line, 130 after Ctrl-C.
 """
 
 HELP = {
@@ -180,7 +183,7 @@ def classify_files(arguments, loader) -> int:
         fileverdicts.write_csv(arguments.csv, paths, results)
         print(f"Wrote {len(results)} rows to {shown(arguments.csv)}.", file=report_stream(arguments))
     print(fileverdicts.summary_line(results), file=report_stream(arguments))
-    return 0
+    return 0 if all(result.label for result in results) else 1
 
 
 def compare_models(arguments, loader) -> int:
@@ -193,8 +196,9 @@ def compare_models(arguments, loader) -> int:
     model, metadata = loader.get()
     other_model, other_metadata = models.load_model(other)
     both = [(model, metadata, loader.path), (other_model, other_metadata, other)]
-    print("\n".join(compare.report(both, paths, truths)))
-    return 0
+    lines, unanswered = compare.report(both, paths, truths)
+    print("\n".join(lines))
+    return 0 if unanswered == 0 else 1
 
 
 def segment_files(arguments, loader) -> int:
@@ -223,7 +227,7 @@ def segment_files(arguments, loader) -> int:
     if report.pictures:
         print(f"Saved {len(report.pictures)} timeline picture{'s' if len(report.pictures) != 1 else ''} in {report.folder}.")
     print(report.totals_line(len(paths)))
-    return 0
+    return 0 if report.done == len(paths) else 1
 
 
 def listen_once(arguments, settings, loader) -> int:

@@ -26,6 +26,9 @@ EXAMPLES = """examples:
   python speech_prep.py --demo                   # the built-in demo corpus (synthetic voices)
   python speech_prep.py --manifest emodb.csv --db data/emodb.db   # recordings listed in a CSV file
   python speech_prep.py --manifest a/part1.csv --manifest b/part2.csv --corpus emodb   # one corpus, two lists
+
+exit status: 0 when every listed recording is stored, 1 when some were skipped (the last lines say how
+many and why) or on an error, 2 for a bad command line, 130 after Ctrl-C (a rerun continues).
 """
 
 
@@ -150,6 +153,10 @@ def main(argv=None) -> int:
         if feature_database is not None:
             feature_database.close()
     print(f"Next: {command_line('train_models.py', ('--db', arguments.db, Paths().database))}")
+    if tally.skipped:
+        print(f"{len(tally.skipped)} of the listed recordings {'was' if len(tally.skipped) == 1 else 'were'} skipped "
+              "(listed above with the reason); the rest are stored.", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -57,19 +57,21 @@ def column_name(metadata: dict, path) -> str:
     return f"{'reference' if same_file(path, REFERENCE_MODEL) else metadata['model_name']} ({shown(path)})"
 
 
-def report(models, paths, truths) -> list:
-    """The lines of --compare: the table of both models' verdicts, a line per file without verdict, what
-    each model heard in training, and each model's score. ``models``: two ``(model, metadata, path)``."""
+def report(models, paths, truths) -> tuple:
+    """``(lines, unanswered)``: the lines of --compare (the table of both models' verdicts, a line per file
+    without verdict, what each model heard in training, each model's score) and how many files got no
+    verdict. ``models``: two ``(model, metadata, path)``."""
     from .fileverdicts import file_verdicts
     from .verdict import describe_provenance
 
     names = [column_name(metadata, path) for _, metadata, path in models]
     results = [[result for _, result in file_verdicts(model, metadata, paths)] for model, metadata, _ in models]
     lines = table(paths, truths, names, results)
-    lines += [f"{shown(path)}: {result.note}" for path, result in zip(paths, results[0]) if result.label is None]
+    unanswered = [f"{shown(path)}: {result.note}" for path, result in zip(paths, results[0]) if result.label is None]
+    lines += unanswered
     first, second = (describe_provenance(metadata) for _, metadata, _ in models)
     lines.append(f"\n{len(paths)} recordings. The first model {first}; the second {second}.")
-    return lines + [score_line(name, model_results, truths) for name, model_results in zip(names, results)]
+    return lines + [score_line(name, model_results, truths) for name, model_results in zip(names, results)], len(unanswered)
 
 
 def table(paths, truths, names, verdicts) -> list:

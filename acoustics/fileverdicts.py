@@ -114,7 +114,17 @@ def write_csv(path, paths, results) -> None:
 
 
 def summary_line(results) -> str:
-    """E.g. "Classified 2 of 3 files: 1 male, 1 female."."""
+    """E.g. "Classified 2 of 3 files: 1 male, 1 female; 1 file got no verdict (its line says why)."."""
     labelled = [result.label for result in results if result.label]
+    unanswered = len(results) - len(labelled)
     return (f"Classified {len(labelled)} of {len(results)} files: {labelled.count('male')} male, "
-            f"{labelled.count('female')} female.")
+            f"{labelled.count('female')} female" + (f"; {_files(unanswered)} got no verdict ({_why(unanswered)})."
+                                                     if unanswered else "."))
+
+
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
+
+
+def _why(count: int) -> str:
+    return "its line says why" if count == 1 else "their lines say why"

@@ -106,7 +106,8 @@ def test_the_script_prints_writes_rows_and_a_picture(segment_model, conversation
     out_csv = tmp_path / "segments.csv"
     done = run_stage(SCRIPT, "--segments", path, tmp_path / "text.wav", "--csv", out_csv, "--model", segment_model,
                      "--db", tmp_path / "none.db", env={"ACOUSTICS_DATA": str(tmp_path / "data")}, timeout=120)
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stdout + done.stderr  # text.wav: no segments
+    assert "Segmented 1 of 2 files" in done.stdout and "1 file got no segments" in done.stdout
     assert re.search(rf"^{re.escape(str(path))}: \d+ segments in [0-9.]+ s: [0-9.]+ s male, [0-9.]+ s female", done.stdout, re.M)
     assert re.search(r"^ +\d+\.\d{3} +\d+\.\d{3}  male +p_male 0\.\d\d$", done.stdout, re.M), done.stdout
     bad = [line for line in done.stdout.splitlines() if "text.wav" in line]
@@ -223,7 +224,9 @@ def test_a_segment_report_words_counts_and_writes_each_file(tmp_path):
     report.write_csv(tmp_path / "segments.csv")
     assert (tmp_path / "segments.csv").read_text().splitlines() == [
         "path,label,start,stop,p_male", f"{tmp_path / 'a.wav'},no_speech,0.000,0.500,", f"{tmp_path / 'a.wav'},male,0.500,2.250,0.812"]
-    assert report.totals_line(2) == "Segmented 1 of 2 files: 1.8 s male, 0.0 s female, 0.5 s without speech."
+    assert report.totals_line(2) == ("Segmented 1 of 2 files: 1.8 s male, 0.0 s female, 0.5 s without speech; "
+                                     "1 file got no segments (its line says why).")
+    assert report.totals_line(1).endswith("0.5 s without speech.")
     (tmp_path / "file").write_text("")
     warning = SegmentReport(tmp_path / "file").save_timeline(tmp_path / "b.wav", result)
     assert warning.startswith(f"Warning: could not save the picture {tmp_path / 'file' / 'segments-b.png'} (")

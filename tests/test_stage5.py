@@ -275,14 +275,14 @@ def test_wav_folder_with_csv(stage5, spoken_clips, tmp_path):
     soundfile.write(folder / "hum.wav", (0.1 * np.sin(2 * np.pi * 100 * np.arange(2 * RATE) / RATE)).astype(np.float32), RATE)
     out_csv = tmp_path / "verdicts.csv"
     done = run_stage(SCRIPT, "--wav", folder, "--csv", out_csv, env=stage5["env"], timeout=120)
-    assert_clean(done.returncode, done.stdout, done.stderr)
+    assert_clean(done.returncode, done.stdout, done.stderr, expected_code=1)  # some files got no verdict
     lines = {Path(line.split(": ", 1)[0]).name: line.split(": ", 1)[1] for line in done.stdout.splitlines()
              if line.startswith(str(folder))}
     assert set(lines) == {"male.wav", "female.wav", "silence.wav", "hum.wav"}
     assert lines["male.wav"].startswith("male voice") and lines["female.wav"].startswith("female voice")
     assert "silent" in lines["silence.wav"] and "no speech detected" in lines["hum.wav"]
     assert f"Wrote 4 rows to {out_csv}." in done.stdout
-    assert "Classified 2 of 4 files: 1 male, 1 female." in done.stdout
+    assert "Classified 2 of 4 files: 1 male, 1 female; 2 files got no verdict (their lines say why)." in done.stdout
     with open(out_csv, newline="") as handle:
         reader = csv.DictReader(handle)
         rows = {Path(row["path"]).name: row for row in reader}
@@ -304,7 +304,7 @@ def test_files_without_wav_json_and_p_male(stage5, spoken_clips, tmp_path):
     soundfile.write(folder / "silence.flac", np.zeros(RATE, np.float32), RATE)
     out_csv = tmp_path / "verdicts.csv"
     done = run_stage(SCRIPT, spoken_clips["male"], folder, "--json", "--csv", out_csv, env=stage5["env"], timeout=120)
-    assert_clean(done.returncode, done.stdout, done.stderr)
+    assert_clean(done.returncode, done.stdout, done.stderr, expected_code=1)  # the silence got no verdict
     objects = [json.loads(line) for line in done.stdout.splitlines()]  # nothing but JSON on stdout
     assert [Path(item["path"]).name for item in objects] == ["male.wav", "female.wav", "silence.flac"]
     assert all(list(item) == ["path", "label", "p_male", "probability", "duration", "speech_seconds", "note"]
@@ -469,7 +469,7 @@ def test_wav_notes_reach_the_printed_line_and_the_csv(stage5, spoken_clips, tmp_
     soundfile.write(folder / "white.wav", np.random.default_rng(1).standard_normal(2 * RATE) * 0.05, RATE, subtype="PCM_16")
     out_csv = tmp_path / "verdicts.csv"
     done = run_stage(SCRIPT, "--wav", folder, "--csv", out_csv, env=stage5["env"], timeout=120)
-    assert_clean(done.returncode, done.stdout, done.stderr)
+    assert_clean(done.returncode, done.stdout, done.stderr, expected_code=1)  # some files got no verdict
     lines = {Path(line.split(": ", 1)[0]).name: line.split(": ", 1)[1] for line in done.stdout.splitlines()
              if line.startswith(str(folder))}
     assert re.fullmatch(r"(fe)?male voice \(probability [0-9.]+; [a-z ]+\) \[quiet: -\d+ dBFS\]", lines["quiet.wav"])
