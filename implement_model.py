@@ -47,7 +47,8 @@ HELP = {
                "with the project, models/reference.h5)",
     "--db": "feature database the model was trained from; its settings must match, if it exists (default: %(default)s)",
     "--wav": "the same as giving FILE...",
-    "--csv": "with files: also write a table (CSV) to OUT, one row per file",
+    "--csv": "with files: also write a table (CSV) to OUT, one row per file (OUT may be /dev/stdout or a pipe)",
+    "--overwrite": "with --csv: replace OUT even if it exists and its name does not end in .csv",
     "--json": "with files: print one JSON object per file (path, label, p_male, probability, duration, "
               "speech_seconds, note) and nothing else",
     "--segments": "with files: split each into male, female and no_speech segments with start and stop times, a "
@@ -74,6 +75,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wav", nargs="+", default=[], metavar="FILE", help=HELP["--wav"])
     parser.add_argument("--csv", metavar="OUT", help=HELP["--csv"])
     parser.add_argument("--json", action="store_true", help=HELP["--json"])
+    parser.add_argument("--overwrite", action="store_true", help=HELP["--overwrite"])
     parser.add_argument("--segments", action="store_true", help=HELP["--segments"])
     parser.add_argument("--stream", action="store_true", help=HELP["--stream"])
     parser.add_argument("--pause", type=float, metavar="SECONDS", help=HELP["--pause"])
@@ -150,9 +152,11 @@ def check_csv_path(arguments) -> None:
     from acoustics import fileverdicts, outputs, verdict
 
     models = [arguments.model] if arguments.model else [Paths().models / "best.h5", verdict.REFERENCE_MODEL]
-    protected = [("the feature database", arguments.db)] + [("the model", model) for model in models]
+    protected = [("the feature database", arguments.db), ("the manifest", arguments.manifest),
+                 ("the compared model", arguments.compare)] + [("the model", model) for model in models]
     inputs = [("the input audio file", path) for path in fileverdicts.audio_paths(arguments.files)]
-    outputs.check_output_path(arguments.csv, "--csv", "CSV table", protected + inputs)
+    outputs.check_output_path(arguments.csv, "--csv", "CSV table", protected + inputs, replaces=(".csv",),
+                              overwrite=arguments.overwrite)
     outputs.check_writable(arguments.csv, "--csv")
 
 

@@ -22,6 +22,7 @@ from typing import Iterable
 
 from .audio import AUDIO_SUFFIXES
 from .errors import AcousticsError, BadParameterError
+from .inputs import check_readable_file
 from .outputs import check_path_lengths
 from .setup import espeak_program, install_command
 
@@ -189,6 +190,7 @@ def _manifest_table(manifest: Path) -> tuple:
     import pandas
 
     check_path_lengths([("--manifest", manifest)])
+    check_readable_file(manifest, "--manifest", "a CSV manifest")
     try:
         text = manifest_text(manifest)
     except FileNotFoundError:

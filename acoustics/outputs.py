@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -69,15 +70,34 @@ def same_file(first, second) -> bool:
         return os.path.realpath(first) == os.path.realpath(second)
 
 
-def check_output_path(path, option: str, writes: str, protected=(), *,
-                      accepts: Iterable[str] = (), suffixes: Iterable[str] = ()) -> None:
+def is_stream(path) -> bool:
+    """True for an output that is not a plain file: a device (``/dev/null``), a FIFO, a socket, ``/dev/stdout``
+    or a process substitution (``/dev/fd/N``). It is written to directly, never renamed over, never read."""
+    text = os.fspath(path)
+    if text.startswith(("/dev/", "/proc/")):
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def check_output_path(path, option: str, writes: str, protected=(), *, accepts: Iterable[str] = (),
+                      suffixes: Iterable[str] = (), replaces: Iterable[str] = (), overwrite: bool = False) -> None:
     """Refuse, with one line naming the file and the fix, an output ``path`` given with ``option``
     (e.g. "--csv") that would overwrite one of the ``protected`` files ({"the feature database": path},
     or (label, path) pairs; None paths are skipped), or whose kind (:func:`file_kind`) is another than ``writes`` or one of
-    ``accepts``. With ``suffixes``, ``path`` must also end in one of them."""
+    ``accepts``. With ``suffixes``, ``path`` must also end in one of them; with ``replaces``, an existing file
+    must end in one of them unless ``overwrite`` (so ``--csv notes.json`` does not replace notes). A name
+    ending in a slash names a folder. A stream (:func:`is_stream`) is neither read nor checked for its kind."""
     for label, other in protected.items() if isinstance(protected, Mapping) else protected:
         if other is not None and same_file(path, other):
             raise BadParameterError(f"{option} {path} would overwrite {label} {other}; choose another file.")
+    if os.fspath(path).endswith(("/", os.sep)):
+        raise BadParameterError(f"{option} {path} names a folder (it ends in a slash); name a file in it instead.")
+    if is_stream(path):
+        return
     if Path(path).is_dir():
         raise BadParameterError(f"{option} {path} is a folder; name a file in it instead.")
     suffixes = tuple(suffixes)
@@ -91,6 +111,10 @@ def check_output_path(path, option: str, writes: str, protected=(), *,
                                     "choose another file.")
         raise BadParameterError(f"{option} {path} would write a {writes} under the name of a {kind}; "
                                 "choose another file.")
+    replaces = tuple(replaces)
+    if replaces and not overwrite and Path(path).exists() and Path(path).suffix.lower() not in replaces:
+        raise BadParameterError(f"{option} {path} exists and is not a {writes} (its name does not end in "
+                                f"{', '.join(replaces)}); choose another file, or add --overwrite to replace it.")
 
 
 def check_picture_path(path, option: str, protected=()) -> None:
@@ -208,6 +232,10 @@ def check_path_arguments(arguments, *names: str) -> None:
 def check_writable(path, option: str) -> None:
     """Refuse, before any work, an output ``path`` (given with ``option``) whose folder is missing or
     read-only, or which exists and cannot be written."""
+    if is_stream(path):
+        if not os.access(path, os.W_OK):
+            raise BadParameterError(f"Cannot write {path} (not writable); choose another {option} path.")
+        return
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise BadParameterError(f"Cannot write {path} (there is no folder {folder}); choose another {option} path.")
@@ -217,9 +245,12 @@ def check_writable(path, option: str) -> None:
 
 def write_atomically(path, write: Callable[[str], None], option: str) -> None:
     """``write(temporary)`` writes the whole file beside ``path``, which it then replaces at once
-    (:func:`replaced_atomically`), so a reader never sees half a file; a disk that refuses is one line
-    naming ``option``."""
+    (:func:`replaced_atomically`), so a reader never sees half a file; a stream (:func:`is_stream`: a
+    device, a FIFO, standard output) is written to directly. A disk that refuses is one line naming ``option``."""
     try:
+        if is_stream(path):
+            write(os.fspath(path))
+            return
         with replaced_atomically(path) as temporary:
             write(os.fspath(temporary))
     except OSError as error:

@@ -25,6 +25,7 @@ import numpy as np
 from . import training
 from .database import FeatureDatabase
 from .errors import AcousticsError
+from .inputs import check_readable_file
 from .recipe import Recipe
 from .settings import Settings
 
@@ -88,6 +89,7 @@ def bench_provenance(path: Optional[Path]) -> dict:
     """``{"bench": figures}`` from a bench/accuracy.py JSON file (--bench), for a model's provenance ({} for none)."""
     if path is None:
         return {}
+    check_readable_file(path, "--bench", "a JSON file of bench/accuracy.py's figures")
     try:
         return {"bench": json.loads(Path(path).read_text(encoding="utf-8"))}
     except (OSError, ValueError) as error:

@@ -62,7 +62,7 @@ def test_one_corpus_through_two_manifests_keeps_one_speaker_each(workspace, emod
     first = manifest(root / "a" / "labels.csv", emodb_rows(emodb_dir, ["03a01Fa.wav", "08a01Fd.wav", "03a01Nc.wav"]))
     second = manifest(root / "b" / "labels.csv", emodb_rows(emodb_dir, ["03a01Nc.wav", "08a01Lc.wav"]))
     result = prep(workspace, "--manifest", first, "--manifest", second, "--corpus", "emodb")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stderr  # a repeated listing is no skip: the file is stored
     assert recordings(workspace["db"]) == (4, 4)
     assert speakers(workspace["db"]) == [("emodb", "03", "male", 2), ("emodb", "08", "female", 2)]
     assert "1 listings repeat a file" in result.stdout
@@ -106,7 +106,7 @@ def test_one_file_labelled_male_and_female_is_skipped_not_fatal(workspace, emodb
     first = manifest(root / "a" / "labels.csv", emodb_rows(emodb_dir, ["03a01Fa.wav", "08a01Fd.wav"]))
     second = manifest(root / "b" / "labels.csv", [(emodb_dir / "wav" / "03a01Fa.wav", "female", "03x")])
     result = prep(workspace, "--manifest", first, "--manifest", second, "--corpus", "emodb")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # the conflicting rows are skipped
     named = [line for line in result.stdout.splitlines() if "03a01Fa.wav: labelled" in line]
     assert len(named) == 2 and all("fix the label" in line for line in named), result.stdout
     assert f"{first} line 2" in result.stdout and f"{second} line 2" in result.stdout
@@ -117,7 +117,7 @@ def test_one_speaker_labelled_with_both_sexes_skips_that_speaker_only(workspace,
     root = workspace["root"]
     rows = emodb_rows(emodb_dir, list(FILES), **{"03a01Nc_wav": "female"})
     result = prep(workspace, "--manifest", manifest(root / "emodb" / "labels.csv", rows))
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # the conflicting rows are skipped
     named = [line for line in result.stdout.splitlines() if "speaker 03 of corpus emodb is labelled both" in line]
     assert len(named) == 2, result.stdout
     assert speakers(workspace["db"]) == [("emodb", "08", "female", 2)]
@@ -130,7 +130,7 @@ def test_a_label_against_the_stored_sex_is_skipped(workspace, emodb_dir):
     result = prep(workspace, "--manifest", manifest(root / "emodb" / "more.csv",
                                                     [(emodb_dir / "wav" / "03a01Nc.wav", "female", "03"),
                                                      (emodb_dir / "wav" / "08a01Fd.wav", "female", "08")]))
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # the conflicting rows are skipped
     assert "03a01Nc.wav: speaker 03 of corpus emodb is labelled female" in result.stdout
     assert "stored as male" in result.stdout
     assert speakers(workspace["db"]) == [("emodb", "03", "male", 1), ("emodb", "08", "female", 1)]

@@ -1,0 +1,138 @@
+"""Outputs and inputs that are not plain files: devices, FIFOs, standard output; and files that are not
+what an output would replace. Nothing is renamed over a device, nothing blocks, nothing is lost."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import threading
+
+import numpy as np
+import pytest
+
+from acoustics import audio, outputs
+from acoustics.errors import BadAudioError, BadParameterError
+from conftest import EMODB, one_line, run_stage, speak
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are a POSIX feature")
+
+
+@pytest.fixture(scope="module")
+def voice(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("voice")
+    clips = sorted((EMODB / "wav").glob("03a05*.wav")) if (EMODB / "labels.csv").exists() else []
+    if clips:
+        return shutil.copyfile(clips[0], folder / "voice.wav")
+    return speak("Guten Morgen, wie geht es Ihnen", folder / "voice.wav")
+
+
+def read_fifo_in_background(fifo) -> dict:
+    """Start reading ``fifo`` to its end in a thread; the returned dict gets "data" when done."""
+    got = {}
+
+    def read() -> None:
+        with open(fifo, "rb") as handle:
+            got["data"] = handle.read()
+
+    threading.Thread(target=read, daemon=True).start()
+    return got
+
+
+def test_csv_into_a_fifo_is_written_to_it_and_leaves_it_a_fifo(voice, tmp_path):
+    fifo = tmp_path / "table"
+    os.mkfifo(fifo)
+    got = read_fifo_in_background(fifo)
+    done = run_stage("implement_model.py", voice, "--csv", fifo, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert got["data"].decode().startswith("path,label,probability") and str(voice) in got["data"].decode()
+
+
+def test_csv_onto_dev_null_leaves_the_device_a_device(voice):
+    done = run_stage("implement_model.py", voice, "--csv", "/dev/null", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_csv_onto_standard_output_goes_there(voice, tmp_path):
+    done = run_stage("implement_model.py", voice, "--csv", "/dev/stdout", "--json", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert os.path.islink("/dev/stdout") or not os.path.isfile("/dev/stdout")
+    assert "path,label,probability" in done.stdout
+
+
+def test_csv_does_not_replace_a_file_that_is_no_table_unless_told(voice, tmp_path):
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"keep": true}\n')
+    refused = run_stage("implement_model.py", voice, "--csv", notes, timeout=120)
+    assert refused.returncode == 1 and notes.read_text() == '{"keep": true}\n'
+    one_line(refused.stderr.strip(), notes, "--overwrite")
+    done = run_stage("implement_model.py", voice, "--csv", notes, "--overwrite", timeout=120)
+    assert done.returncode == 0 and notes.read_text().startswith("path,label")
+
+
+def test_csv_onto_its_own_manifest_is_refused(voice, tmp_path):
+    manifest = tmp_path / "labels.csv"
+    text = f"path,sex,speaker\n{voice},female,a\n"
+    manifest.write_text(text)
+    done = run_stage("implement_model.py", "--manifest", manifest, "--csv", manifest, timeout=120)
+    assert done.returncode == 1 and manifest.read_text() == text
+    one_line(done.stderr.strip(), "would overwrite the manifest")
+
+
+def test_a_name_ending_in_a_slash_is_a_folder(tmp_path):
+    with pytest.raises(BadParameterError) as caught:
+        outputs.check_output_path(f"{tmp_path}/new/", "--csv", "CSV table")
+    one_line(caught.value, "--csv", "names a folder")
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("stage, arguments", [
+    ("speech_prep.py", ("--manifest", "{fifo}")),
+    ("implement_model.py", ("--manifest", "{fifo}")),
+    ("train_models.py", ("--check", "models/reference.h5", "--bench", "{fifo}")),
+    ("implement_model.py", ("{fifo}",)),
+])
+def test_a_fifo_given_as_an_input_is_refused_at_once(stage, arguments, tmp_path):
+    fifo = tmp_path / "input"
+    os.mkfifo(fifo)
+    if stage == "speech_prep.py":  # a database and a noise to get as far as the manifest
+        environment = {"ACOUSTICS_DATA": str(tmp_path / "data")}
+        assert run_stage("set_up_sql.py", env=environment).returncode == 0
+        assert run_stage("collect_background_noise.py", "--synthetic", env=environment).returncode == 0
+    done = run_stage(stage, *[argument.format(fifo=fifo) for argument in arguments],
+                     env={"ACOUSTICS_DATA": str(tmp_path / "data")}, timeout=120)  # no writer: reading would block
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    assert "FIFO" in done.stdout + done.stderr
+
+
+def test_a_device_is_no_audio_file_and_no_manifest(tmp_path):
+    with pytest.raises(BadAudioError) as caught:
+        audio.load_audio("/dev/zero", 16000)
+    one_line(caught.value, "/dev/zero", "not a regular file")
+    from acoustics import corpus
+
+    with pytest.raises(BadParameterError) as refused:
+        corpus.read_manifest("/dev/zero")
+    one_line(refused.value, "--manifest /dev/zero", "a device")
+
+
+def test_a_huge_manifest_is_refused_before_it_is_read(tmp_path):
+    from acoustics import corpus, inputs
+
+    manifest = tmp_path / "huge.csv"
+    with open(manifest, "wb") as handle:
+        handle.truncate(inputs.MAX_TABLE_BYTES + 1)  # sparse: no disk used
+    with pytest.raises(BadParameterError) as caught:
+        corpus.read_manifest(manifest)
+    one_line(caught.value, manifest, "MB")
+
+
+def test_is_stream_tells_devices_fifos_and_files_apart(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "file.csv").write_text("a\n")
+    assert outputs.is_stream("/dev/null") and outputs.is_stream(fifo) and outputs.is_stream("/dev/stdout")
+    assert not outputs.is_stream(tmp_path / "file.csv") and not outputs.is_stream(tmp_path / "missing.csv")
+    np.testing.assert_equal(outputs.is_stream(tmp_path), False)
