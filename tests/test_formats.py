@@ -12,6 +12,7 @@ import sqlite3
 import av
 import numpy as np
 import pytest
+import soundfile
 
 import formats
 from acoustics import audio, corpus
@@ -52,7 +53,7 @@ def test_every_suffix_is_found_in_folders(every_format, tmp_path):
     assert {".m4a", ".mp4", ".webm", ".opus", ".mp3", ".mkv", ".aac", ".wma"} <= audio.AUDIO_SUFFIXES
 
 
-def test_stage5_gives_one_verdict_per_format_and_the_same_one(every_format, tmp_path):
+def test_stage5_gives_one_verdict_per_format_and_the_same_one(every_format, speech, tmp_path):
     folder = next(iter(every_format.values())).parent
     silent_video = folder / "no sound.mp4"
     with av.open(str(silent_video), "w", format="mp4") as output:
@@ -61,20 +62,24 @@ def test_stage5_gives_one_verdict_per_format_and_the_same_one(every_format, tmp_
         for _ in range(10):
             output.mux(picture.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")))
         output.mux(picture.encode(None))
+    # Some microphones and files sit off zero (a DC offset): it is taken out as a file is read.
+    offset = tmp_path / "offset.wav"
+    soundfile.write(offset, np.clip(speech - 0.12, -1, 1), RATE, subtype="PCM_16")
     table = tmp_path / "verdicts.csv"
     try:
-        done = run_stage("implement_model.py", folder, "--csv", table, timeout=300)
+        done = run_stage("implement_model.py", folder, offset, "--csv", table, timeout=300)
     finally:
         silent_video.unlink()
     assert "Traceback" not in done.stderr, done.stderr
     with open(table, newline="", encoding="utf-8") as handle:
         rows = {row["path"]: row for row in csv.DictReader(handle)}
-    assert len(rows) == len(every_format) + 1
+    assert len(rows) == len(every_format) + 2
+    assert abs(float(rows[str(offset)]["p_male"]) - float(rows[str(every_format["wav"])]["p_male"])) < 0.02
     p_male = [float(rows[str(path)]["p_male"]) for path in every_format.values()]
     assert len({rows[str(path)]["label"] for path in every_format.values()}) == 1
     assert max(p_male) - min(p_male) <= 0.05, dict(zip(every_format, p_male))
     assert rows[str(silent_video)]["label"] == "" and "no sound track" in rows[str(silent_video)]["note"]
-    assert f"Classified {len(every_format)} of {len(every_format) + 1} files" in done.stdout
+    assert f"Classified {len(every_format) + 1} of {len(every_format) + 2} files" in done.stdout
 
 
 def test_stage3_stores_phone_and_messenger_formats_from_a_manifest(every_format, tmp_path):
@@ -120,17 +125,3 @@ def test_a_damaged_container_gets_one_line(every_format, tmp_path, damage):
     else:  # FFmpeg may decode what survives, as players do
         assert np.isfinite(signal).all() and signal.size < 4 * RATE
 
-
-def test_a_recording_off_zero_gets_the_verdict_of_the_same_speech_on_zero(speech, tmp_path):
-    """Some microphones and files sit off zero (a DC offset); the offset is taken out as the file is read."""
-    import soundfile
-
-    centred, offset = tmp_path / "centred.wav", tmp_path / "offset.wav"
-    soundfile.write(centred, speech, RATE, subtype="PCM_16")
-    soundfile.write(offset, np.clip(speech - 0.12, -1, 1), RATE, subtype="PCM_16")
-    table = tmp_path / "verdicts.csv"
-    done = run_stage("implement_model.py", centred, offset, "--csv", table, timeout=300)
-    assert done.returncode == 0, done.stderr
-    with open(table, newline="", encoding="utf-8") as handle:
-        p_male = {row["path"]: float(row["p_male"]) for row in csv.DictReader(handle)}
-    assert abs(p_male[str(centred)] - p_male[str(offset)]) < 0.02, p_male
