@@ -101,7 +101,7 @@ def probe(path, *, max_seconds: float = MAX_FILE_SECONDS) -> AudioInfo:
         raise BadAudioError(f"{path}: no such file; check the path.")
     if path.is_dir():
         raise BadAudioError(f"{path}: is a folder, not an audio file.")
-    if not path.is_file():  # read, it might never end (issue 25): a FIFO, a device, a socket
+    if not path.is_file():  # a FIFO, a device or a socket: read, it might never end
         raise BadAudioError(f"{path}: is not a regular file (a FIFO, a device or a socket); save the recording "
                             "to a file and give that.")
     if path.stat().st_size == 0:

@@ -12,6 +12,7 @@ Three kinds of corpus, each giving a list of :class:`LabelledRecording`:
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import shutil
@@ -259,7 +260,7 @@ def make_real_demo_corpus(folder: Path, source_manifest: Path) -> Path:
     holdout = {sex: max(speaker for speaker, clips in by_speaker.items() if clips[0].sex == sex) for sex in ("male", "female")
                if any(clips[0].sex == sex for clips in by_speaker.values())}
     (folder / "holdout").mkdir(parents=True, exist_ok=True)
-    rows = ["path,sex,speaker"]
+    rows = [("path", "sex", "speaker")]
     for speaker, clips in by_speaker.items():
         if speaker in holdout.values():
             for number, clip in enumerate(_evenly(clips, REAL_DEMO_HOLDOUT_CLIPS), start=1):
@@ -268,12 +269,13 @@ def make_real_demo_corpus(folder: Path, source_manifest: Path) -> Path:
                 shutil.copyfile(clip.path, temporary)
                 os.replace(temporary, target)
         else:
-            rows += [f'"{clip.path.resolve()}",{clip.sex},{speaker}' for clip in _evenly(clips, REAL_DEMO_CLIPS)]
+            rows += [(str(clip.path.resolve()), clip.sex, speaker) for clip in _evenly(clips, REAL_DEMO_CLIPS)]
     source = source_manifest.parent.name or "real"
     (folder / REAL_DEMO_MARK).write_text(f"{source}\nReal voices from {source_manifest}, because espeak-ng is not installed.\n",
                                          encoding="utf-8")
     temporary_manifest = folder / ".manifest.csv.tmp"
-    temporary_manifest.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with open(temporary_manifest, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(rows)
     os.replace(temporary_manifest, folder / "manifest.csv")  # written last: its presence means the corpus is whole
     return folder / "manifest.csv"
 
