@@ -13,6 +13,7 @@ import numpy as np
 
 from . import __version__
 from .errors import BadModelError, printable
+from .inputs import bounded_json
 from .recipe import Recipe
 from .settings import FEATURE_FIELDS, Settings
 from .training import Normalisation
@@ -81,7 +82,7 @@ def _metadata_of(attributes: dict, path: Path) -> dict:
         "version": printable(attributes["version"]),
         "model_name": printable(attributes["model_name"]),
         "settings": settings,
-        "class_names": [printable(name) for name in json.loads(str(attributes["class_names"]))],
+        "class_names": [printable(name) for name in bounded_json(attributes["class_names"])],
         "normalisation": Normalisation(
             np.asarray(attributes["normalisation_mean"]), np.asarray(attributes["normalisation_std"]),
             cmn=bool(int(attributes.get("normalisation_cmn", 0))),
@@ -89,9 +90,9 @@ def _metadata_of(attributes: dict, path: Path) -> dict:
         ),
         "recipe": Recipe.from_json(str(attributes["recipe"])) if "recipe" in attributes else Recipe(),
         "temperature": float(attributes.get("temperature", 1.0)),
-        "provenance": json.loads(str(attributes.get("provenance", "{}"))),
-        "scores": json.loads(str(attributes.get("scores", "{}"))),
-        "history": json.loads(str(attributes.get("history", "{}"))),
+        "provenance": bounded_json(attributes.get("provenance", "{}")),
+        "scores": bounded_json(attributes.get("scores", "{}")),
+        "history": bounded_json(attributes.get("history", "{}")),
         "saved_at": printable(attributes.get("saved_at", "")),
     }
 

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 from .errors import BadParameterError
+from .inputs import bounded_json
 from .settings import parse_overrides
 
 #: Every network stage 4 can train: three learn from scratch, ``encoder`` starts from a pretrained speaker encoder.
@@ -152,8 +153,8 @@ class Recipe:
     @classmethod
     def from_json(cls, text: str) -> "Recipe":
         try:
-            values = json.loads(text)
-        except (TypeError, json.JSONDecodeError) as error:
+            values = bounded_json(text)
+        except ValueError as error:  # json.JSONDecodeError too
             raise BadParameterError(f"Stored recipe is not valid JSON ({error}).") from None
         if not isinstance(values, dict):
             raise BadParameterError(f"Stored recipe must be a JSON object, not {type(values).__name__}.")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BadParameterError, SettingsMismatchError
+from .inputs import bounded_json
 
 #: Bumped whenever the meaning of a stored feature changes; part of every settings comparison.
 FEATURE_VERSION = 1
@@ -148,8 +149,8 @@ class Settings:
     @classmethod
     def from_json(cls, text: str) -> "Settings":
         try:
-            values = json.loads(text)
-        except (TypeError, json.JSONDecodeError) as error:
+            values = bounded_json(text)
+        except ValueError as error:  # json.JSONDecodeError too
             raise BadParameterError(f"Stored settings are not valid JSON ({error}).") from None
         if not isinstance(values, dict):
             raise BadParameterError(f"Stored settings must be a JSON object, not {type(values).__name__}.")

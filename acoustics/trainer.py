@@ -14,7 +14,6 @@ memory. Keras is imported only once training starts, so bad input is refused wit
 from __future__ import annotations
 
 import datetime
-import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 from . import training
 from .database import FeatureDatabase
 from .errors import AcousticsError
-from .inputs import check_readable_file
+from .inputs import bounded_json, check_readable_file
 from .recipe import Recipe
 from .settings import Settings
 
@@ -91,7 +90,7 @@ def bench_provenance(path: Optional[Path]) -> dict:
         return {}
     check_readable_file(path, "--bench", "a JSON file of bench/accuracy.py's figures")
     try:
-        return {"bench": json.loads(Path(path).read_text(encoding="utf-8"))}
+        return {"bench": bounded_json(Path(path).read_text(encoding="utf-8"))}
     except (OSError, ValueError) as error:
         raise AcousticsError(f"--bench {path}: not a readable JSON file of bench/accuracy.py's figures ({error}).") from None
 

@@ -151,26 +151,24 @@ class ModelChoice:
 def choose_model(model_option, models_folder) -> ModelChoice:
     """The model given with --model; without one, ``models_folder``/best.h5 where it exists and heard
     real voices, otherwise the shipped :data:`REFERENCE_MODEL`. Raises BadModelError for a bad file."""
+    warning = ""
     if model_option is not None:
         path, by_user = Path(model_option), True
     else:
         best, by_user = Path(models_folder) / "best.h5", False
-        path = best if best.is_file() and _real_voices_in(best) else REFERENCE_MODEL
+        path = REFERENCE_MODEL
+        if best.is_file():
+            try:
+                path = best if heard_real_voices(read_metadata(best)) else REFERENCE_MODEL
+            except BadModelError as error:  # a damaged best.h5 is passed over, and the person told why
+                warning = f"Warning: {error} The reference model answers instead."
     metadata = read_metadata(path)
     who = "the reference model" if same_file(path, REFERENCE_MODEL) else f"the {metadata['model_name']} model"
     line = f"Answering: {who} ({shown_path(path)}), {describe_provenance(metadata)}."
-    warning = ""
     if not heard_real_voices(metadata) and not same_file(path, REFERENCE_MODEL):
         warning = (f"Warning: {shown_path(path)} has heard no real voice in training and is often wrong about real people; "
                    f"the reference model is the better choice: --model {shown_path(REFERENCE_MODEL)}")
     return ModelChoice(path, metadata, line, warning, by_user)
-
-
-def _real_voices_in(path: Path) -> bool:
-    try:
-        return heard_real_voices(read_metadata(path))
-    except BadModelError:  # a damaged or foreign best.h5 is passed over; --model names it to see why
-        return False
 
 
 def same_file(first: Path, second: Path) -> bool:

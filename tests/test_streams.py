@@ -1,5 +1,6 @@
-"""Outputs and inputs that are not plain files: devices, FIFOs, standard output; and files that are not
-what an output would replace. Nothing is renamed over a device, nothing blocks, nothing is lost."""
+"""Outputs and inputs that are not plain files (devices, FIFOs, standard output), files that are not what an
+output would replace, and stored JSON nested too deep. Nothing is renamed over a device, nothing blocks,
+nothing is lost, nothing gives a traceback."""
 
 from __future__ import annotations
 
@@ -148,3 +149,27 @@ def test_is_stream_tells_devices_fifos_and_files_apart(tmp_path):
     assert outputs.is_stream("/dev/null") and outputs.is_stream(fifo) and outputs.is_stream("/dev/stdout")
     assert not outputs.is_stream(tmp_path / "file.csv") and not outputs.is_stream(tmp_path / "missing.csv")
     np.testing.assert_equal(outputs.is_stream(tmp_path), False)
+
+
+def test_stored_json_nested_too_deep_is_one_line_and_a_damaged_best_model_is_passed_over(voice, tmp_path):
+    import h5py
+
+    from acoustics import inputs, modelfile
+    from acoustics.errors import BadModelError
+
+    with pytest.raises(ValueError, match="nested more than"):
+        inputs.bounded_json("[" * 100_000 + "]" * 100_000)
+    assert inputs.bounded_json('{"a": ["[[[[", {"b": 1}]}') == {"a": ["[[[[", {"b": 1}]}
+    best = tmp_path / "data" / "models" / "best.h5"
+    best.parent.mkdir(parents=True)
+    shutil.copyfile("models/reference.h5", best)
+    with h5py.File(best, "a") as handle:
+        key = next(key for key in handle.attrs if key.endswith("provenance"))
+        handle.attrs[key] = "[" * 50_000 + "]" * 50_000
+    with pytest.raises(BadModelError) as caught:
+        modelfile.read_metadata(best)
+    one_line(caught.value, best, "damaged")
+    done = run_stage("implement_model.py", voice, env={"ACOUSTICS_DATA": str(tmp_path / "data")}, timeout=120)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.startswith("Answering: the reference model")
+    one_line(done.stderr.strip().splitlines()[0], "Warning:", "best.h5", "The reference model answers instead.")
