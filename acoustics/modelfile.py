@@ -47,6 +47,7 @@ def read_metadata(path) -> dict:
         if not 0.05 <= metadata["temperature"] <= 50:  # also refuses NaN
             raise ValueError("temperature out of range")
         _check_provenance(metadata["provenance"])
+        _check_scores(metadata["scores"], metadata["history"])
         return metadata
     except (KeyError, ValueError, TypeError):  # BadParameterError is a ValueError
         raise BadModelError(f"{path}: the model's metadata is incomplete or damaged; {TRAIN_AGAIN}.") from None
@@ -105,6 +106,28 @@ def _check_provenance(provenance) -> None:
         value = provenance.get(key, 0)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"provenance {key} is not a count")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_scores(scores, history) -> None:
+    """Raise ValueError unless ``scores`` is an object whose "test" and "validation" parts, where present, are
+    objects with an accuracy between 0 and 1 and a count of speakers, and ``history`` maps names to lists of numbers."""
+    if not isinstance(scores, dict) or not isinstance(history, dict):
+        raise ValueError("scores or history is not an object")
+    for part in ("test", "validation"):
+        figures = scores.get(part, {})
+        if not isinstance(figures, dict):
+            raise ValueError(f"scores {part} is not an object")
+        if "accuracy" in figures and not (_is_number(figures["accuracy"]) and 0 <= figures["accuracy"] <= 1):
+            raise ValueError(f"scores {part} accuracy is not a fraction")
+        if "speakers" in figures and not (isinstance(figures["speakers"], int) and not isinstance(figures["speakers"], bool)
+                                          and figures["speakers"] >= 0):
+            raise ValueError(f"scores {part} speakers is not a count")
+    if not all(isinstance(values, list) and all(_is_number(value) for value in values) for values in history.values()):
+        raise ValueError("history is not lists of numbers")
 
 
 def provenance_lines(heard: dict) -> list:

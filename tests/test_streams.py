@@ -173,3 +173,17 @@ def test_stored_json_nested_too_deep_is_one_line_and_a_damaged_best_model_is_pas
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert done.stdout.startswith("Answering: the reference model")
     one_line(done.stderr.strip().splitlines()[0], "Warning:", "best.h5", "The reference model answers instead.")
+
+
+@pytest.mark.parametrize("attribute, value", [("scores", "[1, 2, 3]"), ("scores", '{"test": {"accuracy": "high"}}'),
+                                              ("scores", '{"test": []}'), ("history", '{"loss": ["low"]}')])
+def test_check_says_in_one_line_that_stored_scores_are_damaged(attribute, value, tmp_path):
+    import h5py
+
+    model = tmp_path / "model.h5"
+    shutil.copyfile("models/reference.h5", model)
+    with h5py.File(model, "a") as handle:
+        handle.attrs[next(key for key in handle.attrs if key.endswith(attribute))] = value
+    done = run_stage("train_models.py", "--check", model, "--db", tmp_path / "none.db", timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    one_line(done.stderr.strip(), model, "damaged")
