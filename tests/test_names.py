@@ -61,10 +61,13 @@ def test_stage5_prints_names_escaped_and_writes_them_back_readable(named, tmp_pa
 
 
 def test_json_lines_give_back_every_name(named):
-    done = run_stage("implement_model.py", named, "--json", timeout=300)
-    assert done.returncode == 0, done.stderr
-    paths = [json.loads(line)["path"] for line in done.stdout.splitlines()]
-    assert len(paths) == 3 and all(os.path.exists(os.fsencode(path)) for path in paths)
+    from acoustics import fileverdicts
+    from acoustics.verdict import Verdict
+
+    for path in named.iterdir():  # the line stage 5's --json prints for each file
+        line = fileverdicts.json_line(path, Verdict("male", 0.9, 2.0, 1.8))
+        line.encode("utf-8")  # it reaches any terminal or pipe
+        assert os.path.exists(os.fsencode(json.loads(line)["path"]))
 
 
 def test_segments_print_names_escaped(named, tmp_path):
