@@ -214,7 +214,8 @@ def segment_files(arguments, loader) -> int:
 
     paths = fileverdicts.audio_paths(arguments.files)
     model, metadata = loader.get()
-    report = SegmentReport(os.path.dirname(os.path.abspath(arguments.csv)) if arguments.csv else Paths().pictures)
+    beside_csv = arguments.csv and not outputs.is_stream(arguments.csv)  # never into /dev beside --csv /dev/stdout
+    report = SegmentReport(os.path.dirname(os.path.abspath(arguments.csv)) if beside_csv else Paths().pictures)
     for path in paths:
         try:
             result = segments.segment_file(model, metadata, path)

@@ -8,6 +8,7 @@ import os
 import shutil
 import stat
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -193,3 +194,11 @@ def test_check_says_in_one_line_that_stored_scores_are_damaged(attribute, value,
     done = run_stage("train_models.py", "--check", model, "--db", tmp_path / "none.db", timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     one_line(done.stderr.strip(), model, "damaged")
+
+
+def test_segments_onto_standard_output_save_their_pictures_in_the_data_folder(voice, tmp_path):
+    done = run_stage("implement_model.py", "--segments", voice, "--csv", "/dev/stdout",
+                     env={"ACOUSTICS_DATA": str(tmp_path / "data")}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "path,label,start,stop,p_male" in done.stdout
+    assert list((tmp_path / "data" / "pictures").glob("segments-voice*.png")) and not list(Path("/dev").glob("segments-*"))
