@@ -1,4 +1,4 @@
-# Two commands do everything on a fresh Debian machine (as root, or with sudo), and on macOS with Homebrew:
+# Two commands do everything on a fresh Debian machine (as root, or with sudo); make demo also runs on macOS with Homebrew:
 #   make demo   installs what is missing, then runs all five stages on the built-in demo corpus
 #   make test   installs what is missing, then runs the tests
 SHELL := /bin/bash
