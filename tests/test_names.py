@@ -70,13 +70,23 @@ def test_json_lines_give_back_every_name(named):
         assert os.path.exists(os.fsencode(json.loads(line)["path"]))
 
 
-def test_segments_print_names_escaped(named, tmp_path):
-    segmented = run_stage("implement_model.py", "--segments", named, "--csv", tmp_path / "segments.csv", timeout=300)
-    assert segmented.returncode == 0, segmented.stderr
-    assert_safe(segmented.stdout + segmented.stderr)
-    assert "Aufnahme \\xff\\xfe.wav: " in segmented.stdout
+def test_segment_lines_rows_and_timelines_of_odd_names(named, tmp_path):
+    """What --segments prints, writes and draws for each file (stage 5's SegmentReport), without a model."""
+    from acoustics import segments
+    from acoustics.segmentreport import SegmentReport
+
+    result = segments.Segmentation([segments.Segment("male", 0.0, 2.0, 0.9)], 2.0, 0.01,
+                                   np.zeros(200, np.float32), np.full(200, 0.9, np.float32))
+    (tmp_path / "pictures").mkdir()
+    report = SegmentReport(tmp_path / "pictures")
+    for path in sorted(named.iterdir()):
+        assert_safe("\n".join(report.add(path, result)))
+        assert report.save_timeline(path, result) == ""  # the title holds the name, escaped
+    assert "Aufnahme \\xff\\xfe.wav: 1 segment in" in "\n".join(report.add(named / NOT_UTF8, result))
+    report.write_csv(tmp_path / "segments.csv")
     rows = pandas.read_csv(tmp_path / "segments.csv", encoding_errors="surrogateescape")
-    assert all(os.path.exists(path) for path in rows.path)
+    assert len(rows) == 4 and all(os.path.exists(path) for path in rows.path)  # the name added twice: two rows
+    assert len(list((tmp_path / "pictures").glob("*.png"))) == 3
 
 
 def test_stage3_lists_a_skipped_file_without_running_its_name(tmp_path):
