@@ -238,15 +238,11 @@ def load_audio(path, sample_rate: int, *, max_seconds: float = MAX_FILE_SECONDS)
     info = probe(path, max_seconds=max_seconds)
     try:
         signal = _decode(info, sample_rate, max_seconds)
-    except BadAudioError:
-        raise
     except MemoryError:
         raise BadAudioError(
             f"{path}: too large to fit in memory ({info.channels} channels at {info.sample_rate} Hz, "
             f"{_minutes(info.duration_seconds)}); convert it to mono 16 kHz or cut it into shorter clips."
         ) from None
-    except Exception:
-        raise BadAudioError(f"{path}: the audio data is corrupt or cut short; copy or export the file again.") from None
     if signal.size == 0:
         raise BadAudioError(f"{path}: the file holds no samples; record or copy it again.")
     return signal, info
@@ -265,7 +261,18 @@ def mono_blocks(info: AudioInfo, sample_rate: int, *, max_seconds: float = math.
     slightly), rid of any DC offset (:class:`DCBlocker`) and resampled by soxr's stream (high quality, no
     seams between blocks). Memory holds a block,
     whatever the file's length. Raises :class:`BadAudioError` for NaN or infinite samples, or once more than
-    ``max_seconds`` of audio has been decoded (a container may state no duration, or a wrong one)."""
+    ``max_seconds`` of audio has been decoded (a container may state no duration, or a wrong one), and for
+    data that libsndfile or FFmpeg finds corrupt or cut short."""
+    try:
+        yield from _mono_blocks(info, sample_rate, max_seconds, block_seconds)
+    except (BadAudioError, MemoryError):
+        raise
+    except Exception:  # libsndfile's and FFmpeg's own error types for corrupt data
+        raise BadAudioError(f"{info.path}: the audio data is corrupt or cut short; copy or export the file again.") from None
+
+
+def _mono_blocks(info: AudioInfo, sample_rate: int, max_seconds: float, block_seconds: float) -> Iterator[np.ndarray]:
+    """:func:`mono_blocks` without its translation of the decoders' errors."""
     import soxr  # a dependency of librosa; far faster than a per-file scipy filter design
 
     stream = None

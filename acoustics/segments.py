@@ -124,13 +124,7 @@ class Segmentation:
 def read_blocks(path, sample_rate: int, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
     """Yield ``path`` as float32 mono blocks at ``sample_rate`` Hz, about ``block_seconds`` each
     (:func:`audio.mono_blocks`), any length; raises :class:`BadAudioError` for a file that is not usable audio."""
-    info = audio.probe(path, max_seconds=math.inf)
-    try:
-        yield from audio.mono_blocks(info, sample_rate, block_seconds=block_seconds)
-    except BadAudioError:
-        raise
-    except Exception:  # libsndfile's and FFmpeg's own error types for corrupt data
-        raise BadAudioError(f"{path}: the audio data is corrupt or cut short; copy or export the file again.") from None
+    yield from audio.mono_blocks(audio.probe(path, max_seconds=math.inf), sample_rate, block_seconds=block_seconds)
 
 
 # One pass: frames and windows ----------------------------------------------------------------------
