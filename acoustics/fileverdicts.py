@@ -116,15 +116,15 @@ def write_csv(path, paths, results) -> None:
 def summary_line(results) -> str:
     """E.g. "Classified 2 of 3 files: 1 male, 1 female; 1 file got no verdict (its line says why)."."""
     labelled = [result.label for result in results if result.label]
-    unanswered = len(results) - len(labelled)
     return (f"Classified {len(labelled)} of {len(results)} files: {labelled.count('male')} male, "
-            f"{labelled.count('female')} female" + (f"; {_files(unanswered)} got no verdict ({_why(unanswered)})."
-                                                     if unanswered else "."))
+            f"{labelled.count('female')} female" + ending(len(results) - len(labelled), "verdict"))
 
 
-def _files(count: int) -> str:
-    return f"{count} file" if count == 1 else f"{count} files"
-
-
-def _why(count: int) -> str:
-    return "its line says why" if count == 1 else "their lines say why"
+def ending(unanswered: int, answer: str) -> str:
+    """The end of a summary line: "." when every file got its ``answer``, else e.g. "; 2 files got no
+    verdict (their lines say why)." (``answer``: "verdict", "segments")."""
+    if unanswered == 0:
+        return "."
+    if unanswered == 1:
+        return f"; 1 file got no {answer} (its line says why)."
+    return f"; {unanswered} files got no {answer} (their lines say why)."

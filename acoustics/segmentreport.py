@@ -9,6 +9,7 @@ import csv
 from pathlib import Path
 
 from .errors import shown
+from .fileverdicts import ending
 from .outputs import save_warning, write_atomically
 from .segments import LABELS
 
@@ -83,8 +84,6 @@ class SegmentReport:
 
     def totals_line(self, count: int) -> str:
         """E.g. "Segmented 2 of 3 files: 4.1 s male, 3.2 s female, 5.0 s without speech; 1 file got no segments."."""
-        missing = count - self.done
         return (f"Segmented {self.done} of {count} files: {self.seconds['male']:.1f} s male, "
                 f"{self.seconds['female']:.1f} s female, {self.seconds['no_speech']:.1f} s without speech"
-                + (f"; {missing} file got no segments (its line says why)." if missing == 1 else
-                   f"; {missing} files got no segments (their lines say why)." if missing else "."))
+                + ending(count - self.done, "segments"))
