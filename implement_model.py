@@ -19,14 +19,14 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from acoustics import outputs
 from acoustics.errors import AcousticsError, reason_of, shown
-from acoustics.microphone import STREAM_PAUSE_SECONDS, UTTERANCE_PAUSE_SECONDS
+from acoustics.utterances import STREAM_PAUSE_SECONDS, UTTERANCE_PAUSE_SECONDS
 from acoustics.settings import Paths, non_negative_integer
 
 #: The background loader of the model (see start_loading), once started.
 _loader = None
 #: The count of files from which a bar shows progress.
 PROGRESS_FROM_FILES = 10
-#: The range of --pause in seconds (its defaults are microphone.UTTERANCE_PAUSE_SECONDS and STREAM_PAUSE_SECONDS).
+#: The range of --pause in seconds (its defaults are utterances.UTTERANCE_PAUSE_SECONDS and STREAM_PAUSE_SECONDS).
 MIN_PAUSE_SECONDS, MAX_PAUSE_SECONDS = 0.1, 5.0
 #: Options that need files to work on.
 FILE_OPTIONS = ("csv", "json", "segments", "compare")
@@ -55,6 +55,8 @@ HELP = {
                   "timeline picture each (beside --csv, else in data/pictures/); --csv then writes one row per "
                   "segment (path, label, start, stop, p_male)",
     "--stream": "keep listening; a verdict per sentence until Ctrl-C",
+    "--play": "listen to FILE played in real time instead of the microphone, as if spoken into it (a demo "
+              "without a microphone; with --stream, a verdict per sentence of a conversation)",
     "--pause": f"silence that ends a sentence (default: {UTTERANCE_PAUSE_SECONDS:g}; with --stream: {STREAM_PAUSE_SECONDS:g})",
     "--manifest": "classify the recordings a labelled manifest lists (path,sex,speaker) and say how often the model is right",
     "--limit": "with --manifest: only N recordings, as many of each sex, spread over the speakers (default: all)",
@@ -78,6 +80,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help=HELP["--overwrite"])
     parser.add_argument("--segments", action="store_true", help=HELP["--segments"])
     parser.add_argument("--stream", action="store_true", help=HELP["--stream"])
+    parser.add_argument("--play", metavar="FILE", help=HELP["--play"])
     parser.add_argument("--pause", type=float, metavar="SECONDS", help=HELP["--pause"])
     parser.add_argument("--manifest", metavar="CSV", help=HELP["--manifest"])
     parser.add_argument("--limit", type=non_negative_integer, default=0, metavar="N", help=HELP["--limit"])
@@ -108,6 +111,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         parser.error("--segments prints its segments as lines (and --csv rows); it takes neither --json nor --stream")
     if arguments.compare and (arguments.json or arguments.csv or arguments.segments or arguments.stream):
         parser.error("--compare prints a table of both models' verdicts; it takes none of --json, --csv, --segments, --stream")
+    if arguments.play and arguments.files:
+        parser.error("--play listens to one recording as if spoken into the microphone; to classify files, give them without --play")
     for option in FILE_OPTIONS:
         if getattr(arguments, option) and not arguments.files:
             parser.exit(1, f"Error: --{option} needs files to classify: give FILE... (audio files or folders).\n")
@@ -235,12 +240,26 @@ def segment_files(arguments, loader) -> int:
     return 0 if report.done == len(paths) else 1
 
 
-def listen_once(arguments, settings, loader) -> int:
-    """One sentence from the microphone, its verdict, and unless --no-save the recording and its picture."""
+def play_source(arguments, settings):
+    """The source stage 5 listens to: the recording of --play in real time, or None for the microphone."""
+    if not arguments.play:
+        return None
+    from acoustics import audio, listening, sources
+
+    signal, _ = audio.load_audio(arguments.play, settings.sample_rate)
+    print(f"Playing {shown(arguments.play)} ({signal.size / settings.sample_rate:.1f} s) as if spoken into the microphone.",
+          flush=True)
+    return sources.ArraySource(signal, settings.sample_rate, chunk_seconds=listening.CHUNK_SECONDS, real_time=True)
+
+
+def listen_once(arguments, settings, loader, source=None) -> int:
+    """One sentence from ``source`` (the microphone unless given), its verdict, and unless --no-save the
+    recording and its picture."""
     from acoustics import listening, liveview, outputs
 
     with liveview.choose_view(arguments.plain) as view:
-        heard = listening.listen_once(settings, loader, view, seconds=arguments.seconds, pause=arguments.pause)
+        heard = listening.listen_once(settings, loader, view, seconds=arguments.seconds, pause=arguments.pause,
+                                      source=source)
     if heard is None or arguments.no_save:
         return 0
     paths = Paths()
@@ -253,8 +272,9 @@ def listen_once(arguments, settings, loader) -> int:
     return 0
 
 
-def listen_stream(arguments, settings, loader) -> int:
-    """A verdict per sentence of the person at the microphone until Ctrl-C, each saved unless --no-save."""
+def listen_stream(arguments, settings, loader, source=None) -> int:
+    """A verdict per sentence of the person at the microphone (or ``source``) until Ctrl-C or the end of
+    the source, each saved unless --no-save."""
     from acoustics import listening, liveview, outputs
 
     paths = Paths()
@@ -262,7 +282,7 @@ def listen_stream(arguments, settings, loader) -> int:
         outputs.save_warning(f"a recording or its picture under {paths.data_dir}", error), file=sys.stderr))
     with liveview.choose_view(arguments.plain) as view:
         heard = listening.listen_stream(settings, loader, view, seconds=arguments.seconds, pause=arguments.pause,
-                                        recordings=recordings)
+                                        recordings=recordings, source=source)
     if recordings:
         recordings.close()
     print(f"\nStopped listening after {heard} utterances.")
@@ -283,7 +303,8 @@ def main(argv=None) -> int:
         if arguments.files:
             mode = compare_models if arguments.compare else segment_files if arguments.segments else classify_files
             return mode(arguments, loader)
-        return (listen_stream if arguments.stream else listen_once)(arguments, settings, loader)
+        source = play_source(arguments, settings)
+        return (listen_stream if arguments.stream else listen_once)(arguments, settings, loader, source)
     except AcousticsError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 1

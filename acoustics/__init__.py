@@ -21,7 +21,9 @@ encoderfile- the encoder's shipped weights: converted from the Resemblyzer wheel
 torchfile  - a PyTorch checkpoint's tensors read with pickle and numpy alone (no torch, no code run from it)
 trainer    - stage 4's one path from (recipe, speaker split) to saved, scored, calibrated models
 modelfile  - a model file's metadata (settings, recipe, provenance, calibration), read without Keras
-microphone - PyAudio capture, device discovery, voice activity detection
+sources    - what a live input is (sample_rate, chunk_samples, read()), and an array played as one
+microphone - the PyAudio microphone as a source, device discovery, stage 2's recording
+utterances - voice activity detection, and one utterance or a stream of them from any source
 gate       - --stream's speaker gate: the person at the microphone, not the room
 liveview   - stage 5's live screen (level meter, state, verdict bar) and its plain-line fallback
 listening  - stage 5's microphone modes: one sentence, or a verdict per sentence; what they save

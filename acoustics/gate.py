@@ -1,6 +1,6 @@
 """Whether an utterance came from the person at the microphone or from the room (stage 5 --stream).
 
-The voice activity detector (:mod:`acoustics.microphone`) cuts out anything louder than the noise
+The voice activity detector (:mod:`acoustics.utterances`) cuts out anything louder than the noise
 floor, so a room full of talk (babble) gives utterances too. :class:`SpeakerGate` ignores an
 utterance when it is
 
@@ -22,6 +22,8 @@ from typing import Optional
 
 import numpy as np
 
+from .utterances import FRAME_SECONDS  # the level measurements use the detector's frame
+
 #: An utterance this many dB below the loudest accepted one is the room, not the person at the microphone.
 RELATIVE_DB = 15.0
 #: Below this spread of frame levels (90th - 10th percentile, dB) an utterance is many voices or noise.
@@ -30,8 +32,6 @@ MIN_SPREAD_DB = 11.0
 CORE_DB = 30.0
 #: An utterance must be this many dB above the noise floor the detector measured.
 MIN_SNR_DB = 10.0
-#: Frame length of the level measurements in seconds (the detector's frame).
-FRAME_SECONDS = 0.03
 
 
 @dataclass(frozen=True)

@@ -11,25 +11,32 @@ from __future__ import annotations
 import datetime
 import time
 
-from . import gate, microphone, verdict
+from . import gate, utterances, verdict
 
 #: What a person says to the model.
 SENTENCE = "Guten Morgen, wie geht es Ihnen"
 #: What to do instead when there is no microphone.
 WAV_ALTERNATIVE = "classify a recording instead with 'python implement_model.py FILE' (or --wav FILE)"
 #: Length of one microphone read: one detector frame, so a verdict follows the pause within ~30 ms.
-CHUNK_SECONDS = 0.03
+CHUNK_SECONDS = utterances.FRAME_SECONDS
 NO_SPEECH = ("No speech detected: the microphone heard only silence or steady noise. Speak closer and louder, "
              "check that it is not muted, and try again.")
 STREAM_START = "Listening: speak, pause, and a verdict follows each sentence. Ctrl-C stops."
 
 
-def listen_once(settings, loader, view, *, seconds: float, pause: float):
+def microphone_source(settings):
+    """The default source of stage 5: the microphone at the settings' rate, read a detector frame at a time."""
+    from .microphone import Microphone
+
+    return Microphone(settings.sample_rate, alternatives=WAV_ALTERNATIVE, chunk_seconds=CHUNK_SECONDS)
+
+
+def listen_once(settings, loader, view, *, seconds: float, pause: float, source=None):
     """Listen for one sentence of up to ``seconds`` (ended by ``pause`` seconds of silence) and show its
-    verdict in ``view``: ``(signal, Verdict, metadata)``, or None when the microphone heard no speech."""
-    signal, detected = microphone.record_utterance(
-        settings.sample_rate, max_seconds=seconds, alternatives=WAV_ALTERNATIVE,
-        chunk_seconds=CHUNK_SECONDS, pause_seconds=pause,
+    verdict in ``view``: ``(signal, Verdict, metadata)``, or None when no speech was heard. ``source``
+    (:mod:`acoustics.sources`) is the microphone unless given."""
+    signal, detected = utterances.record_utterance(
+        microphone_source(settings) if source is None else source, max_seconds=seconds, pause_seconds=pause,
         on_start=lambda: view.say(f"Speak now: '{SENTENCE}' (listening for up to {seconds:g} s)"),
         on_chunk=lambda chunk, detector: view.hear(chunk, detector.in_speech),
     )
@@ -109,10 +116,11 @@ def stream_line(heard: int, seconds: float, result, saved) -> str:
     return line + (f" (saved as {saved[0]}, picture {saved[1]})" if saved else "")
 
 
-def listen_stream(settings, loader, view, *, seconds: float, pause: float, recordings=None) -> int:
-    """Show in ``view`` a verdict for each sentence of the person at the microphone until Ctrl-C; the room's
-    talk is ignored (:mod:`acoustics.gate`), each utterance saved in ``recordings`` (a
-    :class:`StreamRecordings`) unless None. Returns how many utterances got a verdict."""
+def listen_stream(settings, loader, view, *, seconds: float, pause: float, recordings=None, source=None) -> int:
+    """Show in ``view`` a verdict for each sentence of the person at the microphone until Ctrl-C (or the
+    end of ``source``, which is the microphone unless given); the room's talk is ignored
+    (:mod:`acoustics.gate`), each utterance saved in ``recordings`` (a :class:`StreamRecordings`) unless
+    None. Returns how many utterances got a verdict."""
     speaker_gate = gate.SpeakerGate(settings.sample_rate)
     floor = {"dbfs": None}  # the detector's noise floor, for the gate
 
@@ -122,9 +130,9 @@ def listen_stream(settings, loader, view, *, seconds: float, pause: float, recor
 
     heard = 0
     try:
-        for utterance in microphone.stream_utterances(
-            settings.sample_rate, alternatives=WAV_ALTERNATIVE, max_utterance_seconds=seconds,
-            chunk_seconds=CHUNK_SECONDS, pause_seconds=pause, on_chunk=on_chunk,
+        for utterance in utterances.stream_utterances(
+            microphone_source(settings) if source is None else source, max_utterance_seconds=seconds,
+            pause_seconds=pause, on_chunk=on_chunk,
             on_start=lambda: view.say(STREAM_START),
         ):
             view.deciding()

@@ -288,7 +288,7 @@ def utterances(folder: Path) -> list:
 
 def stream_detector():
     """The voice activity detector of stage 5 --stream (its default pause, one 30 ms frame per read)."""
-    from acoustics.microphone import STREAM_PAUSE_SECONDS, VoiceActivityDetector
+    from acoustics.utterances import STREAM_PAUSE_SECONDS, VoiceActivityDetector
 
     return VoiceActivityDetector(RATE, pause_seconds=STREAM_PAUSE_SECONDS, frame_seconds=0.03)
 

@@ -8,7 +8,7 @@ from conftest import speak
 
 from acoustics import audio, corpus
 from acoustics.gate import SpeakerGate, frame_levels_dbfs, speech_level_dbfs
-from acoustics.microphone import detect_utterances
+from acoustics.utterances import detect_utterances
 
 RATE = 16000
 

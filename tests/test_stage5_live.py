@@ -172,14 +172,3 @@ def test_live_view_shows_the_meter_and_state_then_the_verdict_with_its_bar(stage
     assert re.search(r"female 0 █+░* 1 male   P\(male\) (0\.[5-9]\d|1\.00)", screen), screen[-2000:]
     assert re.search(r"\d\.\d s of speech used", screen)
     assert b"\x1b[" in terminal.screen and "Traceback" not in screen
-
-
-def test_plain_lines_when_stdout_is_not_a_terminal(stage5, virtual_microphone, spoken_clips, tmp_path):
-    with virtual_microphone.pipe(spoken_signal(spoken_clips["female"])) as feed:
-        running = Running(*model_arguments(stage5), "--no-save", env=dict(stage5["env"], **virtual_microphone.env))
-        running.wait_for("^Speak now")
-        feed.start()
-        code, out, err = running.finish()
-    assert_clean(code, out, err)
-    assert "\x1b[" not in out and "█" not in out and "hearing speech" not in out, out
-    assert re.search(r"^Verdict: female voice \(probability ", out, re.M), out

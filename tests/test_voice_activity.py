@@ -1,4 +1,4 @@
-"""acoustics.microphone.VoiceActivityDetector on real speech (espeak-ng) in silence and noise: the same
+"""acoustics.utterances.VoiceActivityDetector on real speech (espeak-ng) in silence and noise: the same
 utterances at 10, 20 and 30 ms frames, and the pause (stage 5's --pause) that ends an utterance.
 
 The detector's frame is the read of stage 5's microphone (one frame a chunk), so each case feeds one
@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from conftest import speak
 
-from acoustics import audio, microphone
-from acoustics.microphone import PRE_ROLL_SECONDS, TAIL_SECONDS, VoiceActivityDetector
+from acoustics import audio, sources, utterances
+from acoustics.microphone import Microphone
+from acoustics.utterances import PRE_ROLL_SECONDS, TAIL_SECONDS, VoiceActivityDetector
 
 RATE = 16000
 FRAMES = (0.01, 0.02, 0.03)
@@ -114,16 +115,25 @@ def test_time_constants_are_in_seconds(frame_seconds):
 
 
 @pytest.mark.parametrize("chunk_seconds", FRAMES, ids=lambda seconds: f"{seconds * 1000:.0f}ms")
-def test_stream_utterances_at_every_chunk_length(microphone_env, sentences, chunk_seconds):
-    """Through the virtual microphone, one detector frame a read: the utterances found offline."""
+def test_stream_utterances_at_every_chunk_length(sentences, chunk_seconds):
+    """A source read one detector frame at a time gives the utterances found offline."""
+    signal, _ = lay_out([0.3, sentences[0], 1.0, sentences[1], 1.0])
+    expected = [end - start for start, end, _ in listen(signal, chunk_seconds)]
+    found = [item.size / RATE for item in utterances.stream_utterances(sources.ArraySource(signal, RATE, chunk_seconds=chunk_seconds))]
+    assert found == pytest.approx(expected, abs=ACROSS_FRAMES)
+
+
+def test_stream_utterances_through_the_microphone(microphone_env, sentences):
+    """Through the virtual microphone in real time, at stage 5's read of 30 ms: the utterances found offline."""
+    chunk_seconds = 0.03
     signal, _ = lay_out([0.3, sentences[0], 1.0, sentences[1], 1.0])
     expected = [end - start for start, end, _ in listen(signal, chunk_seconds)]
     found, errors = [], []
 
     def run(feed) -> None:
         try:
-            stream = microphone.stream_utterances(RATE, alternatives="--wav FILE", on_start=feed.start,
-                                                  chunk_seconds=chunk_seconds)
+            stream = utterances.stream_utterances(Microphone(RATE, alternatives="--wav FILE", chunk_seconds=chunk_seconds),
+                                                  on_start=feed.start)
             for utterance in stream:
                 found.append(utterance.size / RATE)
                 if len(found) == 2:
