@@ -2,10 +2,16 @@
 
 ``models.save_model`` writes these HDF5 attributes beside Keras' own; ``models.load_model`` and stage 5
 (which checks a model in milliseconds, before the seconds-long import of Keras) read them here.
+
+Every model file also holds a checksum (:func:`content_digest`): SHA-256 of Keras' description of the
+network, every weight and every attribute, taken when it was saved and checked each time it is read,
+so a weight or a setting changed afterwards (by hand, by a bad copy, by a disk) is one line, not a
+confident wrong verdict.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -20,7 +26,50 @@ from .training import Normalisation
 
 #: Prefix of the project's HDF5 attributes in a model file.
 ATTRIBUTE_PREFIX = "acoustics_"
+#: The attribute holding :func:`content_digest` (with the prefix).
+DIGEST_ATTRIBUTE = ATTRIBUTE_PREFIX + "sha256"
+#: Key under which :func:`_read_attributes` says whether the checksum matched.
+DIGEST_CHECKED = " intact"
 TRAIN_AGAIN = "train one with 'python train_models.py'"
+
+
+def content_digest(handle) -> str:
+    """SHA-256 (hex) of an open model file (``h5py.File``): its root attributes but the digest itself
+    (Keras' ``model_config`` and the project's metadata) and every dataset under ``model_weights`` (name,
+    type, shape and bytes), in sorted order."""
+    import h5py
+
+    digest = hashlib.sha256()
+    for key in sorted(handle.attrs):
+        if key != DIGEST_ATTRIBUTE:
+            digest.update(key.encode("utf-8", "surrogateescape") + b"\0" + _attribute_bytes(handle.attrs[key]) + b"\0")
+    weights = handle["model_weights"]
+    names: list = []
+    weights.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
+    for name in sorted(names):
+        values = np.ascontiguousarray(weights[name][()])
+        digest.update(f"{name}\0{values.dtype.str}\0{values.shape}\0".encode("utf-8", "surrogateescape"))
+        digest.update(values.tobytes())
+    return digest.hexdigest()
+
+
+def _attribute_bytes(value) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    if isinstance(value, bytes):
+        return value
+    values = np.asarray(value)
+    if values.dtype.kind == "O":  # arrays of strings
+        return json.dumps([str(item) for item in values.ravel()]).encode("utf-8", "surrogateescape")
+    return f"{values.dtype.str}{values.shape}".encode() + np.ascontiguousarray(values).tobytes()
+
+
+def stamp_digest(path) -> None:
+    """Write :func:`content_digest` into the model file ``path`` (the last step of every save)."""
+    import h5py
+
+    with h5py.File(path, "a") as handle:
+        handle.attrs[DIGEST_ATTRIBUTE] = content_digest(handle)
 
 
 def read_metadata(path) -> dict:
@@ -40,6 +89,9 @@ def read_metadata(path) -> dict:
     version = printable(attributes["version"])
     if version.split(".")[0] != __version__.split(".")[0]:
         raise BadModelError(f"{path}: made by version {version} of the project, which this version ({__version__}) cannot read; {TRAIN_AGAIN}.")
+    if not attributes.pop(DIGEST_CHECKED):
+        raise BadModelError(f"{path}: the model file was changed after it was saved (its weights or settings do not "
+                            f"match its checksum: edited, damaged, or saved by an older version); {TRAIN_AGAIN}.")
     try:
         metadata = _metadata_of(attributes, path)
         if len(metadata["normalisation"].mean) != metadata["settings"].n_mfcc:
@@ -67,10 +119,12 @@ def _read_attributes(path: Path) -> dict:
         with h5py.File(path, "r") as handle:
             attributes = {key[len(ATTRIBUTE_PREFIX):]: handle.attrs[key] for key in handle.attrs if key.startswith(ATTRIBUTE_PREFIX)}
             has_weights = "model_weights" in handle
-    except (OSError, RuntimeError, ValueError):
+            intact = has_weights and str(handle.attrs.get(DIGEST_ATTRIBUTE, "")) == content_digest(handle)
+    except (OSError, RuntimeError, ValueError, TypeError, KeyError):
         raise BadModelError(f"{path}: the model file is damaged (cut short or corrupt); {TRAIN_AGAIN}.") from None
     if "version" not in attributes or not has_weights:
         raise not_ours
+    attributes[DIGEST_CHECKED] = intact
     return attributes
 
 
@@ -175,3 +229,4 @@ def add_provenance(path, entries: dict) -> None:
         shutil.copyfile(path, temporary)
         with h5py.File(temporary, "a") as model_file:
             model_file.attrs[ATTRIBUTE_PREFIX + "provenance"] = json.dumps(provenance, sort_keys=True)
+        stamp_digest(temporary)

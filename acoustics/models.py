@@ -64,7 +64,7 @@ from . import __version__  # noqa: E402
 from .database import FeatureDatabase  # noqa: E402
 from .errors import BadModelError  # noqa: E402
 from .features import windows as cut_windows  # noqa: E402
-from .modelfile import ATTRIBUTE_PREFIX, TRAIN_AGAIN, check_model_settings, read_metadata  # noqa: E402,F401
+from .modelfile import ATTRIBUTE_PREFIX, TRAIN_AGAIN, check_model_settings, read_metadata, stamp_digest  # noqa: E402,F401
 from .settings import Settings  # noqa: E402
 from .augment import augment  # noqa: E402
 from .recipe import NETWORKS, Recipe  # noqa: E402
@@ -473,7 +473,8 @@ def save_model(model: keras.Model, path, metadata: dict) -> Path:
     optional: ``temperature``
     (the calibration, default 1), ``provenance`` (what it heard: corpora, speakers, clips; JSON-able),
     ``scores`` and ``history`` (JSON-able dicts), ``class_names``. Stored as HDF5 attributes
-    ``acoustics_*`` beside Keras' own, with the project version.
+    ``acoustics_*`` beside Keras' own, with the project version, and last the file's checksum
+    (:func:`acoustics.modelfile.content_digest`).
     """
     import h5py
 
@@ -493,6 +494,7 @@ def save_model(model: keras.Model, path, metadata: dict) -> Path:
         with h5py.File(temporary, "a") as handle_h5:
             for key, value in attributes.items():
                 handle_h5.attrs[ATTRIBUTE_PREFIX + key] = value
+        stamp_digest(temporary)
     return path
 
 

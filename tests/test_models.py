@@ -18,7 +18,7 @@ from acoustics.database import FeatureDatabase
 from acoustics.errors import BadModelError, NotEnoughDataError, SettingsMismatchError
 from acoustics.recipe import Recipe
 from acoustics.settings import Settings
-from conftest import OutputLines, one_line
+from conftest import OutputLines, one_line, restamp
 
 models = pytest.importorskip("acoustics.models")  # imports TensorFlow (~4 s), once for the module
 import keras  # noqa: E402
@@ -417,9 +417,10 @@ def test_coefficients_are_checked_when_read(trained, tmp_path):
     older.write_bytes(trained["path"].read_bytes())
     with h5py.File(older, "a") as handle:
         del handle.attrs["acoustics_normalisation_coefficients"]
-    assert models.load_model(older)[1]["normalisation"].coefficients == 40
+    assert models.load_model(restamp(older))[1]["normalisation"].coefficients == 40
     with h5py.File(older, "a") as handle:
         handle.attrs["acoustics_normalisation_coefficients"] = 99
+    restamp(older)
     with pytest.raises(BadModelError) as caught:
         models.load_model(older)
     assert str(older) in one_line(caught.value) and "metadata" in one_line(caught.value)
@@ -443,6 +444,46 @@ def test_bad_model_files_are_refused_with_one_line(trained, tmp_path):
             models.load_model(path)
         message = one_line(caught.value)
         assert str(path) in message and words in message and "python train_models.py" in message
+
+
+@pytest.mark.parametrize("change", ["a weight", "a setting", "the temperature", "Keras' description", "no checksum"])
+def test_a_model_changed_after_saving_is_refused_in_one_line(trained, tmp_path, change):
+    """The checksum taken at saving covers every weight, the project's metadata and Keras' own description."""
+    from acoustics import modelfile
+
+    path = tmp_path / "changed.h5"
+    path.write_bytes(trained["path"].read_bytes())
+    assert modelfile.read_metadata(path)["model_name"] == "cnn"
+    with h5py.File(path, "a") as handle:
+        if change == "a weight":
+            names = []
+            handle["model_weights"].visit(lambda name: names.append(name) if isinstance(handle["model_weights"][name], h5py.Dataset) else None)
+            handle["model_weights"][names[len(names) // 2]][...] += 0.001
+        elif change == "a setting":
+            before = str(handle.attrs["acoustics_settings"])
+            handle.attrs["acoustics_settings"] = before.replace('"hop_ms": 10.0', '"hop_ms": 20.0')
+            assert str(handle.attrs["acoustics_settings"]) != before
+        elif change == "the temperature":
+            handle.attrs["acoustics_temperature"] = float(handle.attrs["acoustics_temperature"]) * 1.5
+        elif change == "Keras' description":
+            before = str(handle.attrs["model_config"])
+            handle.attrs["model_config"] = before.replace('"rate": 0.3', '"rate": 0.0')
+            assert str(handle.attrs["model_config"]) != before
+        else:
+            del handle.attrs[modelfile.DIGEST_ATTRIBUTE]
+    for read in (modelfile.read_metadata, models.load_model):
+        with pytest.raises(BadModelError) as caught:
+            read(path)
+        one_line(caught.value, str(path), "changed after it was saved", "python train_models.py")
+
+
+def test_adding_provenance_stamps_the_checksum_again(trained, tmp_path):
+    from acoustics import modelfile
+
+    path = tmp_path / "with-bench.h5"
+    path.write_bytes(trained["path"].read_bytes())
+    modelfile.add_provenance(path, {"bench": {"accuracy": {"worst": {"clean": 0.9}}}})
+    assert models.load_model(path)[1]["provenance"]["bench"]["accuracy"]["worst"]["clean"] == 0.9
 
 
 def test_failed_save_keeps_the_previous_file_and_leaves_no_temporary(trained, tmp_path):

@@ -13,7 +13,7 @@ from acoustics.database import create_database
 from acoustics.errors import BadModelError, SettingsMismatchError
 from acoustics.settings import Settings
 from acoustics.verdict import Verdict, classify_signal
-from conftest import one_line, speak
+from conftest import one_line, restamp, speak
 
 RATE = 16000
 
@@ -112,7 +112,7 @@ def fake_model(path, *, version="1.0.0", settings=Settings(), weights=True):
         handle.attrs["acoustics_normalisation_std"] = np.ones(settings.n_mfcc, np.float32)
         if weights:
             handle.create_group("model_weights")
-    return path
+    return restamp(path) if weights else path
 
 
 def test_read_model_settings(tmp_path):
@@ -138,6 +138,7 @@ def test_bad_model_files(kind, words, tmp_path):
         fake_model(path)
         with h5py.File(path, "a") as handle:
             handle.attrs["acoustics_settings"] = '{"n_mfcc": "many"}'
+        restamp(path)
     with pytest.raises(BadModelError) as raised:
         verdict.read_model_settings(path)
     assert words in str(raised.value) and str(path) in str(raised.value)
@@ -161,7 +162,7 @@ def with_provenance(path, real: int, synthetic: int, name: str = "cnn"):
     with h5py.File(path, "a") as handle:
         handle.attrs["acoustics_model_name"] = name
         handle.attrs["acoustics_provenance"] = json.dumps({"real_speakers": real, "synthetic_speakers": synthetic})
-    return path
+    return restamp(path)
 
 
 def test_best_h5_answers_when_it_has_heard_real_voices(tmp_path):
@@ -208,7 +209,7 @@ def test_strings_of_a_model_reach_the_terminal_without_control_characters(tmp_pa
         handle.attrs["acoustics_model_name"] = "\x1b[2J\x1b[31mcnn\x1b[0m\u202e\r\n"
         handle.attrs["acoustics_saved_at"] = "2025-01-01\x07"
         handle.attrs["acoustics_class_names"] = '["female\\u001b[0m", "male"]'
-    metadata = read_metadata(path)
+    metadata = read_metadata(restamp(path))
     assert metadata["model_name"] == "[2J[31mcnn[0m"
     assert metadata["version"] == "1.0.0[5m" and metadata["saved_at"] == "2025-01-01"
     assert metadata["class_names"] == ["female[0m", "male"]
@@ -220,5 +221,6 @@ def test_a_damaged_provenance_is_one_clear_line(tmp_path, provenance):
     path = fake_model(tmp_path / "m.h5")
     with h5py.File(path, "a") as handle:
         handle.attrs["acoustics_provenance"] = provenance
+    restamp(path)
     with pytest.raises(BadModelError, match="metadata is incomplete or damaged"):
         verdict.choose_model(path, tmp_path)
