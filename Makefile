@@ -43,8 +43,10 @@ demo: install
 	@echo; echo "Why real voices matter: the demo model (synthetic voices only) against the reference model (real people):"
 	$(PY) implement_model.py --model data/models/best.h5 --compare models/reference.h5 $(if $(wildcard $(EMODB)),--manifest $(EMODB) --limit 20,data/demo_corpus/holdout)
 
+# Two worker processes, each taking whole test files (a module's trained model is made once): most tests wait
+# on subprocesses, sound in real time or the disk, so two share the 2 cores well.
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 bench: install
 	for benchmark in bench/*.py; do $(PY) $$benchmark || exit 1; done
