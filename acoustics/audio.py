@@ -11,9 +11,7 @@ All signals are 1-D ``numpy.float32`` arrays in [-1, 1]; all durations are in se
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -523,18 +521,14 @@ def synthetic_room_noise(seconds: float, sample_rate: int, rng: np.random.Genera
 
 
 def write_wav(path, signal: np.ndarray, sample_rate: int) -> Path:
-    """Write 16-bit PCM WAV atomically: a temporary file in the same folder, then a rename."""
+    """Write 16-bit PCM WAV atomically (:func:`acoustics.outputs.replaced_atomically`: a temporary file in
+    the same folder, flushed to disk, then a rename)."""
+    from .outputs import replaced_atomically
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.wav", dir=path.parent)
-    os.close(handle)
-    try:
+    with replaced_atomically(path) as temporary:
         soundfile.write(temporary, np.clip(signal, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; a recording is an ordinary file
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -24,7 +24,7 @@ from typing import Iterable
 from .audio import AUDIO_SUFFIXES
 from .errors import AcousticsError, BadParameterError
 from .inputs import check_readable_file
-from .outputs import check_path_lengths
+from .outputs import NAME_MAX, PATH_MAX, check_path_lengths
 from .setup import espeak_program, install_command
 
 SEX_LABELS = {"male": "male", "m": "male", "man": "male", "mann": "male", "maennlich": "male", "männlich": "male",
@@ -144,10 +144,6 @@ def manifest_text(manifest: Path) -> str:
             f"{manifest}: is not {name} text (byte 0x{bad}{where}{guess}); "
             "save it as UTF-8 (e.g. 'CSV UTF-8' in a spreadsheet) and run again."
         ) from None
-
-
-#: The limits of Linux file systems: bytes in one name, bytes in a whole path.
-NAME_MAX, PATH_MAX = 255, 4096
 
 
 def path_too_long(path: Path) -> str:

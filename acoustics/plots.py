@@ -8,24 +8,18 @@ matplotlib.use("Agg")
 
 
 def _save(figure, path):
-    """Save ``figure`` to ``path`` atomically (a temporary file of its own, then a rename) and close it."""
-    import os
-    import tempfile
+    """Save ``figure`` to ``path`` atomically (:func:`acoustics.outputs.replaced_atomically`) and close it."""
     from pathlib import Path
 
     import matplotlib.pyplot as pyplot
 
+    from .outputs import replaced_atomically
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(handle)
     try:
-        figure.savefig(temporary, dpi=110)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        with replaced_atomically(path) as temporary:
+            figure.savefig(temporary, dpi=110, format=path.suffix.lstrip(".") or "png")
     finally:
         pyplot.close(figure)
     return path

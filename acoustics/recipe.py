@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .errors import BadParameterError
 from .inputs import bounded_json
-from .settings import parse_overrides
+from .settings import is_integer, parse_overrides
 
 #: Every network stage 4 can train: three learn from scratch, ``encoder`` starts from a pretrained speaker encoder.
 NETWORKS = ("cnn", "lstm", "cnnlstm", "encoder")
@@ -119,7 +119,7 @@ class Recipe:
         for name, low, high in (("epochs", 1, 1000), ("batch_size", 4, 4096), ("coefficients", 1, 1000),
                                 ("ensemble_size", 1, 20), ("encoder_epochs", 1, 1000), ("fine_tune_epochs", 0, 1000)):
             value = getattr(self, name)
-            if not _is_integer(value) or not low <= value <= high:
+            if not is_integer(value) or not low <= value <= high:
                 problems.append(f"{name} must be an integer from {low} to {high}, not {value!r}")
         for name, low, high in (("learning_rate", 1e-6, 1.0), ("encoder_learning_rate", 1e-6, 1.0),
                                 ("fine_tune_learning_rate", 1e-7, 1.0), ("width", 0.25, 8.0), ("babble_probability", 0.0, 1.0),
@@ -184,10 +184,6 @@ class Recipe:
     def describe(self) -> str:
         """The recipe in a few lines, for ``--check`` and the stage-4 heading."""
         return "\n".join(f"  {key:<22} {value}" for key, value in self.to_dict().items())
-
-
-def _is_integer(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value) -> bool:

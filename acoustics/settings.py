@@ -89,7 +89,7 @@ class Settings:
     def __post_init__(self) -> None:
         problems = [f"{name} must be an integer, not {getattr(self, name)!r}"
                     for name in ("sample_rate", "n_mfcc", "n_mels", "frames", "seed", "feature_version")
-                    if not _is_integer(getattr(self, name))]
+                    if not is_integer(getattr(self, name))]
         problems += [f"{name} must be a finite number, not {getattr(self, name)!r}"
                      for name in ("window_ms", "hop_ms", "fmin", "fmax", "trim_top_db")
                      if not _is_number(getattr(self, name))]
@@ -215,7 +215,8 @@ def parse_overrides(assignments, names, option: str) -> dict:
     return changes
 
 
-def _is_integer(value) -> bool:
+def is_integer(value) -> bool:
+    """True for an int that is not a bool."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 

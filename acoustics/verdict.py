@@ -20,6 +20,7 @@ import numpy as np
 from . import audio, features
 from .errors import BadAudioError, BadModelError, NoSpeechError, reason_of
 from .modelfile import check_model_settings, read_metadata
+from .outputs import same_file
 from .settings import Settings
 
 #: |P(male) - 0.5| up to this is "a close call" (the 2019 workshop's 0.4 to 0.6 band, both ends included) ...
@@ -169,13 +170,6 @@ def choose_model(model_option, models_folder) -> ModelChoice:
         warning = (f"Warning: {shown_path(path)} has heard no real voice in training and is often wrong about real people; "
                    f"the reference model is the better choice: --model {shown_path(REFERENCE_MODEL)}")
     return ModelChoice(path, metadata, line, warning, by_user)
-
-
-def same_file(first: Path, second: Path) -> bool:
-    try:
-        return Path(first).resolve() == Path(second).resolve()
-    except OSError:
-        return False
 
 
 def shown_path(path: Path) -> str:
