@@ -22,7 +22,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-import scipy.fft
 
 from .settings import Settings
 
@@ -86,6 +85,14 @@ def mel_filter_bank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax
     return weights
 
 
+@lru_cache(maxsize=64)
+def empty_mel_bands(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> int:
+    """How many of the mel bands hold no frequency of an ``n_fft``-point FFT (their filters are all
+    zero, as librosa warns "Empty filters detected"): such a band is always silent, so settings that make
+    one are refused (:class:`acoustics.settings.Settings`)."""
+    return int(np.sum(mel_filter_bank(sample_rate, n_fft, n_mels, fmin, fmax).max(axis=1) <= 0))
+
+
 def dct_matrix(size: int, count: int) -> np.ndarray:
     """Orthonormal DCT-II as a (size, count) matrix: ``x @ dct_matrix(n, k)`` is ``dct(x, norm="ortho")[..., :k]``."""
     matrix = np.cos(np.pi / size * np.outer(np.arange(size) + 0.5, np.arange(count))) * np.sqrt(2.0 / size)
@@ -124,6 +131,8 @@ def mfcc(signal: np.ndarray, settings: Settings) -> np.ndarray:
         signal, shape=(frame_count(signal.size, settings), settings.n_fft),
         strides=(settings.hop_length * signal.itemsize, signal.itemsize), writeable=False,
     )
+    import scipy.fft  # here, not at the top: Settings checks its mel bands with this module, and scipy.fft costs 0.5 s
+
     spectrum = scipy.fft.rfft(frames * window, axis=1)  # float64 window: float64 frames
     power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
     log_mel = 10.0 * np.log10(np.maximum(power @ mel_basis_t, AMIN))

@@ -118,6 +118,14 @@ class Settings:
         if (any(not -30 <= snr <= 60 for snr in self.snrs_db) or len(set(self.snrs_db)) != len(self.snrs_db)
                 or len(self.snrs_db) > MAX_SNRS):
             problems.append(f"snrs_db must be at most {MAX_SNRS} distinct values between -30 and 60 dB, not {_show(self.snrs_db)[:80]}")
+        if not problems:
+            from .features import empty_mel_bands
+
+            empty = empty_mel_bands(self.sample_rate, self.n_fft, self.n_mels, self.fmin, self.fmax)
+            if empty:
+                problems.append(f"{empty} of the {self.n_mels} mel bands from fmin {self.fmin:g} to fmax {self.fmax:g} Hz "
+                                f"hold no frequency of the {self.window_ms:g} ms window (always silent): lower n_mels, "
+                                "widen fmin to fmax, or lengthen window_ms")
         if problems:
             raise BadParameterError("Bad settings: " + "; ".join(problems) + ".")
 

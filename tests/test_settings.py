@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 
+import numpy as np
 import pytest
 
 from acoustics.errors import AcousticsError, BadParameterError, SettingsMismatchError
@@ -130,6 +131,10 @@ def test_from_json_with_a_bad_value_raises_bad_parameter():
         ({"snrs_db": (-31.0,)}, "snrs_db"),
         ({"snrs_db": (math.nan,)}, "snrs_db"),
         ({"snrs_db": (math.inf,)}, "snrs_db"),
+        # physically impossible: mel bands narrower than the FFT's spacing hold no frequency (always silent)
+        ({"fmax": 1.0}, "mel bands"),
+        ({"fmin": 4000.0, "fmax": 4100.0}, "mel bands"),
+        ({"n_mels": 128, "n_mfcc": 40, "window_ms": 5.0, "hop_ms": 5.0}, "mel bands"),
     ],
 )
 def test_invalid_values_raise_bad_parameter_naming_the_field(changes, field):
@@ -139,6 +144,25 @@ def test_invalid_values_raise_bad_parameter_naming_the_field(changes, field):
     assert field in message
     assert "\n" not in message
     assert isinstance(caught.value, ValueError)
+
+
+def test_the_mel_band_check_is_librosas():
+    """A band is refused exactly where librosa's filter bank has an empty filter (its 'Empty filters' warning)."""
+    import warnings
+
+    import librosa
+
+    for sample_rate, window_ms, n_mels, fmin, fmax in ((16000, 25.0, 40, 0.0, 8000.0), (16000, 25.0, 40, 0.0, 1.0),
+                                                       (8000, 10.0, 64, 0.0, 4000.0), (16000, 25.0, 128, 0.0, 8000.0),
+                                                       (16000, 5.0, 128, 0.0, 8000.0), (16000, 25.0, 40, 3000.0, 3500.0)):
+        n_fft = int(round(sample_rate * window_ms / 1000))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bank = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+        expected = int(np.sum(bank.max(axis=1) <= 0))
+        from acoustics.features import empty_mel_bands
+
+        assert empty_mel_bands(sample_rate, n_fft, n_mels, fmin, fmax) == expected, (sample_rate, window_ms, n_mels, fmin, fmax)
 
 
 def test_every_problem_is_reported_at_once():
