@@ -36,6 +36,9 @@ MAX_FILE_SECONDS = 600.0
 #: Files of a higher sample rate (Hz) or more channels are refused from their header: nothing recorded
 #: for speech needs more, and a header may claim anything.
 MAX_SAMPLE_RATE = 192_000
+#: Lowest sample rate read (Hz): below it the voice's own band is gone (telephones record at 8000), and a
+#: header that says less (1 Hz) is damaged, not speech.
+MIN_SAMPLE_RATE = 4000
 MAX_CHANNELS = 8
 #: Files are decoded, downmixed and resampled this many seconds at a time, so that memory holds a few
 #: blocks and the output (at most 600 s at 16 kHz mono: 38 MB), not the whole decoded file.
@@ -126,6 +129,10 @@ def _check_format(path, channels: int, sample_rate: int) -> None:
     """Refuse a header that declares no channels or no rate, or more than the limits."""
     if channels < 1 or sample_rate < 1:
         raise BadAudioError(f"{path}: the header declares {channels} channels at {sample_rate} Hz; re-export the file.")
+    if sample_rate < MIN_SAMPLE_RATE:
+        raise BadAudioError(f"{path}: the header says {sample_rate} Hz, below the {MIN_SAMPLE_RATE} Hz that speech needs "
+                            "(telephones use 8000); the header is damaged or the file was exported wrongly: export it "
+                            "again at 16000 Hz.")
     if sample_rate > MAX_SAMPLE_RATE or channels > MAX_CHANNELS:
         raise BadAudioError(
             f"{path}: {channels} channels at {sample_rate} Hz, above the limit of {MAX_CHANNELS} channels at "

@@ -732,3 +732,21 @@ def test_property_mfcc_is_finite(signal):
     assert coefficients.shape == (features.frame_count(signal.size, MFCC_SETTINGS), 40)
     assert coefficients.dtype == np.float32
     assert np.isfinite(coefficients).all()
+
+
+@pytest.mark.parametrize("rate", [1, 100, 3999])
+def test_a_header_below_the_rate_of_speech_is_refused_in_one_line(rate, tmp_path):
+    """A WAV whose header says 1 Hz would read as hours of 'speech': refused from its header, as are rates above the limit."""
+    path = tmp_path / f"at-{rate}-hz.wav"
+    soundfile.write(path, np.zeros(8000, np.float32), 8000, subtype="PCM_16")
+    header = bytearray(path.read_bytes())
+    header[24:28] = rate.to_bytes(4, "little")  # the fmt chunk's sample rate (and its byte rate after it)
+    header[28:32] = (rate * 2).to_bytes(4, "little")
+    path.write_bytes(bytes(header))
+    with pytest.raises(BadAudioError) as caught:
+        audio.load_audio(path, 16000)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: the header says {rate} Hz") and "16000 Hz" in message and "\n" not in message
+    header[24:28], header[28:32] = (8000).to_bytes(4, "little"), (16000).to_bytes(4, "little")
+    path.write_bytes(bytes(header))
+    assert audio.load_audio(path, 16000)[0].size == 16000  # telephone quality is read
