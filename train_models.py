@@ -26,7 +26,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from acoustics import locks, outputs, trainer
+from acoustics import features, locks, outputs, trainer
 from acoustics.database import FeatureDatabase
 from acoustics.errors import AcousticsError
 from acoustics.recipe import NETWORKS, Recipe
@@ -149,6 +149,16 @@ def without_unusable_encoder(recipe: Recipe, settings, model: str) -> Recipe:
     return recipe
 
 
+def augmentation_note(settings, recipe) -> str:
+    """The line that says the recipe's augmentation (acoustics.augment) cannot work on these features, or ""."""
+    if features.invertible(settings) or not max(recipe.babble_probability, recipe.noise_probability,
+                                                recipe.equaliser_probability, recipe.gain_db) > 0:
+        return ""
+    return (f"No augmentation (other voices, noise, microphone responses, levels): it works on the mel bands, which "
+            f"{settings.n_mfcc} MFCCs of {settings.n_mels} bands do not give back; a database made with the default "
+            "settings (python set_up_sql.py --reset) has it.")
+
+
 def train_all(arguments) -> int:
     recipe = recipe_of(arguments)
     trainer.check_outputs(arguments.out, trained_models(arguments.model), arguments.name, database=arguments.db)
@@ -160,6 +170,8 @@ def train_all(arguments) -> int:
     with FeatureDatabase(arguments.db) as database:
         seed = database.settings.seed if arguments.seed is None else arguments.seed
         recipe = without_unusable_encoder(recipe, database.settings, arguments.model)
+        if augmentation_note(database.settings, recipe):
+            print(augmentation_note(database.settings, recipe), flush=True)
         split = trainer.load_split(database, recipe, seed, new_split=arguments.new_split, fractions=arguments.fractions)
         print(f"Speaker split ({'stored, reused' if split.reused else f'new, seed {seed}'}):\n{split.describe()}", flush=True)
         print("Loading TensorFlow ...", flush=True)

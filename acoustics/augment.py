@@ -18,9 +18,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-import scipy.fft
 
-from .features import AMIN, mel_band_widths, mel_frequencies, mfcc
+from .features import AMIN, invertible, mel_band_widths, mel_db_to_mfcc, mel_frequencies, mfcc, mfcc_to_mel_db
 from .settings import Settings
 
 NOISE_COLOURS = ("white", "pink", "brown")
@@ -32,7 +31,7 @@ NOISE_SECONDS = 8.0
 def augment(windows: np.ndarray, settings: Settings, recipe, rng: np.random.Generator) -> np.ndarray:
     """``windows`` (count, frames, n_mfcc raw MFCCs) changed as ``recipe`` says; a new float32 array."""
     windows = np.asarray(windows, dtype=np.float32)
-    if settings.n_mfcc != settings.n_mels or len(windows) == 0:
+    if not invertible(settings) or len(windows) == 0:
         return windows
     power = to_power(windows)
     count = len(windows)
@@ -51,13 +50,14 @@ def augment(windows: np.ndarray, settings: Settings, recipe, rng: np.random.Gene
 
 def to_power(windows: np.ndarray) -> np.ndarray:
     """Mel band powers (float64) of raw MFCC windows with ``n_mfcc == n_mels``."""
-    return 10.0 ** (scipy.fft.idct(np.asarray(windows, dtype=np.float64), type=2, norm="ortho", axis=-1) / 10.0)
+    windows = np.asarray(windows)
+    return 10.0 ** (mfcc_to_mel_db(windows, windows.shape[-1]) / 10.0)
 
 
 def to_mfcc(power: np.ndarray) -> np.ndarray:
     """The MFCCs (float32) of mel band powers, as :func:`acoustics.features.mfcc` computes them."""
     log_mel = 10.0 * np.log10(np.maximum(power, AMIN))
-    return scipy.fft.dct(log_mel, type=2, norm="ortho", axis=-1).astype(np.float32)
+    return mel_db_to_mfcc(log_mel, log_mel.shape[-1]).astype(np.float32)
 
 
 def mix_babble(power: np.ndarray, chosen: np.ndarray, snr_range, rng: np.random.Generator) -> np.ndarray:

@@ -35,13 +35,16 @@ _LOG_START_MEL = _LOG_START_HZ / _MEL_STEP_HZ
 _LOG_STEP = np.log(6.4) / 27.0
 
 
-def _hz_to_mel(frequency: float) -> float:
+def hz_to_mel(frequency: float) -> float:
+    """Slaney's mel of ``frequency`` (Hz), as ``librosa.hz_to_mel(frequency)``."""
     if frequency >= _LOG_START_HZ:
         return _LOG_START_MEL + np.log(frequency / _LOG_START_HZ) / _LOG_STEP
     return frequency / _MEL_STEP_HZ
 
 
-def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+def mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    """The frequencies (Hz) of Slaney ``mels`` (an array), as ``librosa.mel_to_hz(mels)``."""
+    mels = np.asarray(mels, dtype=np.float64)
     frequencies = _MEL_STEP_HZ * mels
     log_region = mels >= _LOG_START_MEL
     frequencies[log_region] = _LOG_START_HZ * np.exp(_LOG_STEP * (mels[log_region] - _LOG_START_MEL))
@@ -51,7 +54,7 @@ def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
 def mel_frequencies(n_mels: int, fmin: float, fmax: float) -> np.ndarray:
     """The ``n_mels + 2`` edges in Hz of the Slaney mel bands: band ``i`` rises from edge ``i``, peaks at
     edge ``i + 1`` and falls to edge ``i + 2``."""
-    return _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    return mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
 
 
 def mel_band_widths(settings: Settings) -> np.ndarray:
@@ -93,11 +96,34 @@ def empty_mel_bands(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax
     return int(np.sum(mel_filter_bank(sample_rate, n_fft, n_mels, fmin, fmax).max(axis=1) <= 0))
 
 
+@lru_cache(maxsize=16)
 def dct_matrix(size: int, count: int) -> np.ndarray:
-    """Orthonormal DCT-II as a (size, count) matrix: ``x @ dct_matrix(n, k)`` is ``dct(x, norm="ortho")[..., :k]``."""
+    """Orthonormal DCT-II as a (size, count) matrix: ``x @ dct_matrix(n, k)`` is ``dct(x, norm="ortho")[..., :k]``
+    (read-only: made once per shape)."""
     matrix = np.cos(np.pi / size * np.outer(np.arange(size) + 0.5, np.arange(count))) * np.sqrt(2.0 / size)
     matrix[:, 0] /= np.sqrt(2.0)
+    matrix.setflags(write=False)
     return matrix
+
+
+def mfcc_to_mel_db(coefficients: np.ndarray, n_mels: int) -> np.ndarray:
+    """The log-mel spectrum (dB per band, float64, shape ``(..., n_mels)``) that MFCCs ``(..., n_mfcc)`` were
+    computed from: the inverse of their orthonormal DCT. Exact when ``n_mfcc == n_mels`` (the defaults);
+    with fewer coefficients, the smooth spectral envelope they keep."""
+    values = np.asarray(coefficients, dtype=np.float64)
+    return values @ dct_matrix(n_mels, values.shape[-1]).T
+
+
+def mel_db_to_mfcc(log_mel: np.ndarray, n_mfcc: int) -> np.ndarray:
+    """The first ``n_mfcc`` MFCCs (float64) of a log-mel spectrum ``(..., n_mels)`` in dB, as :func:`mfcc` takes them."""
+    values = np.asarray(log_mel, dtype=np.float64)
+    return values @ dct_matrix(values.shape[-1], n_mfcc)
+
+
+def invertible(settings: Settings) -> bool:
+    """True when the MFCCs hold the whole log-mel spectrum (``n_mfcc == n_mels``), so that what works on
+    mel power (training augmentation, the encoder network) can read it back exactly."""
+    return settings.n_mfcc == settings.n_mels
 
 
 @lru_cache(maxsize=8)

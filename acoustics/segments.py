@@ -232,7 +232,7 @@ def band_levels(matrix: np.ndarray, settings) -> np.ndarray:
     """The level in dB of :data:`BANDS` groups of neighbouring mel bands in each frame, (frames, BANDS):
     the log-mel spectrum read back from the MFCCs (the inverse of their orthonormal DCT; smoothed where
     ``n_mfcc < n_mels``) and averaged per group."""
-    log_mel = matrix.astype(np.float64) @ features.dct_matrix(settings.n_mels, settings.n_mfcc).T
+    log_mel = features.mfcc_to_mel_db(matrix, settings.n_mels)
     groups = np.array_split(np.arange(settings.n_mels), min(BANDS, settings.n_mels))
     return np.stack([log_mel[:, group].mean(axis=1) for group in groups], axis=1)
 

@@ -101,3 +101,28 @@ def test_windows_longer_than_the_stock_of_noise_still_get_noise():
     recipe = Recipe(babble_probability=0.0, noise_probability=1.0, equaliser_probability=0.0, gain_db=0.0)
     changed = augment.augment(windows, settings, recipe, np.random.default_rng(0))
     assert changed.shape == windows.shape and np.isfinite(changed).all() and not np.allclose(changed, windows)
+
+
+def test_stage4_says_when_the_features_allow_no_augmentation():
+    """Augmentation works on mel power, which fewer MFCCs than bands do not give back: said in one line, not silently skipped."""
+    import train_models
+
+    from acoustics.recipe import Recipe
+
+    assert train_models.augmentation_note(SETTINGS, Recipe()) == ""
+    note = train_models.augmentation_note(SETTINGS.replace(n_mfcc=13), Recipe())
+    assert note.startswith("No augmentation") and "13 MFCCs of 40 bands" in note and "\n" not in note
+    off = Recipe(babble_probability=0.0, noise_probability=0.0, equaliser_probability=0.0, gain_db=0.0)
+    assert train_models.augmentation_note(SETTINGS.replace(n_mfcc=13), off) == ""
+    windows = np.random.default_rng(0).standard_normal((4, 100, 13)).astype(np.float32)
+    np.testing.assert_array_equal(augment.augment(windows, SETTINGS.replace(n_mfcc=13), Recipe(), np.random.default_rng(1)), windows)
+
+
+def test_the_front_end_inverse_gives_the_mel_spectrum_back():
+    log_mel = np.random.default_rng(2).uniform(-80, 0, size=(3, 7, 40))
+    coefficients = features.mel_db_to_mfcc(log_mel, 40)
+    np.testing.assert_allclose(features.mfcc_to_mel_db(coefficients, 40), log_mel, atol=1e-9)
+    import scipy.fft
+
+    np.testing.assert_allclose(coefficients, scipy.fft.dct(log_mel, type=2, norm="ortho", axis=-1), atol=1e-9)
+    assert features.hz_to_mel(1000.0) == pytest.approx(15.0) and features.mel_to_hz(np.array([15.0]))[0] == pytest.approx(1000.0)
