@@ -221,11 +221,19 @@ def track_blocks(model, metadata: dict, blocks, **options) -> Track:
 
 # Speech, P(male) per frame, labels --------------------------------------------------------------
 def smoothed(values: np.ndarray, width: int) -> np.ndarray:
-    """``values`` averaged over ``width`` neighbouring frames (the edges over fewer)."""
+    """``values`` averaged over ``width`` neighbouring frames (the edges over fewer); float32, as the levels."""
+    values = np.asarray(values, dtype=np.float32)
     if width <= 1 or values.size < 2:
-        return values.astype(np.float64)
-    kernel = np.ones(width)
-    return np.convolve(values, kernel, mode="same") / np.convolve(np.ones(values.size), kernel, mode="same")
+        return values.copy()
+    kernel = np.ones(width, np.float32)
+    result = np.convolve(values, kernel, mode="same")
+    if values.size <= 2 * width:
+        return result / np.convolve(np.ones(values.size, np.float32), kernel, mode="same")
+    counts = np.convolve(np.ones(2 * width, np.float32), kernel, mode="same")  # only the ends have fewer neighbours
+    result /= width
+    result[:width] *= width / counts[:width]
+    result[-width:] *= width / counts[-width:]
+    return result
 
 
 def band_levels(matrix: np.ndarray, settings) -> np.ndarray:
@@ -250,9 +258,15 @@ def noise_floor(levels: np.ndarray, frames_per_second: float) -> np.ndarray:
         per_second[index] = np.percentile(second, NOISE_FLOOR_PERCENTILE, axis=0)
     reach = max(1, int(NOISE_FLOOR_SECONDS))
     around = np.pad(per_second, ((reach, reach), (0, 0)), constant_values=np.nan)
+    floors = np.empty_like(per_second)
+    step = 600  # seconds at a time: the median's copies stay a few MB however long the recording
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(np.lib.stride_tricks.sliding_window_view(around, 2 * reach + 1, axis=0), axis=-1)
+        for start in range(0, count, step):
+            stop = min(count, start + step)
+            windows = np.lib.stride_tricks.sliding_window_view(around[start : stop + 2 * reach], 2 * reach + 1, axis=0)
+            floors[start:stop] = np.nanmedian(windows, axis=-1)
+    return floors
 
 
 def above_floor(levels: np.ndarray, frames_per_second: float) -> np.ndarray:
@@ -298,7 +312,7 @@ def frame_logits(track: Track, speech: np.ndarray, width: int, temperature: floa
     :data:`WINDOW_CENTRE` covers it (0 where no window with speech covers it)."""
     count = speech.size
     starts = np.minimum(track.window_starts, max(0, count - 1))
-    cumulative = np.concatenate([[0], np.cumsum(speech)])
+    cumulative = np.concatenate([[0], np.cumsum(speech, dtype=np.int32)])
     stops = np.minimum(starts + width, count)
     weights = (cumulative[stops] - cumulative[starts]) / width
     margin = int(round(width * (1 - WINDOW_CENTRE) / 2))
@@ -309,8 +323,13 @@ def frame_logits(track: Track, speech: np.ndarray, width: int, temperature: floa
     np.add.at(total, np.minimum(last, count), -weights * logits)
     np.add.at(weight, first, weights)
     np.add.at(weight, np.minimum(last, count), -weights)
-    total, weight = np.cumsum(total)[:count], np.cumsum(weight)[:count]
-    return np.where(weight > 1e-9, total / np.maximum(weight, 1e-9), 0.0)
+    np.cumsum(total, out=total)
+    np.cumsum(weight, out=weight)
+    total, weight = total[:count], weight[:count]
+    covered = weight > 1e-9
+    total[~covered] = 0.0
+    np.divide(total, weight, out=total, where=covered)
+    return total
 
 
 def viterbi(evidence: np.ndarray, penalties: np.ndarray) -> np.ndarray:
