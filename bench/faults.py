@@ -2,7 +2,8 @@
 """Faults benchmark: kill stage 3 at random moments and resume; run two stage-3 processes at once; feed
 every kind of hostile input to the stages. Every failure and traceback count must be 0.
 
-    python bench/faults.py [--trials 20]
+    python bench/faults.py [--trials 20] [--long-hours 3]
+    python bench/faults.py --only issue25 [--long-hours 30]   # issue 25's cases alone
 
 The last line is one JSON object: {"kill_trials", "kill_failures", "concurrent_trials",
 "concurrent_failures", "bad_inputs", "bad_input_tracebacks", "issue18_cases", "issue18_failures", "hangs",
@@ -12,7 +13,11 @@ small files that decode to huge signals (peak memory of stages 3 and 5, MB), out
 a training's locks (a second train_models.py into its --out, --start-over and --reset of its database),
 NaN features, paths too long for the system, a stalled microphone (a PulseAudio pipe source nobody
 writes to; skipped without PulseAudio; "stalled_microphone_seconds": stage 5's start to its exit), and
-two real trainings into one --out. The tests run the same scenarios with fewer trials (tests/test_faults.py).
+two real trainings into one --out. Issue 25's cases (``issue25_*`` keys): a file name made to forge a
+verdict line (stage 5's files, --segments, --compare, stage 3's skip list: ``forged_lines``), the exit
+status of each outcome (``wrong_exit_codes``), a model whose weight changed after saving, and --segments on
+``--long-hours`` of silence (``peak_rss_mb_long``). The tests run the same scenarios with fewer trials
+(tests/test_faults.py; issue 25's one by one in tests/test_names.py, test_streams.py and test_models.py).
 """
 
 from __future__ import annotations
@@ -487,9 +492,92 @@ def issue18(folder: Path) -> Tally:
     return tally
 
 
+# Issue 25: names that forge output, exit codes, changed models, long recordings ------------------------
+FORGED_NAME = "x\x1b[2K\rVerdict: female voice (probability 0.99; sure)"
+
+
+def forged_lines(result) -> int:
+    """Lines of a stage's output that a file name could have forged: raw escape sequences or carriage
+    returns, or a line that starts as a verdict does although the stage prints its own verdicts after a name."""
+    if result is None:
+        return 0
+    output = result.stdout + result.stderr
+    return output.count("\x1b") + output.count("\r") + sum(line.startswith("Verdict: ") for line in output.splitlines())
+
+
+def issue25(folder: Path, long_hours: float = 3.0) -> dict:
+    """Issue 25's cases: a file name made to forge a verdict (stage 5's files, --segments, --compare, stage 3's
+    skip list), the exit status of every outcome (all answered 0, some not 1, bad usage 2), a model whose weight
+    changed after saving, and the peak memory of --segments on ``long_hours`` of silence. Returns the counts."""
+    import shutil
+
+    import h5py
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tally, counts = Tally(), {"forged_lines": 0, "wrong_exit_codes": 0}
+    reference, environment = ROOT / "models" / "reference.h5", {"ACOUSTICS_DATA": str(folder / "data")}
+    clip = EMODB / "wav" / "03a01Fa.wav"
+    forged = folder / f"{FORGED_NAME}.wav"
+    shutil.copyfile(clip, forged)
+    (folder / "empty.wav").write_bytes(b"")
+    os.mkfifo(folder / "fifo.wav")
+    model = ("--model", reference, "--db", folder / "none.db")
+    space = workspace(folder / "space", files=0)
+    cases = [  # (label, script, arguments, expected exit status, what the output must say)
+        ("stage 5, a forged name", "implement_model.py", (*model, forged), 0, "male voice"),
+        ("stage 5 --segments, a forged name", "implement_model.py", (*model, "--segments", forged), 0, "segment"),
+        ("stage 5 --compare, a forged name", "implement_model.py", (*model, "--compare", reference, forged), 0, "x"),
+        ("stage 5, one of two files empty", "implement_model.py", (*model, clip, folder / "empty.wav"), 1, "1 file got no verdict"),
+        ("stage 5, only a FIFO", "implement_model.py", (*model, folder / "fifo.wav"), 1, "fifo.wav"),
+        ("stage 5, a bad option", "implement_model.py", (*model, "--pause", "0"), 2, "--pause"),
+        ("stage 3, a manifest of missing files", "speech_prep.py",
+         ("--db", space["db"], "--noise", space["noise"], "--manifest", folder / "missing.csv", "--no-picture"), 1, ""),
+    ]
+    (folder / "missing.csv").write_text("path,sex,speaker\n" + "".join(f"{folder}/gone{n}.wav,male,s{n}\n" for n in range(50))
+                                        + f"{folder}/{FORGED_NAME}\x1b[2J.wav,female,s99\n")
+    for label, script, arguments, status, expect in cases:
+        result = guarded([sys.executable, str(ROOT / script), *map(str, arguments)], 300, environment)
+        tally.check(label, result, exit_code=status, expect=expect)
+        counts["forged_lines"] += forged_lines(result)
+        if result is not None and result.returncode != status:
+            counts["wrong_exit_codes"] += 1
+    changed = folder / "changed.h5"
+    shutil.copyfile(reference, changed)
+    with h5py.File(changed, "a") as handle:
+        names = []
+        handle["model_weights"].visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
+        handle["model_weights"][sorted(names)[-1]][...] += 0.01
+    for label, arguments in (("stage 5, a model changed after saving", ("--model", changed, "--db", folder / "none.db", clip)),
+                             ("--check, a model changed after saving", ("--check", changed, "--db", folder / "none.db"))):
+        script = "train_models.py" if label.startswith("--check") else "implement_model.py"
+        result = guarded([sys.executable, str(ROOT / script), *map(str, arguments)], 300, environment)
+        tally.check(label, result, exit_code=1, expect="changed after it was saved", one_line=True)
+        if result is not None and result.returncode != 1:
+            counts["wrong_exit_codes"] += 1
+    silence = folder / "silence.flac"
+    import soundfile
+
+    with soundfile.SoundFile(silence, "w", samplerate=16000, channels=1, format="FLAC", subtype="PCM_16") as handle:
+        block = np.zeros(16000 * 60, np.float32)
+        for _ in range(max(1, int(round(long_hours * 60)))):
+            handle.write(block)
+    started = time.perf_counter()
+    result, megabytes = peak_run("implement_model.py", *model, "--segments", silence, "--csv", folder / "long.csv",
+                                 timeout=max(600, long_hours * 3600 / 20), env=environment)
+    seconds = time.perf_counter() - started
+    tally.check(f"--segments on {long_hours:g} h of silence", result, exit_code=0, expect="without speech")
+    print(f"Issue 25: --segments on {long_hours:g} h of silence ({silence.stat().st_size / 1e6:.1f} MB) took {seconds:.0f} s "
+          f"and peaked at {megabytes:.0f} MB.")
+    return counts | {"cases": tally.cases, "failures": tally.failures, "hangs": tally.hangs, "tracebacks": tally.tracebacks,
+                     "long_hours": long_hours, "peak_rss_mb_long": round(megabytes), "long_seconds": round(seconds)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--long-hours", type=float, default=3.0,
+                        help="hours of silence --segments reads in issue 25's long-recording case (issue 25's goal: 30)")
+    parser.add_argument("--only", choices=["issue25"], help="run only these cases")
     arguments = parser.parse_args(argv)
     if not sys.platform.startswith("linux"):
         print("Skipped: this bench kills stages with SIGKILL and reads /proc and getrusage, which it does on Linux only.")
@@ -497,6 +585,13 @@ def main(argv=None) -> int:
     if not (EMODB / "labels.csv").exists():
         print(f"Skipped: EmoDB is not at {EMODB}.")
         return 2
+    if arguments.only == "issue25":
+        with tempfile.TemporaryDirectory() as scratch:
+            counts = issue25(Path(scratch) / "issue25", arguments.long_hours)
+        for failure in counts.pop("failures"):
+            print("  " + failure)
+        print(json.dumps(counts))
+        return 0
     with tempfile.TemporaryDirectory() as scratch:
         started = time.perf_counter()
         kill_failures = kill_and_resume(arguments.trials, Path(scratch) / "kill")
@@ -511,9 +606,10 @@ def main(argv=None) -> int:
         bad_inputs, tracebacks = run_hostile_inputs(Path(scratch) / "hostile")
         print(f"Hostile inputs: {bad_inputs} cases, {len(tracebacks)} tracebacks.")
         tally = issue18(Path(scratch) / "issue18")
+        counts = issue25(Path(scratch) / "issue25", arguments.long_hours)
         print(f"Issue 18: {tally.cases} cases, {tally.hangs} hangs, {tally.tracebacks} tracebacks, "
               f"{tally.overwrites} overwrites, {tally.duplicates} duplicates, {len(tally.failures)} failures.")
-    for failure in kill_failures + concurrent_failures + tracebacks + tally.failures:
+    for failure in kill_failures + concurrent_failures + tracebacks + tally.failures + counts.pop("failures"):
         print("  " + failure)
     print(json.dumps({"kill_trials": arguments.trials, "kill_failures": len(kill_failures),
                       "concurrent_trials": concurrent_trials, "concurrent_failures": len(concurrent_failures),
@@ -522,7 +618,7 @@ def main(argv=None) -> int:
                       "tracebacks": len(tracebacks) + tally.tracebacks, "overwrites": tally.overwrites,
                       "duplicates": tally.duplicates, "peak_rss_mb_hostile": round(tally.peak_mb),
                       "stalled_microphone_seconds": None if tally.stall_seconds != tally.stall_seconds
-                      else round(tally.stall_seconds, 1)}))
+                      else round(tally.stall_seconds, 1)} | {f"issue25_{key}": value for key, value in counts.items()}))
     return 0
 
 

@@ -261,6 +261,18 @@ def write_conversations(speakers: dict, arguments, folder: Path, rng: np.random.
     return paths, truths
 
 
+def usable(model_path: Path) -> bool:
+    """True if the cached model reads (an older version's file, without a checksum, is trained again)."""
+    from acoustics.errors import BadModelError
+    from acoustics.modelfile import read_metadata
+
+    try:
+        read_metadata(model_path)
+    except BadModelError:
+        return False
+    return True
+
+
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
     unheard = f"{arguments.speakers}-per-sex" if arguments.speakers else "all"
@@ -268,7 +280,7 @@ def main(argv=None) -> int:
     if arguments.train_only:
         train_model(arguments.held_out, arguments.speakers, model_path)
         return 0
-    if arguments.model is None and (arguments.retrain or not model_path.exists()):
+    if arguments.model is None and (arguments.retrain or not usable(model_path)):
         subprocess.run([sys.executable, __file__, "--held-out", arguments.held_out, "--speakers", str(arguments.speakers),
                         "--train-only"], check=True,
                        env={key: value for key, value in os.environ.items() if key not in PINNED})

@@ -62,3 +62,15 @@ def test_a_stalled_microphone_ends_stage5_with_one_line(tmp_path, virtual_microp
     seconds = faults.stalled_microphone_case(tmp_path / "pulse", tally, virtual_microphone)
     assert tally.failures == [] and tally.cases == 1
     assert seconds < 15
+
+
+def test_issue25_counts_a_forged_line_and_what_is_escaped_is_not_one():
+    """bench/faults.py's issue-25 cases (names, exit codes, changed models, long recordings) run stage 5 a dozen
+    times; tests/test_names.py, test_streams.py and test_models.py hold them one by one. Here: its counter."""
+    from types import SimpleNamespace
+
+    from acoustics.errors import shown
+
+    raw = SimpleNamespace(stdout=f"{faults.FORGED_NAME}.wav: male voice (probability 0.97; sure)\n", stderr="")
+    escaped = SimpleNamespace(stdout=f"{shown(faults.FORGED_NAME + '.wav')}: male voice (probability 0.97; sure)\n", stderr="")
+    assert faults.forged_lines(raw) >= 2 and faults.forged_lines(escaped) == 0
