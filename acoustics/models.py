@@ -419,15 +419,6 @@ def predict_clip(model: keras.Model, metadata: dict, mfcc_matrix: np.ndarray) ->
                                   temperature=metadata["temperature"])[0])
 
 
-def predict_signal(model: keras.Model, metadata: dict, signal: np.ndarray) -> float:
-    """P(male) of a float32 mono signal at the model's sample rate: trim silence, MFCC, :func:`predict_clip`."""
-    from .audio import trim_silence
-    from .features import mfcc
-
-    settings = metadata["settings"]
-    return predict_clip(model, metadata, mfcc(trim_silence(np.asarray(signal, dtype=np.float32), settings.trim_top_db), settings))
-
-
 def predict_clips(model: keras.Model, database: FeatureDatabase, index, settings: Settings,
                   normalisation: Normalisation, *, recipe: Recipe = Recipe(), temperature: float = 1.0) -> np.ndarray:
     """P(male) of every row of ``index`` (as :func:`predict_clip`), streamed from ``database``."""

@@ -53,8 +53,7 @@ def main(argv=None) -> int:
     test = scores["test"]
     print("\n".join(line for line in result.stdout.splitlines() if not line.startswith(("Epoch", "  ")) or "clips" in line)[-1500:])
     print(f"stage 3 (EmoDB, clean + 4 SNRs): {prep_seconds:.1f} s; stage 4 process: {stage_seconds:.1f} s; "
-          f"training: {scores['training_seconds']:.1f} s, {scores['epochs']} epochs "
-          f"(best {scores['best_epoch']}); test accuracy {test['accuracy']:.3f} on {test['speakers']} speakers "
+          f"training: {scores['training_seconds']:.1f} s, {scores['epochs']} epochs (the last kept); test accuracy {test['accuracy']:.3f} on {test['speakers']} speakers "
           f"({test['clips']} clips); per variant {json.dumps({k: round(v, 3) for k, v in test['per_variant'].items()})}")
     print(json.dumps({"seconds": scores["training_seconds"], "epochs": scores["epochs"], "accuracy": round(test["accuracy"], 4),
                       "test_speakers": test["speakers"]}))

@@ -299,7 +299,10 @@ def test_predictions_are_deterministic_and_clip_level(trained, model_clips):
     first = models.predict_clip(model, metadata, matrix)
     assert 0.0 <= first <= 1.0
     assert models.predict_clip(model, metadata, matrix) == first == models.predict_clip(again, metadata_again, matrix)
-    assert models.predict_signal(model, metadata, signal) == first
+    from acoustics import verdict  # stage 5's path from a signal: its speech, its MFCCs, predict_clip
+
+    prepared = verdict.prepare_signal(metadata, signal, "clip")
+    assert verdict.classify_signal(model, metadata, signal, "clip").probability_male == models.predict_clip(model, metadata, prepared.matrix)
     raw_windows = features.windows(matrix, 100)
     window_probabilities = model.predict_on_batch(trained["normalisation"].apply(raw_windows))[:, 0]
     weights = training.window_weights(raw_windows, metadata["settings"])
