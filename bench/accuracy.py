@@ -76,6 +76,8 @@ def parse_arguments(argv=None):
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--csv", type=Path, default=RESULTS / "accuracy.csv")
     parser.add_argument("--tag", default="")
+    parser.add_argument("--without-demo", action="store_true",
+                        help="train without the espeak-ng demo corpus (real voices only), as a check of what it adds")
     return parser.parse_args(argv)
 
 
@@ -412,6 +414,8 @@ def main(argv=None) -> int:
     conditions = QUICK_CONDITIONS if arguments.quick else CONDITIONS
     log = lambda text: print(f"[{time.perf_counter() - started:5.0f} s] {text}", flush=True)  # noqa: E731
     clips = cached_features(settings, conditions, arguments)
+    if arguments.without_demo:
+        clips = [clip for clip in clips if clip["corpus"] != "demo"]
     log(f"features of {len(clips)} clips; recipe {recipe.to_json()} {arguments.tag}")
     import pandas
 
