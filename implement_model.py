@@ -296,7 +296,7 @@ def main(argv=None) -> int:
     sys.stderr.flush()
     sys.stderr = io.TextIOWrapper(io.FileIO(os.dup(2), "w"), line_buffering=True, errors="backslashreplace")
     try:
-        outputs.check_path_arguments(arguments, "files", "csv", "model", "db", "compare", "manifest")
+        outputs.check_path_arguments(arguments, "files", "csv", "model", "db", "compare", "manifest", "play")
         if arguments.csv:
             check_csv_path(arguments)
         settings, loader = start_loading(arguments)

@@ -289,6 +289,8 @@ def test_play_listens_to_a_recording_in_real_time_without_a_microphone(stage5, n
     assert done.returncode == 1 and "missing.wav" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     done = run_stage(SCRIPT, "--play", clip, clip, env=stage5["env"], timeout=60)
     assert done.returncode == 2 and "--play listens to one recording" in done.stderr, done.stderr
+    done = run_stage(SCRIPT, "--play", tmp_path / ("a" * 300 + ".wav"), env=stage5["env"], timeout=60)
+    assert done.returncode == 1 and done.stderr.startswith("Error: --play ") and "300" not in done.stdout, done.stderr
 
 
 def test_no_microphone_is_one_line_pointing_to_wav(stage5, no_microphone_env):
