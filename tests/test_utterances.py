@@ -200,7 +200,7 @@ def test_a_source_that_ends_mid_sentence_still_gives_the_sentence(spoken):
     signal, speech_detected = utterances.record_utterance(source, max_seconds=10.0)
     assert speech_detected and spoken.size / RATE - 0.3 < signal.size / RATE < spoken.size / RATE + 0.3
     assert list(utterances.stream_utterances(sources.ArraySource(spoken, RATE))) != []
-    assert utterances.record_utterance(sources.ArraySource(np.zeros(0, np.float32), RATE)) [1] is False
+    assert utterances.record_utterance(sources.ArraySource(np.zeros(0, np.float32), RATE))[1] is False
 
 
 @pytest.mark.parametrize("chunk_seconds", [0.01, 0.03, 0.1])
