@@ -170,8 +170,9 @@ def train_all(arguments) -> int:
     with FeatureDatabase(arguments.db) as database:
         seed = database.settings.seed if arguments.seed is None else arguments.seed
         recipe = without_unusable_encoder(recipe, database.settings, arguments.model)
-        if augmentation_note(database.settings, recipe):
-            print(augmentation_note(database.settings, recipe), flush=True)
+        note = augmentation_note(database.settings, recipe)
+        if note:
+            print(note, flush=True)
         split = trainer.load_split(database, recipe, seed, new_split=arguments.new_split, fractions=arguments.fractions)
         print(f"Speaker split ({'stored, reused' if split.reused else f'new, seed {seed}'}):\n{split.describe()}", flush=True)
         print("Loading TensorFlow ...", flush=True)

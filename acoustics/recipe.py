@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass
 
 from .errors import BadParameterError
 from .inputs import bounded_json
-from .settings import is_integer, parse_overrides
+from .settings import is_integer, is_number, parse_overrides
 
 #: Every network stage 4 can train: three learn from scratch, ``encoder`` starts from a pretrained speaker encoder.
 NETWORKS = ("cnn", "lstm", "cnnlstm", "encoder")
@@ -127,11 +126,11 @@ class Recipe:
                                 ("equaliser_tilt_db", 0.0, 12.0), ("gain_db", 0.0, 60.0),
                                 ("loudness_weight_db", 0.1, 100.0)):
             value = getattr(self, name)
-            if not _is_number(value) or not low <= value <= high:
+            if not is_number(value) or not low <= value <= high:
                 problems.append(f"{name} must be a number from {low:g} to {high:g}, not {value!r}")
         for name in ("babble_snr_db", "noise_snr_db"):
             value = getattr(self, name)
-            if (not isinstance(value, tuple) or len(value) != 2 or not all(_is_number(item) for item in value)
+            if (not isinstance(value, tuple) or len(value) != 2 or not all(is_number(item) for item in value)
                     or not -30 <= value[0] <= value[1] <= 60):
                 problems.append(f"{name} must be two numbers low <= high between -30 and 60 dB, not {value!r}")
         if self.ensemble_network not in ENSEMBLES:
@@ -184,7 +183,3 @@ class Recipe:
     def describe(self) -> str:
         """The recipe in a few lines, for ``--check`` and the stage-4 heading."""
         return "\n".join(f"  {key:<22} {value}" for key, value in self.to_dict().items())
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

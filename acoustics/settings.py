@@ -92,8 +92,8 @@ class Settings:
                     if not is_integer(getattr(self, name))]
         problems += [f"{name} must be a finite number, not {getattr(self, name)!r}"
                      for name in ("window_ms", "hop_ms", "fmin", "fmax", "trim_top_db")
-                     if not _is_number(getattr(self, name))]
-        if isinstance(self.snrs_db, (list, tuple)) and all(_is_number(snr) for snr in self.snrs_db):
+                     if not is_number(getattr(self, name))]
+        if isinstance(self.snrs_db, (list, tuple)) and all(is_number(snr) for snr in self.snrs_db):
             object.__setattr__(self, "snrs_db", tuple(float(snr) for snr in self.snrs_db))
         else:
             problems.append(f"snrs_db must be a list of numbers in dB (empty: no noise), not {self.snrs_db!r}")
@@ -228,7 +228,8 @@ def is_integer(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value) -> bool:
+def is_number(value) -> bool:
+    """True for a finite int or float that is not a bool."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 

@@ -152,7 +152,7 @@ class ModelChoice:
 def choose_model(model_option, models_folder) -> ModelChoice:
     """The model given with --model; without one, ``models_folder``/best.h5 where it exists and heard
     real voices, otherwise the shipped :data:`REFERENCE_MODEL`. Raises BadModelError for a bad file."""
-    warning = ""
+    warning, metadata = "", None
     if model_option is not None:
         path, by_user = Path(model_option), True
     else:
@@ -160,10 +160,13 @@ def choose_model(model_option, models_folder) -> ModelChoice:
         path = REFERENCE_MODEL
         if best.is_file():
             try:
-                path = best if heard_real_voices(read_metadata(best)) else REFERENCE_MODEL
+                heard = read_metadata(best)
             except BadModelError as error:  # a damaged best.h5 is passed over, and the person told why
                 warning = f"Warning: {error} The reference model answers instead."
-    metadata = read_metadata(path)
+            else:
+                if heard_real_voices(heard):
+                    path, metadata = best, heard
+    metadata = read_metadata(path) if metadata is None else metadata  # each read checks the file's checksum: once
     who = "the reference model" if same_file(path, REFERENCE_MODEL) else f"the {metadata['model_name']} model"
     line = f"Answering: {who} ({shown_path(path)}), {describe_provenance(metadata)}."
     if not heard_real_voices(metadata) and not same_file(path, REFERENCE_MODEL):

@@ -505,6 +505,25 @@ def forged_lines(result) -> int:
     return output.count("\x1b") + output.count("\r") + sum(line.startswith("Verdict: ") for line in output.splitlines())
 
 
+def long_recording_case(folder: Path, tally: Tally, model: tuple, environment: dict, long_hours: float) -> tuple:
+    """--segments on ``long_hours`` of digital silence (a FLAC): ``(peak resident MB, seconds)``."""
+    import soundfile
+
+    silence = folder / "silence.flac"
+    with soundfile.SoundFile(silence, "w", samplerate=16000, channels=1, format="FLAC", subtype="PCM_16") as handle:
+        block = np.zeros(16000 * 60, np.float32)
+        for _ in range(max(1, int(round(long_hours * 60)))):
+            handle.write(block)
+    started = time.perf_counter()
+    result, megabytes = peak_run("implement_model.py", *model, "--segments", silence, "--csv", folder / "long.csv",
+                                 timeout=max(600, long_hours * 3600 / 20), env=environment)
+    seconds = time.perf_counter() - started
+    tally.check(f"--segments on {long_hours:g} h of silence", result, exit_code=0, expect="without speech")
+    print(f"Issue 25: --segments on {long_hours:g} h of silence ({silence.stat().st_size / 1e6:.1f} MB) took {seconds:.0f} s "
+          f"and peaked at {megabytes:.0f} MB.")
+    return megabytes, seconds
+
+
 def issue25(folder: Path, long_hours: float = 3.0) -> dict:
     """Issue 25's cases: a file name made to forge a verdict (stage 5's files, --segments, --compare, stage 3's
     skip list), the exit status of every outcome (all answered 0, some not 1, bad usage 2), a model whose weight
@@ -554,20 +573,7 @@ def issue25(folder: Path, long_hours: float = 3.0) -> dict:
         tally.check(label, result, exit_code=1, expect="changed after it was saved", one_line=True)
         if result is not None and result.returncode != 1:
             counts["wrong_exit_codes"] += 1
-    silence = folder / "silence.flac"
-    import soundfile
-
-    with soundfile.SoundFile(silence, "w", samplerate=16000, channels=1, format="FLAC", subtype="PCM_16") as handle:
-        block = np.zeros(16000 * 60, np.float32)
-        for _ in range(max(1, int(round(long_hours * 60)))):
-            handle.write(block)
-    started = time.perf_counter()
-    result, megabytes = peak_run("implement_model.py", *model, "--segments", silence, "--csv", folder / "long.csv",
-                                 timeout=max(600, long_hours * 3600 / 20), env=environment)
-    seconds = time.perf_counter() - started
-    tally.check(f"--segments on {long_hours:g} h of silence", result, exit_code=0, expect="without speech")
-    print(f"Issue 25: --segments on {long_hours:g} h of silence ({silence.stat().st_size / 1e6:.1f} MB) took {seconds:.0f} s "
-          f"and peaked at {megabytes:.0f} MB.")
+    megabytes, seconds = long_recording_case(folder, tally, model, environment, long_hours)
     return counts | {"cases": tally.cases, "failures": tally.failures, "hangs": tally.hangs, "tracebacks": tally.tracebacks,
                      "long_hours": long_hours, "peak_rss_mb_long": round(megabytes), "long_seconds": round(seconds)}
 
