@@ -29,10 +29,10 @@ from pathlib import Path
 from acoustics import features, locks, outputs, trainer
 from acoustics.database import FeatureDatabase
 from acoustics.errors import AcousticsError
-from acoustics.recipe import NETWORKS, Recipe
+from acoustics import recipe as recipes
+from acoustics.recipe import Recipe
 from acoustics.settings import Paths, command_line, non_negative_integer, plain_file_name, positive_integer
 
-MODEL_CHOICES = NETWORKS
 DESCRIPTION = """Stage 4: train four kinds of network to tell male from female speech, and keep the best.
 
 It learns from what speech_prep.py stored in the feature database. The speakers are split into
@@ -57,7 +57,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     paths = Paths()
     parser = argparse.ArgumentParser(description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", metavar="PATH", type=Path, default=paths.database, help=f"feature database (default {paths.database})")
-    parser.add_argument("--model", choices=MODEL_CHOICES + ("ensemble", "all"), default="all",
+    parser.add_argument("--model", choices=recipes.NETWORKS + ("ensemble", "all"), default="all",
                         help="which network to train, or only the ensemble (default all: the four networks and the ensemble)")
     parser.add_argument("--recipe", action="append", default=[], metavar="NAME=VALUE",
                         help="change one training setting, e.g. epochs=20 or noise_probability=0 (repeatable; "
@@ -70,7 +70,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", metavar="FOLDER", type=Path, default=paths.models, help=f"folder for the models and pictures (default {paths.models})")
     parser.add_argument("--seed", type=non_negative_integer, default=None, help="seed of the split, the shuffling and the weights (default: the database's)")
     parser.add_argument("--name", type=plain_file_name, default="best", help="file name (without .h5) of the copy of the best model (default best)")
-    parser.add_argument("--pick", choices=MODEL_CHOICES + ("ensemble",), default=None,
+    parser.add_argument("--pick", choices=recipes.NETWORKS + ("ensemble",), default=None,
                         help="copy this model to NAME.h5 instead of the one best on the validation speakers")
     parser.add_argument("--new-split", action="store_true", help="draw a new speaker split even if the stored one still fits")
     parser.add_argument("--fractions", type=float, nargs=3, metavar=("TRAIN", "VALIDATION", "TEST"), default=None,
@@ -88,7 +88,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
 
 def trained_models(model: str) -> tuple:
     """The models a run with ``--model model`` trains and saves."""
-    return MODEL_CHOICES + ("ensemble",) if model == "all" else (model,)
+    return recipes.NETWORKS + ("ensemble",) if model == "all" else (model,)
 
 
 def check(arguments) -> int:
@@ -124,7 +124,7 @@ def recipe_of(arguments) -> Recipe:
     recipe = Recipe().with_overrides(arguments.recipe)
     changes = {"epochs": arguments.epochs, "encoder_epochs": arguments.epochs, "batch_size": arguments.batch_size}
     recipe = recipe.replace(**{key: value for key, value in changes.items() if value is not None})
-    return recipe.replace(networks=(arguments.model,)) if arguments.model in MODEL_CHOICES else recipe
+    return recipe.replace(networks=(arguments.model,)) if arguments.model in recipes.NETWORKS else recipe
 
 
 def without_unusable_encoder(recipe: Recipe, settings, model: str) -> Recipe:
@@ -162,7 +162,7 @@ def augmentation_note(settings, recipe) -> str:
 def train_all(arguments) -> int:
     recipe = recipe_of(arguments)
     trainer.check_outputs(arguments.out, trained_models(arguments.model), arguments.name, database=arguments.db)
-    removed = outputs.remove_stale_temporaries(arguments.out, MODEL_CHOICES + ("ensemble", arguments.name))
+    removed = outputs.remove_stale_temporaries(arguments.out, recipes.NETWORKS + ("ensemble", arguments.name))
     if removed:
         print(f"Removed {removed} leftover temporary file{'s' if removed != 1 else ''} of an interrupted save "
               f"(.NAME.h5.*.tmp.h5) from {arguments.out}.", flush=True)

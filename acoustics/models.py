@@ -67,11 +67,10 @@ from .features import windows as cut_windows  # noqa: E402
 from .modelfile import ATTRIBUTE_PREFIX, TRAIN_AGAIN, check_model_settings, read_metadata, stamp_digest  # noqa: E402,F401
 from .settings import Settings  # noqa: E402
 from .augment import augment  # noqa: E402
-from .recipe import NETWORKS, Recipe  # noqa: E402
+from . import recipe as recipes  # noqa: E402
+from .recipe import Recipe  # noqa: E402
 from .training import (CLASS_NAMES, Normalisation, calibrate, clip_batches, clip_windows,  # noqa: E402
                        read_matrices, window_counts)
-
-MODEL_NAMES = NETWORKS
 
 
 # Builders (Functional API; input (frames, n_mfcc), output P(male)) -------------------------------
@@ -120,7 +119,17 @@ def _scaled(units: int, width: float) -> int:
     return max(4, int(round(units * width)))
 
 
+#: The builder of each network that learns from scratch: ``builder(frames, n_mfcc, width)`` -> a Functional
+#: model from MFCC windows ``(frames, n_mfcc)`` to ``Dense(1, sigmoid)`` P(male). The ``encoder`` network is
+#: built by :func:`acoustics.encoder.build_encoder_network`.
 BUILDERS = {"cnn": build_cnn, "lstm": build_lstm, "cnnlstm": build_cnnlstm}
+
+
+def register_network(name: str, builder) -> None:
+    """Make network ``name`` one that stage 4 trains (``--model all``, ``--model NAME``, ``--pick NAME``), the
+    recipe accepts and the benches can name; ``builder`` as in :data:`BUILDERS`."""
+    recipes.register_network(name)
+    BUILDERS[name] = builder
 
 
 def combine_models(members, settings: Settings, name: str = "ensemble") -> keras.Model:
@@ -164,13 +173,13 @@ def training_plan(recipe: Recipe, name: str = "cnn") -> str:
 
 def build_model(name: str, settings: Settings, seed: int, learning_rate: float = 1e-3, width: float = 1.0, *,
                 normalisation: Normalisation | None = None, fine_tune: bool = False) -> keras.Model:
-    """A freshly seeded, compiled model ``name`` (one of :data:`MODEL_NAMES`), ``width`` times as wide.
+    """A freshly seeded, compiled model ``name`` (one of :data:`acoustics.recipe.NETWORKS`), ``width`` times as wide.
 
     ``encoder`` (:func:`acoustics.encoder.build_encoder_network`) takes no width; it needs the
     ``normalisation`` its input windows come with, and its pretrained encoder trains only with ``fine_tune``.
     """
-    if name not in MODEL_NAMES:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    if name not in recipes.NETWORKS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(recipes.NETWORKS)}")
     set_seed(seed)
     if name == "encoder":
         from .encoder import build_encoder_network

@@ -16,12 +16,24 @@ from .errors import BadParameterError
 from .inputs import bounded_json
 from .settings import is_integer, is_number, parse_overrides
 
-#: Every network stage 4 can train: three learn from scratch, ``encoder`` starts from a pretrained speaker encoder.
+#: Every network stage 4 can train, in its order: three learn from scratch, ``encoder`` starts from a pretrained
+#: speaker encoder. The one list that the recipe, the builders, stage 4's options and the benches read:
+#: :func:`acoustics.models.register_network` adds a network to it with its builder.
 NETWORKS = ("cnn", "lstm", "cnnlstm", "encoder")
 
 
-#: What an ensemble can be made of: members of one network, or one encoder network and ConvNets.
-ENSEMBLES = NETWORKS + ("encoder+cnn",)
+def register_network(name: str) -> None:
+    """Add network ``name`` to :data:`NETWORKS` (:func:`acoustics.models.register_network` does, with its builder)."""
+    global NETWORKS
+    if not isinstance(name, str) or not name.isidentifier() or name in ("ensemble", "all"):
+        raise BadParameterError(f"A network's name must be a plain word other than ensemble and all, not {name!r}.")
+    if name not in NETWORKS:
+        NETWORKS = NETWORKS + (name,)
+
+
+def ensembles() -> tuple:
+    """What an ensemble can be made of: members of one network, or one encoder network and ConvNets."""
+    return NETWORKS + ("encoder+cnn",)
 
 
 @dataclass(frozen=True)
@@ -83,7 +95,7 @@ class Recipe:
         and store it with the model, so that its probabilities mean what they say.
     """
 
-    networks: tuple = NETWORKS
+    networks: tuple = dataclasses.field(default_factory=lambda: NETWORKS)
     epochs: int = 10
     learning_rate: float = 1e-3
     width: float = 1.0
@@ -133,8 +145,8 @@ class Recipe:
             if (not isinstance(value, tuple) or len(value) != 2 or not all(is_number(item) for item in value)
                     or not -30 <= value[0] <= value[1] <= 60):
                 problems.append(f"{name} must be two numbers low <= high between -30 and 60 dB, not {value!r}")
-        if self.ensemble_network not in ENSEMBLES:
-            problems.append(f"ensemble_network must be one of {', '.join(ENSEMBLES)}, not {self.ensemble_network!r}")
+        if self.ensemble_network not in ensembles():
+            problems.append(f"ensemble_network must be one of {', '.join(ensembles())}, not {self.ensemble_network!r}")
         for name in ("cmn", "calibrate", "all_variants"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name} must be true or false, not {getattr(self, name)!r}")

@@ -15,7 +15,7 @@ import pytest
 
 from acoustics import features, training
 from acoustics.database import FeatureDatabase
-from acoustics.errors import BadModelError, NotEnoughDataError, SettingsMismatchError
+from acoustics.errors import BadModelError, BadParameterError, NotEnoughDataError, SettingsMismatchError
 from acoustics.recipe import Recipe
 from acoustics.settings import Settings
 from conftest import OutputLines, one_line, restamp
@@ -170,7 +170,7 @@ def test_window_weights_reject_what_is_not_a_stack_of_windows(shape):
 
 
 # Models ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", [name for name in models.MODEL_NAMES if name != "encoder"])  # test_encoder.py has it
+@pytest.mark.parametrize("name", [name for name in models.recipes.NETWORKS if name != "encoder"])  # test_encoder.py has it
 def test_builders_give_p_male_from_a_window(name):
     model = models.build_model(name, Settings(), seed=1)
     assert model.input_shape == (None, 100, 40) and model.output_shape == (None, 1)
@@ -563,3 +563,36 @@ def test_train_in_memory_trains_as_the_recipe_says_on_matrices_in_memory(model_d
     assert fit["epochs"] == 2 and len(fit["history"]["loss"]) == 2
     p_male = models.predict_matrices(model, matrices[:4], settings, normalisation, recipe=recipe)
     assert p_male.shape == (4,) and np.all((p_male >= 0) & (p_male <= 1))
+
+
+def build_tiny(frames: int, n_mfcc: int, width: float = 1.0) -> keras.Model:
+    """A network of one Dense layer over the window's mean coefficients: the smallest that stage 4 can train."""
+    inputs = keras.Input(shape=(frames, n_mfcc), name="mfcc_window")
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="p_male")(keras.layers.GlobalAveragePooling1D()(inputs))
+    return keras.Model(inputs, outputs, name="tiny")
+
+
+def test_a_network_registered_with_its_builder_is_one_stage4_trains_picks_and_loads(model_database_copy, tmp_path, monkeypatch,
+                                                                                   capsys):
+    """The extension point for networks: models.register_network(name, builder) is all a new one needs."""
+    import train_models
+
+    from acoustics import recipe as recipes
+
+    monkeypatch.setattr(recipes, "NETWORKS", recipes.NETWORKS)  # the registration is undone after the test
+    monkeypatch.setattr(models, "BUILDERS", dict(models.BUILDERS))
+    with pytest.raises(BadParameterError):
+        Recipe(networks=("tiny",))
+    models.register_network("tiny", build_tiny)
+    assert Recipe().networks[-1] == "tiny" and "tiny" in train_models.trained_models("all")
+    out = tmp_path / "models"
+    assert train_models.main(["--db", str(model_database_copy), "--model", "tiny", "--pick", "tiny", "--epochs", "1",
+                              "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "=== tiny: 1 epoch" in printed and "Picked with --pick: tiny" in printed, printed
+    assert printed.splitlines()[-1].startswith("Next: python implement_model.py"), printed
+    model, metadata = models.load_model(out / "best.h5")
+    assert metadata["model_name"] == "tiny" and metadata["recipe"].networks == ("tiny",)
+    assert model.count_params() == 41 and (out / "tiny.h5").is_file()
+    with pytest.raises(BadParameterError):
+        models.register_network("ensemble", build_tiny)
