@@ -1,5 +1,7 @@
 """The pictures each stage saves (matplotlib, Agg backend)."""
 
+import bisect
+
 import matplotlib
 
 from .errors import shown as escaped  # titles hold file names: escaped, as on the terminal
@@ -144,9 +146,32 @@ def plot_verdict(signal, mfcc_matrix, sample_rate: int, hop_ms: float, path, tit
 SEGMENT_COLOURS = {"male": "tab:blue", "female": "tab:red", "no_speech": "0.85"}
 
 
+def drawn_spans(segments, duration: float, most: int = 2000) -> dict:
+    """``{label: [(start, width), ...]}`` to colour a timeline of ``segments``: the segments themselves when
+    there are at most ``most``, else runs of the label heard at the middle of each of ``most`` equal parts
+    of ``duration`` (a picture cannot show more, and drawing a long recording's every turn costs memory)."""
+    if len(segments) <= most:
+        pieces = [(segment.label, segment.start, segment.stop) for segment in segments]
+    else:
+        starts = [segment.start for segment in segments]
+        step = duration / most
+        labels = [segments[max(0, bisect.bisect_right(starts, (index + 0.5) * step) - 1)].label for index in range(most)]
+        pieces = []
+        for index, label in enumerate(labels):
+            if pieces and pieces[-1][0] == label:
+                pieces[-1][2] = (index + 1) * step
+            else:
+                pieces.append([label, index * step, (index + 1) * step])
+    spans = {}
+    for label, start, stop in pieces:
+        spans.setdefault(label, []).append((start, stop - start))
+    return spans
+
+
 def plot_segments(segmentation, path, title: str, max_points: int = 20000):
     """Timeline of a segmented recording: its waveform envelope (the peak of each 10 ms frame) over the
-    coloured male / female / no_speech spans, and P(male) per speech frame; at most ``max_points`` points."""
+    coloured male / female / no_speech spans (:func:`drawn_spans`), and P(male) per speech frame; at most
+    ``max_points`` points."""
     import matplotlib.pyplot as pyplot
     import numpy as np
     from matplotlib.patches import Patch
@@ -164,8 +189,9 @@ def plot_segments(segmentation, path, title: str, max_points: int = 20000):
             p_male = np.nanmean(p_male, axis=1) if count >= step else segmentation.p_male
     time = (np.arange(peaks.size) * step + step / 2) * frame
     figure, axes = pyplot.subplots(2, 1, figsize=(11, 5), sharex=True, gridspec_kw={"height_ratios": (2, 1)})
+    drawn = drawn_spans(segmentation.segments, segmentation.duration)
     for label, colour in SEGMENT_COLOURS.items():
-        spans = [(segment.start, segment.seconds) for segment in segmentation.segments if segment.label == label]
+        spans = drawn.get(label, [])
         for axis in axes:
             axis.broken_barh(spans, (-1.1, 2.2) if axis is axes[0] else (0, 1), facecolors=colour, alpha=0.35, linewidth=0)
     top = max(float(peaks.max()) if peaks.size else 0.0, 1e-3) * 1.1

@@ -1,30 +1,32 @@
 """Who speaks when: a recording split into ``male``, ``female`` and ``no_speech`` segments (stage 5's --segments).
 
 One pass over the recording, streamed from disk in blocks (soundfile) and resampled block by block
-(soxr's stream), keeps only small arrays (about 25 bytes per 10 ms frame, 9 MB an hour) beside the
-work of one chunk (about 25 MB), instead of the 230 MB an hour of samples would take
-(tests/test_segments.py holds a 20-minute file to less than 8 MB above a 2-minute one). The pass works on chunks of
-:data:`CHUNK_SECONDS`; nothing depends on where a chunk ends, because every step of it is local:
+(soxr's stream), keeps 4 bytes per 10 ms frame (1.4 MB an hour) beside the work of one chunk (about
+25 MB), instead of the 230 MB an hour of samples would take; the steps after it hold about 8 bytes a
+frame and work a chunk of frames at a time (tests/test_segments.py holds a 20-minute file to less than
+3 MB above a 2-minute one; bench/faults.py measures 30 hours). The pass works on chunks of :data:`CHUNK_SECONDS`; nothing depends
+on where a chunk ends, because every step of it is local:
 
 1. Frames: the MFCCs of the model's settings (one frame per ``hop_ms``, 10 ms), computed chunk by chunk
-   with the samples a frame needs carried over; each frame keeps the levels in dB of :data:`BANDS`
-   groups of mel bands (read back from its MFCCs, :func:`band_levels`; float16) and its peak sample.
-2. Windows: the model's windows of ``settings.frames`` frames (1 s) start every :data:`WINDOW_HOP_SECONDS`
+   with the samples a frame needs carried over; each frame gives the levels in dB of :data:`BANDS`
+   groups of mel bands (read back from its MFCCs, :func:`band_levels`; float16) and keeps its peak sample.
+2. Loudness above the noise: each band has its own noise floor, a low percentile of its levels around
+   the frame (:class:`NoiseFloor`, which holds about a minute of levels), so coloured noise (pink, hum) is
+   judged band by band; each frame keeps how far its bands stand on average above their floors.
+3. Windows: the model's windows of ``settings.frames`` frames (1 s) start every :data:`WINDOW_HOP_SECONDS`
    at fixed places from the first frame (the last one aligned to the end), predicted in batches; the
    frames a window needs are carried over between chunks.
 
 Then, on those arrays:
 
-3. Speech: each band has its own noise floor, a low percentile of its levels around the frame
-   (:func:`noise_floor`), so coloured noise (pink, hum) is judged band by band. A frame is speech when
-   its bands stand on average :data:`SPEECH_MARGIN_DB` above their floors (:func:`above_floor`,
-   smoothed over :data:`LEVEL_SMOOTHING` frames), with :data:`HYSTERESIS_DB` of hysteresis; pauses
+4. Speech: a frame is speech when its loudness above the noise, smoothed over :data:`LEVEL_SMOOTHING`
+   frames, reaches :data:`SPEECH_MARGIN_DB`, with :data:`HYSTERESIS_DB` of hysteresis; pauses
    shorter than :data:`MIN_PAUSE_SECONDS` are filled and speech shorter than :data:`MIN_SPEECH_SECONDS`
    dropped.
-4. P(male) per frame: the mean of the calibrated log-odds of the windows that cover the frame's
+5. P(male) per frame: the mean of the calibrated log-odds of the windows that cover the frame's
    neighbourhood (the middle :data:`WINDOW_CENTRE` of each window), each weighted by the fraction
    of its frames that are speech.
-5. Labels: a two-state (male, female) Viterbi over the speech frames: each frame's evidence is its
+6. Labels: a two-state (male, female) Viterbi over the speech frames: each frame's evidence is its
    log-odds over the window length, and switching costs :data:`SWITCH_IN_SPEECH` nats inside speech
    but :data:`SWITCH_AT_PAUSE` across a pause. Each resulting turn is then labelled by its mean
    log-odds (its ``p_male``); neighbours with the same label are merged.
@@ -62,7 +64,7 @@ NOISE_FLOOR_SECONDS = 30.0
 #: ... a frame this many dB above it starts speech, and speech goes on down to HYSTERESIS_DB less.
 SPEECH_MARGIN_DB = 3.0
 HYSTERESIS_DB = 2.0
-#: Frames are judged in this many groups of neighbouring mel bands (their levels are kept: 2 bytes each) ...
+#: Frames are judged in this many groups of neighbouring mel bands ...
 BANDS = 8
 #: ... a band's floor is never taken below this (dB; about -80 dBFS noise), so digital silence is no floor.
 LOWEST_FLOOR_DB = -75.0
@@ -73,6 +75,8 @@ MIN_SPEECH_SECONDS = 0.3
 SWITCH_IN_SPEECH = 1.0
 SWITCH_AT_PAUSE = 0.1
 LABELS = ("female", "male", "no_speech")
+#: The steps after the pass work on this many frames at a time (about 44 minutes of 10 ms frames).
+POST_CHUNK_FRAMES = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -93,12 +97,12 @@ class Segment:
 class Track:
     """What one pass over a recording leaves: per frame and per window values, a few bytes each.
 
-    ``levels`` (dB) and ``peaks`` (largest sample magnitude in the frame's hop) per frame; the model's
-    windows as their first frames ``window_starts`` and their uncalibrated log-odds ``window_logits``;
-    ``duration`` in seconds.
+    ``speech`` (bool, :func:`speech_frames`) and ``peaks`` (largest sample magnitude in the frame's hop,
+    float16: for the picture) per frame; the model's windows as their first frames ``window_starts`` and
+    their uncalibrated log-odds ``window_logits``; ``duration`` in seconds.
     """
 
-    levels: np.ndarray
+    speech: np.ndarray
     peaks: np.ndarray
     window_starts: np.ndarray
     window_logits: np.ndarray
@@ -146,7 +150,9 @@ class Tracker:
         self.sample_count = 0
         self._next_window = 0
         self._last_start = -1
-        self._levels, self._peaks, self._starts, self._logits = [], [], [], []
+        self._floor = NoiseFloor(1000.0 / settings.hop_ms)
+        self._loudness, self._peaks = _Growing(np.float16), _Growing(np.float16)  # per frame
+        self._starts, self._logits = _Growing(np.int64), _Growing(np.float32)  # per window
 
     def feed(self, samples: np.ndarray) -> None:
         """Add samples; frames and windows are computed once a chunk's worth has arrived."""
@@ -164,9 +170,11 @@ class Tracker:
         if self.frame_count == 0:  # shorter than one frame: padded to one, as features.mfcc does
             self._frames(1)
         self._windows(final=True)
-        join = lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)  # noqa: E731
-        return Track(np.concatenate(self._levels), join(self._peaks, np.float32), join(self._starts, np.int64),
-                     join(self._logits, np.float32), self.sample_count / self.settings.sample_rate)
+        self._loudness.extend(self._floor.finish())
+        speech = speech_frames(self._loudness.array(), 1000.0 / self.settings.hop_ms)
+        self._loudness = None
+        return Track(speech, self._peaks.array(), self._starts.array(), self._logits.array(),
+                     self.sample_count / self.settings.sample_rate)
 
     def _frames(self, most: int) -> None:
         """Turn up to ``most`` frames' worth of the buffered samples into MFCC frames, levels and peaks."""
@@ -176,8 +184,8 @@ class Tracker:
         hops = self._samples[: count * self.hop]
         if hops.size < count * self.hop:
             hops = np.pad(hops, (0, count * self.hop - hops.size))
-        self._peaks.append(np.abs(hops).reshape(count, self.hop).max(axis=1))
-        self._levels.append(band_levels(matrix, self.settings).astype(np.float16))
+        self._peaks.extend(np.abs(hops).reshape(count, self.hop).max(axis=1))
+        self._loudness.extend(self._floor.feed(band_levels(matrix, self.settings).astype(np.float16)))
         self._samples = self._samples[count * self.hop:].copy()
         self._mfcc = np.concatenate([self._mfcc, matrix])
         self.frame_count += count
@@ -207,8 +215,28 @@ class Tracker:
         metadata = self.metadata
         p = predict_windows(self.model, metadata["normalisation"].apply(windows), multiple=64).astype(np.float64)
         p = np.clip(p, 1e-6, 1 - 1e-6)
-        self._starts.append(np.asarray(starts, dtype=np.int64))
-        self._logits.append(np.log(p / (1 - p)))
+        self._starts.extend(starts)
+        self._logits.extend(np.log(p / (1 - p)))
+
+
+class _Growing:
+    """A 1-D array that grows at its end, doubling its room when full: its memory is one block, given back to
+    the system whole when it moves (a list of small arrays would stay scattered over the heap)."""
+
+    def __init__(self, dtype) -> None:
+        self._data, self.size = np.empty(1 << 12, dtype), 0
+
+    def extend(self, values: np.ndarray) -> None:
+        values = np.asarray(values).ravel()
+        if self.size + values.size > self._data.size:
+            grown = np.empty(max(2 * self._data.size, self.size + values.size), self._data.dtype)
+            grown[: self.size] = self._data[: self.size]
+            self._data = grown
+        self._data[self.size : self.size + values.size] = values
+        self.size += values.size
+
+    def array(self) -> np.ndarray:
+        return self._data[: self.size]
 
 
 def track_blocks(model, metadata: dict, blocks, **options) -> Track:
@@ -221,7 +249,7 @@ def track_blocks(model, metadata: dict, blocks, **options) -> Track:
 
 # Speech, P(male) per frame, labels --------------------------------------------------------------
 def smoothed(values: np.ndarray, width: int) -> np.ndarray:
-    """``values`` averaged over ``width`` neighbouring frames (the edges over fewer); float32, as the levels."""
+    """``values`` averaged over ``width`` neighbouring frames (the edges over fewer); float32."""
     values = np.asarray(values, dtype=np.float32)
     if width <= 1 or values.size < 2:
         return values.copy()
@@ -245,56 +273,103 @@ def band_levels(matrix: np.ndarray, settings) -> np.ndarray:
     return np.stack([log_mel[:, group].mean(axis=1) for group in groups], axis=1)
 
 
-def noise_floor(levels: np.ndarray, frames_per_second: float) -> np.ndarray:
-    """The noise floor (dB) of each band for each second of frames, (seconds, bands): per second, the
-    :data:`NOISE_FLOOR_PERCENTILE`-th percentile of its band levels; then, per band, the median of those
-    within :data:`NOISE_FLOOR_SECONDS` either side. Levels below :data:`LOWEST_FLOOR_DB` (digital
-    silence) count as that."""
-    block = max(1, int(round(frames_per_second)))
-    count, bands = -(-levels.shape[0] // block), levels.shape[1]
-    per_second = np.empty((count, bands), np.float32)
-    for index in range(0, count):
-        second = np.maximum(levels[index * block : (index + 1) * block].astype(np.float32), LOWEST_FLOOR_DB)
-        per_second[index] = np.percentile(second, NOISE_FLOOR_PERCENTILE, axis=0)
-    reach = max(1, int(NOISE_FLOOR_SECONDS))
-    around = np.pad(per_second, ((reach, reach), (0, 0)), constant_values=np.nan)
-    floors = np.empty_like(per_second)
-    step = 600  # seconds at a time: the median's copies stay a few MB however long the recording
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for start in range(0, count, step):
-            stop = min(count, start + step)
-            windows = np.lib.stride_tricks.sliding_window_view(around[start : stop + 2 * reach], 2 * reach + 1, axis=0)
-            floors[start:stop] = np.nanmedian(windows, axis=-1)
-    return floors
+class NoiseFloor:
+    """Step 2, streamed: feed it the band levels (dB, frames x bands) of consecutive frames in blocks of any
+    size; each call returns how far each frame whose floor is known by then stands above it (dB, the mean
+    over bands, 0 where a band is below), and :meth:`finish` the rest. The same frames give the same values
+    however they are split into blocks.
 
+    A band's floor for the frames of one second is the median, over the :data:`NOISE_FLOOR_SECONDS` either
+    side, of each second's :data:`NOISE_FLOOR_PERCENTILE`-th percentile of its levels. A frame's value is
+    therefore known once the levels of NOISE_FLOOR_SECONDS after its second have arrived, and the object
+    holds about twice that many seconds of levels. Levels below :data:`LOWEST_FLOOR_DB` (digital silence)
+    count as that for the floor.
+    """
 
-def above_floor(levels: np.ndarray, frames_per_second: float) -> np.ndarray:
-    """Each frame's mean over the bands of how far (dB, 0 if below) its level stands above the band's
-    noise floor (:func:`noise_floor`); computed a minute at a time (float32)."""
-    block = max(1, int(round(frames_per_second)))
-    floors = noise_floor(levels, frames_per_second)
-    above = np.empty(levels.shape[0], np.float32)
-    step = 60 * block
-    for start in range(0, levels.shape[0], step):
-        part = levels[start : start + step].astype(np.float32)
-        part -= floors[np.arange(start, start + part.shape[0]) // block]
-        above[start : start + part.shape[0]] = np.maximum(part, 0).mean(axis=1)
-    return above
+    def __init__(self, frames_per_second: float) -> None:
+        self.block = max(1, int(round(frames_per_second)))
+        self.reach = max(1, int(NOISE_FLOOR_SECONDS))
+        self._pending: Optional[np.ndarray] = None  # levels of the frames not yet returned
+        self._returned = 0  # seconds returned; _pending starts at the first frame of the next
+        self._percentiles: Optional[np.ndarray] = None  # per second and band, from second _first on
+        self._first = 0
+
+    def feed(self, levels: np.ndarray) -> np.ndarray:
+        """Add the next frames' band levels; return the values of the frames whose floor is now known."""
+        levels = np.asarray(levels, dtype=np.float32)
+        if self._pending is None:
+            self._pending, self._percentiles = levels[:0], np.zeros((0, levels.shape[1]), np.float32)
+        self._pending = np.concatenate([self._pending, levels])
+        complete = self._returned + self._pending.shape[0] // self.block
+        self._add_percentiles(complete)
+        return self._release(complete - self.reach)
+
+    def finish(self) -> np.ndarray:
+        """The values of every frame not yet returned (the recording has ended)."""
+        if self._pending is None:
+            return np.zeros(0, np.float32)
+        last = self._returned + -(-self._pending.shape[0] // self.block)  # a last second may be short
+        self._add_percentiles(last)
+        return self._release(last, final=True)
+
+    def _add_percentiles(self, stop: int) -> None:
+        """Work out the percentile of every second before ``stop`` not yet worked out."""
+        known = self._first + self._percentiles.shape[0]
+        added = [np.percentile(np.maximum(self._frames_of(second), LOWEST_FLOOR_DB), NOISE_FLOOR_PERCENTILE, axis=0)
+                 for second in range(known, stop)]
+        if added:
+            self._percentiles = np.concatenate([self._percentiles, np.asarray(added, np.float32)])
+
+    def _frames_of(self, second: int) -> np.ndarray:
+        begin = (second - self._returned) * self.block
+        return self._pending[begin : begin + self.block]
+
+    def _release(self, stop: int, final: bool = False) -> np.ndarray:
+        """Return the values of the frames of the seconds before ``stop`` (at the end: of every frame left)."""
+        begin = self._returned
+        if stop <= begin:
+            return np.zeros(0, np.float32)
+        floors = self._floors(begin, stop)
+        frames = self._pending.shape[0] if final else (stop - begin) * self.block
+        part = self._pending[:frames] - floors[np.arange(frames) // self.block]
+        above = np.maximum(part, 0).mean(axis=1, dtype=np.float32)
+        self._pending = self._pending[frames:]
+        self._returned = stop
+        keep = max(0, stop - self.reach - self._first)  # earlier seconds no longer fall within anyone's reach
+        self._percentiles, self._first = self._percentiles[keep:], self._first + keep
+        return above
+
+    def _floors(self, begin: int, stop: int) -> np.ndarray:
+        """The floors (seconds, bands) of the seconds ``begin`` to ``stop``: per band, the median of the known
+        percentiles within reach (seconds before the start or after the end do not count)."""
+        low, high = begin - self.reach, stop + self.reach
+        known_low, known_high = self._first, self._first + self._percentiles.shape[0]
+        around = np.full((high - low, self._percentiles.shape[1]), np.nan, np.float32)
+        around[max(low, known_low) - low : min(high, known_high) - low] = \
+            self._percentiles[max(low, known_low) - known_low : min(high, known_high) - known_low]
+        windows = np.lib.stride_tricks.sliding_window_view(around, 2 * self.reach + 1, axis=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column cannot occur: each second knows itself
+            return np.nanmedian(windows, axis=-1)
 
 
 def runs(mask: np.ndarray) -> np.ndarray:
     """The (start, stop) frame indices of each run of True in ``mask``, shape (count, 2)."""
-    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    edges = np.diff(np.concatenate([np.zeros(1, np.int8), mask.astype(np.int8), np.zeros(1, np.int8)]))
     return np.stack([np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)], axis=1)
 
 
-def speech_frames(levels: np.ndarray, frames_per_second: float) -> np.ndarray:
-    """True for each frame that is speech (see the module's step 3)."""
-    level = smoothed(above_floor(levels, frames_per_second), LEVEL_SMOOTHING)
-    high = level > SPEECH_MARGIN_DB
-    low = level > SPEECH_MARGIN_DB - HYSTERESIS_DB
-    speech = np.zeros(level.size, dtype=bool)
+def speech_frames(loudness: np.ndarray, frames_per_second: float) -> np.ndarray:
+    """True for each frame that is speech (the module's step 4), from each frame's ``loudness``: how far, in
+    dB, its bands stand on average above their noise floors (:class:`NoiseFloor`)."""
+    high, low = np.empty(loudness.size, bool), np.empty(loudness.size, bool)
+    for begin in range(0, loudness.size, POST_CHUNK_FRAMES):  # smoothed a chunk at a time, with its neighbours
+        end = min(loudness.size, begin + POST_CHUNK_FRAMES)
+        context = max(0, begin - LEVEL_SMOOTHING)
+        level = smoothed(loudness[context : end + LEVEL_SMOOTHING], LEVEL_SMOOTHING)[begin - context :][: end - begin]
+        high[begin:end] = level > SPEECH_MARGIN_DB
+        low[begin:end] = level > SPEECH_MARGIN_DB - HYSTERESIS_DB
+    speech = np.zeros(loudness.size, dtype=bool)
     for start, stop in runs(low):
         if high[start:stop].any():
             speech[start:stop] = True
@@ -307,46 +382,63 @@ def speech_frames(levels: np.ndarray, frames_per_second: float) -> np.ndarray:
     return speech
 
 
+def _counts_before(mask: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """How many of ``mask`` are True before each of ``positions`` (0 to ``mask.size``), without an array of
+    the mask's length: the mask is summed between the positions only."""
+    points = np.unique(positions[positions < mask.size])  # each is counted from the one before it
+    sums = np.add.reduceat(mask, points, dtype=np.int64) if points.size else np.zeros(0, np.int64)
+    first = np.count_nonzero(mask[: points[0]]) if points.size else np.count_nonzero(mask)
+    before = first + np.concatenate([[0], np.cumsum(sums)])  # before each point, then in all
+    return before[np.searchsorted(points, positions)]
+
+
 def frame_logits(track: Track, speech: np.ndarray, width: int, temperature: float) -> np.ndarray:
-    """Calibrated log-odds of male per frame: the speech-weighted mean over the windows whose middle
-    :data:`WINDOW_CENTRE` covers it (0 where no window with speech covers it)."""
+    """Calibrated log-odds of male per frame (float32): the speech-weighted mean over the windows whose
+    middle :data:`WINDOW_CENTRE` covers it (0 where no window with speech covers it)."""
     count = speech.size
     starts = np.minimum(track.window_starts, max(0, count - 1))
-    cumulative = np.concatenate([[0], np.cumsum(speech, dtype=np.int32)])
     stops = np.minimum(starts + width, count)
-    weights = (cumulative[stops] - cumulative[starts]) / width
+    weights = (_counts_before(speech, stops) - _counts_before(speech, starts)) / width
     margin = int(round(width * (1 - WINDOW_CENTRE) / 2))
-    first, last = np.minimum(starts + margin, count - 1), np.maximum(stops - margin, starts + margin + 1)
-    total, weight = np.zeros(count + 1), np.zeros(count + 1)
+    first = np.minimum(starts + margin, count - 1)
+    last = np.minimum(np.maximum(stops - margin, starts + margin + 1), count)  # both never decrease
     logits = track.window_logits.astype(np.float64) / temperature
-    np.add.at(total, first, weights * logits)
-    np.add.at(total, np.minimum(last, count), -weights * logits)
-    np.add.at(weight, first, weights)
-    np.add.at(weight, np.minimum(last, count), -weights)
-    np.cumsum(total, out=total)
-    np.cumsum(weight, out=weight)
-    total, weight = total[:count], weight[:count]
-    covered = weight > 1e-9
-    total[~covered] = 0.0
-    np.divide(total, weight, out=total, where=covered)
-    return total
+    result = np.zeros(count, np.float32)
+    for begin in range(0, count, POST_CHUNK_FRAMES):  # each window adds its weight and log-odds over [first, last)
+        end = min(count, begin + POST_CHUNK_FRAMES)
+        near = slice(np.searchsorted(last, begin, side="right"), np.searchsorted(first, end, side="left"))
+        total, weight = np.zeros(end - begin + 1), np.zeros(end - begin + 1)
+        opens = np.maximum(first[near] - begin, 0)
+        closes = np.minimum(last[near], end) - begin
+        np.add.at(total, opens, weights[near] * logits[near])
+        np.add.at(total, closes, -weights[near] * logits[near])
+        np.add.at(weight, opens, weights[near])
+        np.add.at(weight, closes, -weights[near])
+        total, weight = np.cumsum(total)[:-1], np.cumsum(weight)[:-1]
+        covered = weight > 1e-9
+        np.divide(total, weight, out=total, where=covered)
+        total[~covered] = 0.0
+        result[begin:end] = total
+    return result
 
 
 def viterbi(evidence: np.ndarray, penalties: np.ndarray) -> np.ndarray:
     """The most likely male (True) / female (False) path of a two-state chain: ``evidence[t]`` is frame
     t's log-likelihood of male over female (nats), ``penalties[t]`` the cost of switching into frame t.
 
-    Runs on the difference of the two states' scores, d[t] = evidence[t] + clip(d[t-1], -P[t], P[t]).
+    Runs on the difference of the two states' scores, d[t] = evidence[t] + clip(d[t-1], -P[t], P[t])
+    (float32, a chunk of frames at a time).
     """
     count = evidence.size
     if count == 0:
         return np.zeros(0, dtype=bool)
-    difference = np.empty(count)
-    d = float(evidence[0])
-    difference[0] = d
-    for t, (e, p) in enumerate(zip(evidence[1:].tolist(), penalties[1:].tolist()), start=1):
-        d = e + (p if d > p else -p if d < -p else d)
-        difference[t] = d
+    difference = np.empty(count, np.float32)
+    d = 0.0  # so that d[0] = evidence[0]
+    for begin in range(0, count, POST_CHUNK_FRAMES):
+        end = min(count, begin + POST_CHUNK_FRAMES)
+        for t, (e, p) in enumerate(zip(evidence[begin:end].tolist(), penalties[begin:end].tolist()), start=begin):
+            d = e + (p if d > p else -p if d < -p else d)
+            difference[t] = d
     path = np.empty(count, dtype=bool)
     male = difference[-1] > 0
     path[-1] = male
@@ -358,22 +450,27 @@ def viterbi(evidence: np.ndarray, penalties: np.ndarray) -> np.ndarray:
 
 
 def segments_of(track: Track, metadata: dict) -> Segmentation:
-    """The :class:`Segmentation` of a recording from its :class:`Track` (steps 3 to 5 of the module)."""
+    """The :class:`Segmentation` of a recording from its :class:`Track` (steps 4 to 6 of the module)."""
     settings = metadata["settings"]
-    frames_per_second = 1000.0 / settings.hop_ms
-    count = track.levels.shape[0]
-    speech = speech_frames(track.levels, frames_per_second)
+    speech = track.speech
+    count = speech.size
     logits = frame_logits(track, speech, settings.frames, float(metadata.get("temperature", 1.0)))
-    indices = np.flatnonzero(speech)
-    penalties = np.full(indices.size, SWITCH_IN_SPEECH)
-    penalties[1:][np.diff(indices) > 1] = SWITCH_AT_PAUSE
-    male = viterbi(logits[indices] / settings.frames, penalties)
+    turns = runs(speech)  # each run of speech starts after a pause (or at the start)
+    penalties = np.full(int(speech.sum()), SWITCH_IN_SPEECH, np.float32)
+    penalties[np.cumsum(turns[:, 1] - turns[:, 0]) - (turns[:, 1] - turns[:, 0])] = SWITCH_AT_PAUSE
+    male = viterbi(logits[speech] / np.float32(settings.frames), penalties)
+    del penalties
     labels = np.full(count, 2, dtype=np.int8)  # LABELS: 0 female, 1 male, 2 no_speech
-    labels[indices] = male
-    p_male = np.full(count, np.nan, np.float32)
-    p_male[indices] = 1 / (1 + np.exp(-logits[indices]))
-    return Segmentation(_segments(labels, logits, track.duration, settings), track.duration,
-                        settings.hop_ms / 1000, track.peaks, p_male)
+    labels[speech] = male
+    del male
+    found = _segments(labels, logits, track.duration, settings)
+    p_male = logits  # the log-odds become P(male), in place: one array of the recording's length less
+    np.negative(p_male, out=p_male)
+    np.exp(p_male, out=p_male)
+    p_male += 1
+    np.reciprocal(p_male, out=p_male)
+    p_male[~speech] = np.nan
+    return Segmentation(found, track.duration, settings.hop_ms / 1000, track.peaks, p_male)
 
 
 def _segments(labels: np.ndarray, logits: np.ndarray, duration: float, settings) -> list:
