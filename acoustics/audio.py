@@ -10,8 +10,11 @@ All signals are 1-D ``numpy.float32`` arrays in [-1, 1]; all durations are in se
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -529,13 +532,21 @@ def synthetic_room_noise(seconds: float, sample_rate: int, rng: np.random.Genera
 
 def write_wav(path, signal: np.ndarray, sample_rate: int) -> Path:
     """Write 16-bit PCM WAV atomically (:func:`acoustics.outputs.replaced_atomically`: a temporary file in
-    the same folder, flushed to disk, then a rename)."""
+    the same folder, flushed to disk, then a rename). Raises OSError where the disk refuses (a full disk
+    too, which libsndfile only calls a "System error"); ``path`` then stays as it was."""
     from .outputs import replaced_atomically
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with replaced_atomically(path) as temporary:
-        soundfile.write(temporary, np.clip(signal, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+    try:
+        with replaced_atomically(path) as temporary:
+            soundfile.write(temporary, np.clip(signal, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+    except soundfile.SoundFileError as error:
+        try:
+            full = shutil.disk_usage(path.parent).free < 2 * np.size(signal) + 4096
+        except OSError:
+            full = False
+        raise (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) if full else OSError(errno.EIO, f"libsndfile: {error}")) from None
     return path
 
 

@@ -143,9 +143,13 @@ def hold_output_folder(folder) -> Iterator[None]:
         raise BusyError(f"Another train_models.py is writing to {folder}{_holder(path)}; wait for it or choose another --out.")
     try:
         if descriptor >= 0:
-            os.ftruncate(descriptor, 0)
-            os.lseek(descriptor, 0, os.SEEK_SET)
-            os.write(descriptor, f"{os.getpid()}\n".encode("ascii"))
+            try:
+                os.ftruncate(descriptor, 0)
+                os.lseek(descriptor, 0, os.SEEK_SET)
+                os.write(descriptor, f"{os.getpid()}\n".encode("ascii"))
+            except OSError as error:  # a full disk: better said now than after the training
+                raise AcousticsError(f"--out {folder}: cannot write there ({error.strerror}); free some space there "
+                                     "or choose another --out.") from None
         yield
     finally:
         _release(path, descriptor)

@@ -478,11 +478,13 @@ def save_model(model: keras.Model, path, metadata: dict) -> Path:
     """
     import h5py
 
-    from .outputs import replaced_atomically
+    from .outputs import check_free_space, replaced_atomically
 
     path = Path(path)
     attributes = _metadata_attributes(metadata | {"provenance": metadata.get("provenance", {}) | _encoder_provenance(model)})
     path.parent.mkdir(parents=True, exist_ok=True)
+    check_free_space(path.parent, saved_bytes(model), f"the model {path.name}",
+                     "free some space there, or save the models in another folder (stage 4: --out)")
     with replaced_atomically(path) as temporary:
         absl_logger = logging.getLogger("absl")
         level = absl_logger.level
@@ -496,6 +498,14 @@ def save_model(model: keras.Model, path, metadata: dict) -> Path:
                 handle_h5.attrs[ATTRIBUTE_PREFIX + key] = value
         stamp_digest(temporary)
     return path
+
+
+def saved_bytes(model: keras.Model) -> int:
+    """About how many bytes :func:`save_model` writes for ``model``, at most: its weights, its optimizer's
+    variables (Keras stores them too), and room for the structure and metadata."""
+    variables = list(model.weights) + list(getattr(getattr(model, "optimizer", None), "variables", None) or [])
+    array_bytes = sum(int(np.prod(variable.shape)) * np.dtype(variable.dtype).itemsize for variable in variables)
+    return int(1.5 * array_bytes) + 500_000
 
 
 def _metadata_attributes(metadata: dict) -> dict:

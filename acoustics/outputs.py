@@ -169,9 +169,14 @@ def replaced_atomically(path) -> Iterator[Path]:
 
 
 def copy_atomically(source, destination) -> None:
-    """Copy the file ``source`` to ``destination`` through :func:`replaced_atomically`."""
-    with replaced_atomically(destination) as temporary:
-        shutil.copyfile(source, temporary)
+    """Copy the file ``source`` to ``destination`` through :func:`replaced_atomically`; a disk that refuses
+    (full, read-only) is one line (:class:`AcousticsError`), and ``destination`` stays as it was."""
+    try:
+        with replaced_atomically(destination) as temporary:
+            shutil.copyfile(source, temporary)
+    except OSError as error:
+        raise AcousticsError(f"Cannot write {destination} ({error.strerror or error}); free some space there and run "
+                             f"again. {source} is complete and can be used as it is.") from None
 
 
 #: Longest file name (one component) and whole path, in bytes, where the system does not say.
@@ -255,6 +260,19 @@ def write_atomically(path, write: Callable[[str], None], option: str) -> None:
             write(os.fspath(temporary))
     except OSError as error:
         raise AcousticsError(f"Cannot write {path} ({error.strerror or error}); choose another {option} path.") from None
+
+
+def check_free_space(folder, needed_bytes: int, what: str, fix: str) -> None:
+    """Raise :class:`AcousticsError` in one line when the disk of ``folder`` has fewer than ``needed_bytes``
+    free for ``what``; ``fix`` says what to do. Checked before writing where a library cannot fail cleanly
+    on a full disk (HDF5 can crash the process); where the space cannot be measured, nothing is said."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < needed_bytes:
+        raise AcousticsError(f"{folder}: the disk is too full for {what} (it needs about {needed_bytes / 1e6:.1f} MB, "
+                             f"{free / 1e6:.1f} MB are free); {fix}.")
 
 
 def save_warning(what: str, error: OSError) -> str:

@@ -524,10 +524,67 @@ def long_recording_case(folder: Path, tally: Tally, model: tuple, environment: d
     return megabytes, seconds
 
 
+@contextlib.contextmanager
+def full_disk(folder: Path, size: str, keep: dict, fill: bool = True):
+    """A tmpfs of ``size`` at ``folder`` holding the files of ``keep`` ({name: bytes}), with ``fill`` filled up
+    to the last byte; yields False where it cannot be mounted (not root, no tmpfs)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                                           capture_output=True).returncode != 0:
+        yield False
+        return
+    try:
+        for name, content in keep.items():
+            (folder / name).write_bytes(content)
+        with contextlib.suppress(OSError), open(folder / "filler", "wb") as filler:
+            while fill:
+                filler.write(b"\0" * 4096)
+                filler.flush()
+        yield True
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def full_disk_cases(folder: Path, tally: Tally, environment: dict) -> int:
+    """Stages 2, 4 and 5 writing onto a full disk: one line, exit 1, the file they would replace untouched and no
+    temporary file left. Returns how many cases changed a kept file or left a temporary one (0 where not root)."""
+    noise, models_folder = folder / "noise", folder / "models"
+    space = workspace(folder / "full-space", files=0)
+    stage("speech_prep.py", "--db", space["db"], "--demo", "--no-picture")
+    clip = EMODB / "wav" / "03a01Fa.wav"
+    cases = [  # (label, folder, size, filled up, kept files, script, arguments, what the output must say)
+        ("stage 2 on a full disk", noise, "64k", True, {"noise.wav": b"old noise"}, "collect_background_noise.py",
+         ("--synthetic", "--force", "--db", space["db"], "--out", noise / "noise.wav", "--picture", noise / "noise.png"),
+         "No space left on device"),
+        ("stage 4 on a full disk", models_folder, "64k", True, {"best.h5": b"old model"}, "train_models.py",
+         ("--db", space["db"], "--model", "cnn", "--epochs", "1", "--out", models_folder), "No space left on device"),
+        ("stage 4, a model that does not fit", models_folder, "600k", False, {"best.h5": b"old model"}, "train_models.py",
+         ("--db", space["db"], "--model", "cnn", "--epochs", "1", "--out", models_folder), "the disk is too full"),
+        ("stage 5 --csv on a full disk", folder / "csv", "64k", True, {"out.csv": b"path,label\n"}, "implement_model.py",
+         ("--model", ROOT / "models" / "reference.h5", "--db", folder / "none.db", "--csv", folder / "csv" / "out.csv",
+          "--no-save", clip), "No space left on device"),
+    ]
+    damaged = 0
+    for label, where, size, fill, keep, script, arguments, expect in cases:
+        with full_disk(where, size, keep, fill) as mounted:
+            if not mounted:
+                print(f"  {label}: skipped (a tmpfs cannot be mounted here; run as root)")
+                continue
+            result = guarded([sys.executable, str(ROOT / script), *map(str, arguments)], 300, environment)
+            tally.check(label, result, exit_code=1, expect=expect)
+            left = sorted(item.name for item in where.iterdir() if item.name not in keep and item.name != "filler")
+            changed = [name for name, content in keep.items() if (where / name).read_bytes() != content]
+            if left or changed:
+                damaged += 1
+                tally.failures.append(f"{label}: left {left}, changed {changed}")
+    return damaged
+
+
 def issue25(folder: Path, long_hours: float = 3.0) -> dict:
     """Issue 25's cases: a file name made to forge a verdict (stage 5's files, --segments, --compare, stage 3's
     skip list), the exit status of every outcome (all answered 0, some not 1, bad usage 2), a model whose weight
-    changed after saving, and the peak memory of --segments on ``long_hours`` of silence. Returns the counts."""
+    changed after saving, stages 2, 4 and 5 on full disks, and the peak memory of --segments on ``long_hours`` of
+    silence. Returns the counts."""
     import shutil
 
     import h5py
@@ -573,6 +630,7 @@ def issue25(folder: Path, long_hours: float = 3.0) -> dict:
         tally.check(label, result, exit_code=1, expect="changed after it was saved", one_line=True)
         if result is not None and result.returncode != 1:
             counts["wrong_exit_codes"] += 1
+    counts["full_disk_damage"] = full_disk_cases(folder / "full", tally, environment)
     megabytes, seconds = long_recording_case(folder, tally, model, environment, long_hours)
     return counts | {"cases": tally.cases, "failures": tally.failures, "hangs": tally.hangs, "tracebacks": tally.tracebacks,
                      "long_hours": long_hours, "peak_rss_mb_long": round(megabytes), "long_seconds": round(seconds)}

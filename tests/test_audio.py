@@ -648,6 +648,26 @@ def test_write_wav_round_trip_and_leaves_no_temporary_files(tmp_path):
     np.testing.assert_allclose(loaded, audio.DCBlocker(RATE)(signal), atol=1 / 32768 + 1e-6)
 
 
+@pytest.mark.parametrize("free, message", [(100, "No space left on device"), (10**9, "libsndfile: ")])
+def test_write_wav_on_a_full_disk_raises_os_error_and_keeps_the_old_file(tmp_path, monkeypatch, free, message):
+    """libsndfile calls a full disk a "System error"; write_wav says what it is, as an OSError its callers handle."""
+    import shutil
+
+    path = audio.write_wav(tmp_path / "noise.wav", tone(440, 0.5, RATE), RATE)
+    before = path.read_bytes()
+
+    def fails(file, *arguments, **options) -> None:
+        Path(file).write_bytes(b"RIFF")
+        raise soundfile.LibsndfileError(2, prefix=f"Error opening {file!r}: ")  # libsndfile's SF_ERR_SYSTEM
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(soundfile, "write", fails)
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage._replace(free=free))
+    with pytest.raises(OSError, match=message):
+        audio.write_wav(path, tone(880, 0.5, RATE), RATE)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["noise.wav"]
+
+
 def test_write_wav_clips_to_full_scale(tmp_path):
     path = audio.write_wav(tmp_path / "loud.wav", tone(440, 0.2, RATE, 3.0), RATE)
     loaded, _ = audio.load_audio(path, RATE)

@@ -15,7 +15,7 @@ import pytest
 
 from acoustics import features, training
 from acoustics.database import FeatureDatabase
-from acoustics.errors import BadModelError, BadParameterError, NotEnoughDataError, SettingsMismatchError
+from acoustics.errors import AcousticsError, BadModelError, BadParameterError, NotEnoughDataError, SettingsMismatchError
 from acoustics.recipe import Recipe
 from acoustics.settings import Settings
 from conftest import OutputLines, one_line, restamp
@@ -504,6 +504,24 @@ def test_failed_save_keeps_the_previous_file_and_leaves_no_temporary(trained, tm
         models.save_model(model, occupied, metadata)
     assert path.read_bytes() == before
     assert sorted(item.name for item in tmp_path.iterdir()) == ["cnn.h5", "folder.h5"]
+
+
+def test_a_save_onto_a_nearly_full_disk_is_one_line_before_hdf5_writes(trained, tmp_path, monkeypatch):
+    """HDF5 can crash the process when the disk fills during a write, so the space is checked first."""
+    import shutil
+
+    path = tmp_path / "cnn.h5"
+    path.write_bytes(trained["path"].read_bytes())
+    before = path.read_bytes()
+    model, metadata = models.load_model(path)
+    assert len(before) < models.saved_bytes(model) < 3 * len(before) + 1_000_000  # an upper bound, not far above
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage._replace(free=len(before) // 2))
+    with pytest.raises(AcousticsError) as caught:
+        models.save_model(model, path, metadata)
+    one_line(caught.value, f"{tmp_path}: the disk is too full for the model cnn.h5 (it needs about")
+    assert "free some space there, or save the models in another folder (stage 4: --out)" in str(caught.value)
+    assert path.read_bytes() == before and [item.name for item in tmp_path.iterdir()] == ["cnn.h5"]
 
 
 def test_killed_save_keeps_a_loadable_file(trained, tmp_path):

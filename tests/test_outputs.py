@@ -4,6 +4,9 @@ the feature database, a model or another kind of file."""
 from __future__ import annotations
 
 import hashlib
+import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -208,6 +211,39 @@ def test_write_atomically_replaces_the_whole_file_or_leaves_the_old_one(tmp_path
     with pytest.raises(AcousticsError, match=r"Cannot write .*out\.csv \(No space left on device\); choose another --csv path"):
         outputs.write_atomically(target, fails, "--csv")
     assert target.read_text() == "new\n" and not (tmp_path / "out.csv.tmp").exists()
+
+
+def test_a_copy_onto_a_full_disk_is_one_line_and_keeps_the_old_copy(tmp_path, monkeypatch):
+    source, target = tmp_path / "cnn.h5", tmp_path / "best.h5"
+    source.write_bytes(b"new model")
+    target.write_bytes(b"old model")
+
+    def fills_the_disk(from_path, to_path) -> None:
+        Path(to_path).write_bytes(b"new")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(outputs.shutil, "copyfile", fills_the_disk)
+    with pytest.raises(AcousticsError) as caught:
+        outputs.copy_atomically(source, target)
+    assert str(caught.value) == (f"Cannot write {target} (No space left on device); free some space there and run again. "
+                                 f"{source} is complete and can be used as it is.")
+    assert target.read_bytes() == b"old model" and sorted(item.name for item in tmp_path.iterdir()) == ["best.h5", "cnn.h5"]
+
+
+def test_free_space_is_checked_against_what_is_needed(tmp_path, monkeypatch):
+    outputs.check_free_space(tmp_path, 1000, "the model m.h5", "free some space")
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(outputs.shutil, "disk_usage", lambda folder: usage._replace(free=2_500_000))
+    outputs.check_free_space(tmp_path, 2_500_000, "the model m.h5", "free some space")
+    with pytest.raises(AcousticsError, match=rf"^{re.escape(str(tmp_path))}: the disk is too full for the model m.h5 "
+                                             r"\(it needs about 3.0 MB, 2.5 MB are free\); free some space.$"):
+        outputs.check_free_space(tmp_path, 3_000_000, "the model m.h5", "free some space")
+
+    def unknown(folder):
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(outputs.shutil, "disk_usage", unknown)
+    outputs.check_free_space(tmp_path, 3_000_000, "the model m.h5", "free some space")  # cannot tell: the write will say
 
 
 def test_check_writable_refuses_a_missing_folder_and_says_which_option(tmp_path):
