@@ -191,7 +191,7 @@ def train_all(arguments) -> int:
 
 def progress_line(event, recipe: Recipe) -> str:
     """What the person reads when a network starts training, a model is saved, or Ctrl-C stopped the training."""
-    from acoustics.models import training_plan
+    from acoustics.networks import training_plan
 
     if isinstance(event, trainer.Starting) and event.member:
         return (f"\n=== ensemble: {event.name} with seed {event.seed} ({event.member} of {event.members}), "

@@ -15,7 +15,10 @@ database   - the SQLite feature database: schema, checks, transactions, batched 
 locks      - advisory locks: one train_models.py per --out folder, no reset of a database a training reads
 training   - speaker split, normalisation statistics, windows, calibration, scores (no Keras)
 augment    - training windows changed on the fly: babble, coloured noise, microphone responses, levels
-models     - the Keras models that learn from scratch, batches, the training loop, prediction, .h5 save/load
+quiet      - the libraries' start-up noise kept off the terminal; Keras imported once
+networks   - the networks stage 4 trains: one list, a builder each, register_network for a new one
+batches    - batches of training windows for Keras: from the database or from memory, augmented
+models     - the training loop, prediction, .h5 save/load with the project's metadata
 encoder    - the pretrained speaker encoder in Keras and the encoder network built on it (transfer learning)
 encoderfile- the encoder's shipped weights: converted from the Resemblyzer wheel, provenance, checked on reading
 torchfile  - a PyTorch checkpoint's tensors read with pickle and numpy alone (no torch, no code run from it)

@@ -27,8 +27,10 @@ import numpy as np
 
 from .encoderfile import BANDS, LAYERS, UNITS, check_coefficients, check_settings, read_weights, weights_digest
 from .features import dct_matrix, hann_window, mel_band_widths
-from .models import keras
+from .quiet import import_keras
 from .settings import Settings
+
+keras = import_keras()
 
 #: The level each window is scaled to, as the encoder's training utterances were (dBFS of the waveform).
 TARGET_DBFS = -30.0

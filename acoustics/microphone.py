@@ -14,15 +14,13 @@ microphone is really live. A microphone that delivers nothing for :data:`NO_SOUN
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
-import threading
 import time
 from typing import Callable, Iterator, Optional
 
 import numpy as np
 
 from .audio import DCBlocker
+from .quiet import stderr_silenced
 from .errors import BadParameterError, NoInputDeviceError
 from .sources import CHUNK_SECONDS, check_sample_rate, chunk_samples_for
 
@@ -32,38 +30,9 @@ NO_SOUND_SECONDS = 2.0
 START_SECONDS = 4.0
 #: Full scale of 16-bit samples: int16 / FULL_SCALE is in [-1, 1).
 FULL_SCALE = 32768.0
+
+
 # PyAudio and the default device -----------------------------------------------------------------
-_silence_lock = threading.Lock()
-_silence = {"depth": 0, "saved": None}  # how many threads are inside stderr_silenced; the real fd 2
-
-
-@contextlib.contextmanager
-def stderr_silenced() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null: ALSA and JACK print ~100 lines while PortAudio starts,
-    TensorFlow a few while it is imported (``acoustics.models``).
-
-    Safe across threads (stage 5 opens the microphone while another thread imports Keras): the first
-    to enter saves the real stderr, and it comes back only when the last one leaves.
-    """
-    with _silence_lock:
-        if _silence["depth"] == 0:
-            sys.stderr.flush()
-            _silence["saved"] = os.dup(2)
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, 2)
-            os.close(null)
-        _silence["depth"] += 1
-    try:
-        yield
-    finally:
-        with _silence_lock:
-            _silence["depth"] -= 1
-            if _silence["depth"] == 0:
-                os.dup2(_silence["saved"], 2)
-                os.close(_silence["saved"])
-                _silence["saved"] = None
-
-
 @contextlib.contextmanager
 def open_pyaudio() -> Iterator["object"]:
     """A ``pyaudio.PyAudio`` instance, started without ALSA's noise on stderr and terminated at exit."""

@@ -1,10 +1,7 @@
-"""The Keras models, the training glue, and ``.h5`` save/load with the project's metadata.
+"""Training, prediction, and ``.h5`` save/load with the project's metadata, for every network
+(:mod:`acoustics.networks` builds them, :mod:`acoustics.batches` feeds them).
 
-The three networks that learn from scratch are built here; the fourth, ``encoder`` (a pretrained speaker
-encoder with a new head), in :mod:`acoustics.encoder`.
-
-Choices (the workshop's, kept small enough to train on a laptop CPU; every number is in the
-:class:`~acoustics.recipe.Recipe`, stored in each ``.h5``):
+Choices (every number is in the :class:`~acoustics.recipe.Recipe`, stored in each ``.h5``):
 
 - Input: windows of ``settings.frames`` MFCC frames (1 s at the defaults) cut by
   :func:`acoustics.features.windows` with 50 % overlap; clips shorter than one window are tiled.
@@ -13,15 +10,14 @@ Choices (the workshop's, kept small enough to train on a laptop CPU; every numbe
   calibrated by the model's temperature (:func:`acoustics.training.calibrate`).
 - Normalisation: per-coefficient mean and standard deviation of the *training speakers'* frames,
   applied in the data pipeline (:class:`acoustics.training.Normalisation`) and stored in the ``.h5``
-  as attributes. The networks hold no normalisation layer and no Lambda layer, so any ``.h5`` loads with
-  ``keras.models.load_model`` and ``safe_mode=True`` (the encoder network's one custom layer,
-  :class:`acoustics.encoder.MelPower`, is registered when this module is imported).
+  as attributes, so any ``.h5`` loads with ``keras.models.load_model`` and ``safe_mode=True`` (the
+  encoder network's one custom layer, :class:`acoustics.encoder.MelPower`, is registered on loading).
 - Output: ``Dense(1, sigmoid)`` = P(male); ``CLASS_NAMES = ["female", "male"]``; threshold 0.5.
 - Training (:func:`train_network`): Adam, binary cross-entropy with balanced class weights (every
   speaker is kept), the recipe's epochs with the learning rate falling along a cosine to 0, the last
   epoch kept; the training windows are augmented on the fly (:mod:`acoustics.augment`). Ctrl-C keeps
   the last finished epoch. Seeds come from the settings; TensorFlow ops run deterministically.
-- Saving is atomic: a temporary file in the same folder, then ``os.replace``.
+- Saving is atomic: a temporary file in the same folder, flushed, then ``os.replace``.
 """
 
 from __future__ import annotations
@@ -29,7 +25,6 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -38,285 +33,18 @@ from pathlib import Path
 
 import numpy as np
 
+from . import __version__
+from .database import FeatureDatabase
+from .errors import BadModelError
+from .modelfile import ATTRIBUTE_PREFIX, TRAIN_AGAIN, read_metadata, stamp_digest
+from .modelfile import check_model_settings  # noqa: F401  (stage scripts and tests check through models)
+from .networks import build_model, compile_model
+from .quiet import import_keras
+from .recipe import Recipe
+from .settings import Settings
+from .training import CLASS_NAMES, Normalisation, calibrate, clip_batches, clip_windows, window_counts
 
-def _import_keras_quietly():
-    """Import Keras (and TensorFlow) with the C++ start-up lines (oneDNN notices) kept off stderr.
-
-    TF_CPP_MIN_LOG_LEVEL=2 hides most of them, but TensorFlow 2.21 still writes two absl lines
-    before its logging starts; they would bury the one-line messages of the stage scripts.
-    Python errors raised by the import still propagate as usual.
-    """
-    from .microphone import stderr_silenced
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with stderr_silenced():
-        import keras
-        import tensorflow  # (the backend: its notices come at first import)
-    # Its Python warnings (e.g. "triggered tf.function retracing" when predictions take batches of a few
-    # sizes, see predict_windows) speak to TensorFlow's developers, not to attendees; errors still show.
-    tensorflow.get_logger().setLevel("ERROR")
-    return keras
-
-
-keras = _import_keras_quietly()
-
-from . import __version__  # noqa: E402
-from .database import FeatureDatabase  # noqa: E402
-from .errors import BadModelError  # noqa: E402
-from .features import windows as cut_windows  # noqa: E402
-from .modelfile import ATTRIBUTE_PREFIX, TRAIN_AGAIN, check_model_settings, read_metadata, stamp_digest  # noqa: E402,F401
-from .settings import Settings  # noqa: E402
-from .augment import augment  # noqa: E402
-from . import recipe as recipes  # noqa: E402
-from .recipe import Recipe  # noqa: E402
-from .training import (CLASS_NAMES, Normalisation, calibrate, clip_batches, clip_windows,  # noqa: E402
-                       read_matrices, window_counts)
-
-
-# Builders (Functional API; input (frames, n_mfcc), output P(male)) -------------------------------
-def build_cnn(frames: int, n_mfcc: int, width: float = 1.0) -> keras.Model:
-    """1-D convolutions over time (coefficients as channels), global average pooling; ``width`` scales
-    the number of filters (32, 64, 64 at 1)."""
-    inputs = keras.Input(shape=(frames, n_mfcc), name="mfcc_window")
-    x = inputs
-    for filters, kernel in ((_scaled(32, width), 5), (_scaled(64, width), 3), (_scaled(64, width), 3)):
-        x = keras.layers.Conv1D(filters, kernel, padding="same", use_bias=False)(x)
-        x = keras.layers.BatchNormalization()(x)
-        x = keras.layers.Activation("relu")(x)
-        x = keras.layers.MaxPooling1D(2)(x)
-    x = keras.layers.GlobalAveragePooling1D()(x)
-    x = keras.layers.Dropout(0.3)(x)
-    x = keras.layers.Dense(_scaled(32, width), activation="relu")(x)
-    outputs = keras.layers.Dense(1, activation="sigmoid", name="p_male")(x)
-    return keras.Model(inputs, outputs, name="cnn")
-
-
-def build_lstm(frames: int, n_mfcc: int, width: float = 1.0) -> keras.Model:
-    """One LSTM (64 units at ``width`` 1) over the frames; its last state decides."""
-    inputs = keras.Input(shape=(frames, n_mfcc), name="mfcc_window")
-    x = keras.layers.LSTM(_scaled(64, width))(inputs)
-    x = keras.layers.Dropout(0.3)(x)
-    x = keras.layers.Dense(_scaled(32, width), activation="relu")(x)
-    outputs = keras.layers.Dense(1, activation="sigmoid", name="p_male")(x)
-    return keras.Model(inputs, outputs, name="lstm")
-
-
-def build_cnnlstm(frames: int, n_mfcc: int, width: float = 1.0) -> keras.Model:
-    """A convolutional front end over time (4x shorter sequence), then an LSTM (32 and 64 filters, 48
-    units at ``width`` 1)."""
-    inputs = keras.Input(shape=(frames, n_mfcc), name="mfcc_window")
-    x = inputs
-    for filters, kernel in ((_scaled(32, width), 5), (_scaled(64, width), 3)):
-        x = keras.layers.Conv1D(filters, kernel, padding="same", activation="relu")(x)
-        x = keras.layers.MaxPooling1D(2)(x)
-    x = keras.layers.LSTM(_scaled(48, width))(x)
-    x = keras.layers.Dropout(0.3)(x)
-    outputs = keras.layers.Dense(1, activation="sigmoid", name="p_male")(x)
-    return keras.Model(inputs, outputs, name="cnnlstm")
-
-
-def _scaled(units: int, width: float) -> int:
-    return max(4, int(round(units * width)))
-
-
-#: The builder of each network that learns from scratch: ``builder(frames, n_mfcc, width)`` -> a Functional
-#: model from MFCC windows ``(frames, n_mfcc)`` to ``Dense(1, sigmoid)`` P(male). The ``encoder`` network is
-#: built by :func:`acoustics.encoder.build_encoder_network`.
-BUILDERS = {"cnn": build_cnn, "lstm": build_lstm, "cnnlstm": build_cnnlstm}
-
-
-def register_network(name: str, builder) -> None:
-    """Make network ``name`` one that stage 4 trains (``--model all``, ``--model NAME``, ``--pick NAME``), the
-    recipe accepts and the benches can name; ``builder`` as in :data:`BUILDERS`."""
-    recipes.register_network(name)
-    BUILDERS[name] = builder
-
-
-def combine_models(members, settings: Settings, name: str = "ensemble") -> keras.Model:
-    """One Functional model whose P(male) is the mean of its trained ``members``' P(male): an ensemble.
-
-    The members (models with the same input, such as several ConvNets trained with different seeds)
-    are nested unchanged under their names numbered (``cnn_1``, ``cnn_2``, ...); their outputs are
-    concatenated and averaged by a frozen ``Dense(1)`` with weights ``1/len(members)``, so the result
-    saves and loads like any single model (plain ``keras.models.load_model``, ``safe_mode=True``).
-    """
-    members = list(members)
-    if len(members) < 2:
-        raise ValueError(f"combine_models: needs two or more models, not {len(members)}")
-    inputs = keras.Input(shape=(settings.frames, settings.n_mfcc), name="mfcc_window")
-    renamed = [keras.Model(member.input, member.output, name=f"{member.name}_{position}")
-               for position, member in enumerate(members, start=1)]
-    outputs = keras.layers.Concatenate(name="member_p_male")([member(inputs) for member in renamed])
-    average = keras.layers.Dense(1, use_bias=False, trainable=False, name="p_male",
-                                 kernel_initializer=keras.initializers.Constant(1.0 / len(members)))(outputs)
-    return keras.Model(inputs, average, name=name)
-
-
-def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow, and make TensorFlow's ops deterministic."""
-    import tensorflow
-
-    keras.utils.set_random_seed(int(seed))
-    tensorflow.config.experimental.enable_op_determinism()
-
-
-def training_plan(recipe: Recipe, name: str = "cnn") -> str:
-    """How network ``name`` trains, in words (for the stage-4 headings)."""
-    if name == "encoder":
-        plan = (f"a pretrained speaker encoder (heard thousands of voices), frozen; a new head learns male/female in "
-                f"{recipe.encoder_epochs} epoch{'s' * (recipe.encoder_epochs != 1)}")
-        if recipe.fine_tune_epochs:
-            plan += f", then the whole network {recipe.fine_tune_epochs} more at learning rate {recipe.fine_tune_learning_rate:g}"
-        return plan
-    return f"{recipe.epochs} epoch{'s' * (recipe.epochs != 1)}, the learning rate falling along a cosine"
-
-
-def build_model(name: str, settings: Settings, seed: int, learning_rate: float = 1e-3, width: float = 1.0, *,
-                normalisation: Normalisation | None = None, fine_tune: bool = False) -> keras.Model:
-    """A freshly seeded, compiled model ``name`` (one of :data:`acoustics.recipe.NETWORKS`), ``width`` times as wide.
-
-    ``encoder`` (:func:`acoustics.encoder.build_encoder_network`) takes no width; it needs the
-    ``normalisation`` its input windows come with, and its pretrained encoder trains only with ``fine_tune``.
-    """
-    if name not in recipes.NETWORKS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(recipes.NETWORKS)}")
-    set_seed(seed)
-    if name == "encoder":
-        from .encoder import build_encoder_network
-
-        if normalisation is None:
-            raise ValueError("build_model: the encoder network needs the normalisation of its input windows")
-        model = build_encoder_network(settings, normalisation, fine_tune=fine_tune)
-    else:
-        model = BUILDERS[name](settings.frames, settings.n_mfcc, width)
-    _compile(model, float(learning_rate))
-    return model
-
-
-def _compile(model: keras.Model, learning_rate) -> None:
-    """Compile ``model`` for P(male): Adam at ``learning_rate`` (a number or a Keras schedule)."""
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy", metrics=["accuracy"])
-
-
-# Batches of training windows -----------------------------------------------------------------------
-class _Batches(keras.utils.PyDataset):
-    """What both batch classes share: each epoch's order (shuffled with ``(seed, epoch)``), the
-    augmentation of training batches (``recipe``; None: none), normalisation and class weights.
-
-    ``recordings`` (one id per clip, or None) groups the stored variants of one recording (clean and
-    noisy): when given with a recipe whose ``all_variants`` is false, each epoch uses one variant of
-    each recording, drawn anew every epoch, so an epoch costs one pass over the recordings. The
-    variants of a recording have the same length, so every epoch has the same number of batches.
-    """
-
-    def __init__(self, labels, settings: Settings, normalisation: Normalisation, *, batch_size: int, shuffle: bool,
-                 seed: int, class_weights, recipe: Recipe | None, recordings=None) -> None:
-        super().__init__(workers=1, use_multiprocessing=False)
-        if len(labels) == 0:
-            raise ValueError(f"{type(self).__name__}: no clips")
-        self.settings, self.normalisation, self.recipe = settings, normalisation, recipe
-        self.batch_size, self.shuffle, self.seed, self.epoch = int(batch_size), bool(shuffle), int(seed), 0
-        self.class_weights = class_weights
-        one_variant = recordings is not None and recipe is not None and not recipe.all_variants
-        self.recordings = np.asarray(recordings) if one_variant else None
-
-    def _permutation(self, count: int, *key) -> np.ndarray:
-        return np.random.default_rng([self.seed, self.epoch, *key]).permutation(count) if self.shuffle else np.arange(count)
-
-    def _clips_this_epoch(self, count: int) -> np.ndarray:
-        """Positions of the clips this epoch uses, in this epoch's order."""
-        if self.recordings is None:
-            return self._permutation(count)
-        rng = np.random.default_rng([self.seed, self.epoch, 2])
-        shuffled = rng.permutation(count)
-        _, first = np.unique(self.recordings[shuffled], return_index=True)  # one random variant per recording
-        chosen = shuffled[np.sort(first)]
-        return chosen[self._permutation(len(chosen))]
-
-    def _finish(self, x: np.ndarray, y: np.ndarray, batch: int):
-        """Augment (training batches), normalise and weigh one batch of raw windows ``x`` and labels ``y``."""
-        if self.recipe is not None:
-            x = augment(x, self.settings, self.recipe, np.random.default_rng([self.seed, self.epoch, batch, 1]))
-        x = self.normalisation.apply(x)
-        y = np.asarray(y, dtype=np.float32).reshape(-1, 1)
-        if self.class_weights is None:
-            return x, y
-        return x, y, np.where(y[:, 0] > 0.5, self.class_weights[1], self.class_weights[0]).astype(np.float32)
-
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
-        self._set_order()
-
-
-class WindowBatches(_Batches):
-    """Batches of ``batch_size`` normalised windows read from the database, a few recordings at a time.
-
-    Each epoch the clips are shuffled; batch ``i`` holds windows ``i*batch_size ... (i+1)*batch_size``
-    of that order, so it reads only the clips it needs (each clip is read about once per epoch) and
-    memory stays at one batch. A connection is opened per batch, because Keras may call
-    ``__getitem__`` from another thread.
-    """
-
-    def __init__(self, database_path, index, settings: Settings, normalisation: Normalisation, *, batch_size: int = 64,
-                 shuffle: bool = False, seed: int = 0, class_weights=None, recipe: Recipe | None = None) -> None:
-        super().__init__(index["label"].to_numpy(dtype=np.int64), settings, normalisation, batch_size=batch_size,
-                         shuffle=shuffle, seed=seed, class_weights=class_weights, recipe=recipe,
-                         recordings=index["recording_id"].to_numpy() if "recording_id" in index else None)
-        self.database_path = Path(database_path)
-        self.feature_ids = index["feature_id"].to_numpy(dtype=np.int64)
-        self.labels = index["label"].to_numpy(dtype=np.int64)
-        self.counts = window_counts(index["frame_count"].to_numpy(), settings.frames)
-        self._set_order()
-
-    def _set_order(self) -> None:
-        self.order = self._clips_this_epoch(len(self.feature_ids))
-        self.ends = np.cumsum(self.counts[self.order])  # window position after each clip of the order
-
-    def __len__(self) -> int:
-        return int(-(-int(self.ends[-1]) // self.batch_size))
-
-    def __getitem__(self, batch: int):
-        first, last = batch * self.batch_size, min((batch + 1) * self.batch_size, int(self.ends[-1]))
-        start, stop = np.searchsorted(self.ends, first, side="right"), np.searchsorted(self.ends, last - 1, side="right") + 1
-        positions = self.order[start:stop]
-        with FeatureDatabase(self.database_path, readonly=True) as database:
-            matrices = read_matrices(database, self.feature_ids[positions].tolist(), self.settings.n_mfcc)
-        pieces = [cut_windows(matrices[int(self.feature_ids[p])], self.settings.frames) for p in positions]
-        offset = first - (int(self.ends[start - 1]) if start else 0)
-        x = np.concatenate(pieces)[offset : offset + last - first]
-        y = np.concatenate([np.full(len(piece), self.labels[p]) for piece, p in zip(pieces, positions)])[offset : offset + last - first]
-        permutation = self._permutation(len(x), batch)
-        return self._finish(x[permutation], y[permutation], batch)
-
-
-class ArrayBatches(_Batches):
-    """Like :class:`WindowBatches`, but from MFCC matrices held in memory (benchmarks, small corpora):
-    all windows are cut once, and each epoch's are shuffled."""
-
-    def __init__(self, matrices, labels, settings: Settings, normalisation: Normalisation, *, batch_size: int = 64,
-                 shuffle: bool = False, seed: int = 0, class_weights=None, recipe: Recipe | None = None,
-                 recordings=None) -> None:
-        super().__init__(labels, settings, normalisation, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                         class_weights=class_weights, recipe=recipe, recordings=recordings)
-        pieces = [cut_windows(matrix, settings.frames) for matrix in matrices]
-        self.x = np.concatenate(pieces)
-        self.y = np.concatenate([np.full(len(piece), label, np.float32) for piece, label in zip(pieces, labels)])
-        self.owner = np.concatenate([np.full(len(piece), position) for position, piece in enumerate(pieces)])
-        self.clip_count = len(pieces)
-        self._set_order()
-
-    def _set_order(self) -> None:
-        used = np.zeros(self.clip_count, dtype=bool)
-        used[self._clips_this_epoch(self.clip_count)] = True
-        windows = np.flatnonzero(used[self.owner])
-        self.order = windows[self._permutation(len(windows), 3)]
-
-    def __len__(self) -> int:
-        return int(-(-len(self.order) // self.batch_size))
-
-    def __getitem__(self, batch: int):
-        positions = self.order[batch * self.batch_size : (batch + 1) * self.batch_size]
-        return self._finish(self.x[positions], self.y[positions], batch)
+keras = import_keras()
 
 
 # Training ------------------------------------------------------------------------------------------
@@ -344,7 +72,7 @@ def fit_model(model: keras.Model, train, validation, *, epochs: int, verbose: in
     """
     epochs = int(epochs)
     keeper = _LastEpoch()
-    _compile(model, keras.optimizers.schedules.CosineDecay(float(model.optimizer.learning_rate),
+    compile_model(model, keras.optimizers.schedules.CosineDecay(float(model.optimizer.learning_rate),
                                                            decay_steps=max(1, len(train) * epochs)))
     started, interrupted = time.perf_counter(), False
 
@@ -396,7 +124,7 @@ def train_network(name: str, train, validation, settings: Settings, recipe: Reci
 
         for encoder in nested_encoders(model):
             encoder.trainable = True
-        _compile(model, recipe.fine_tune_learning_rate)
+        compile_model(model, recipe.fine_tune_learning_rate)
         tuned = fit_model(model, train, validation, epochs=recipe.fine_tune_epochs, verbose=verbose)
         fit = {"history": {key: fit["history"].get(key, []) + values for key, values in tuned["history"].items()},
                "epochs": fit["epochs"] + tuned["epochs"], "best_epoch": fit["epochs"] + tuned["best_epoch"],

@@ -18,12 +18,12 @@ from .settings import is_integer, is_number, parse_overrides
 
 #: Every network stage 4 can train, in its order: three learn from scratch, ``encoder`` starts from a pretrained
 #: speaker encoder. The one list that the recipe, the builders, stage 4's options and the benches read:
-#: :func:`acoustics.models.register_network` adds a network to it with its builder.
+#: :func:`acoustics.networks.register_network` adds a network to it with its builder.
 NETWORKS = ("cnn", "lstm", "cnnlstm", "encoder")
 
 
 def register_network(name: str) -> None:
-    """Add network ``name`` to :data:`NETWORKS` (:func:`acoustics.models.register_network` does, with its builder)."""
+    """Add network ``name`` to :data:`NETWORKS` (:func:`acoustics.networks.register_network` does, with its builder)."""
     global NETWORKS
     if not isinstance(name, str) or not name.isidentifier() or name in ("ensemble", "all"):
         raise BadParameterError(f"A network's name must be a plain word other than ensemble and all, not {name!r}.")

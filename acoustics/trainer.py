@@ -142,13 +142,13 @@ def _git_commit() -> str:
 
 def train(name: str, split: Split, recipe: Recipe, seed: int, *, verbose: int = 2) -> tuple:
     """Train network ``name`` on the split's training speakers with ``seed``: ``(model, fit)``."""
-    from . import models
+    from . import batches, models
 
-    train_batches = models.WindowBatches(split.database_path, split.rows("train"), split.settings, split.normalisation,
-                                         batch_size=recipe.batch_size, shuffle=True, seed=seed,
-                                         class_weights=split.class_weights, recipe=recipe)
-    validation = models.WindowBatches(split.database_path, split.rows("validation"), split.settings, split.normalisation,
-                                      batch_size=256)
+    train_batches = batches.WindowBatches(split.database_path, split.rows("train"), split.settings, split.normalisation,
+                                          batch_size=recipe.batch_size, shuffle=True, seed=seed,
+                                          class_weights=split.class_weights, recipe=recipe)
+    validation = batches.WindowBatches(split.database_path, split.rows("validation"), split.settings, split.normalisation,
+                                       batch_size=256)
     return models.train_network(name, train_batches, validation, split.settings, recipe, seed, verbose=verbose)
 
 
@@ -157,13 +157,13 @@ def train_in_memory(name: str, matrices: list, labels, recordings, settings: Set
     """Train network ``name`` as :func:`train` does, on MFCC matrices held in memory (the benchmarks'):
     ``matrices`` (frames, n_mfcc) with their ``labels`` (1 male) and ``recordings`` (which recording each
     matrix is a variant of). Returns ``(model, normalisation, fit)``."""
-    from . import models
+    from . import batches, models
 
     normalisation = training.matrix_statistics(matrices, settings, cmn=recipe.cmn, coefficients=recipe.coefficients)
     weights = training.balanced_class_weights(labels, training.window_counts([len(m) for m in matrices], settings.frames))
-    batches = models.ArrayBatches(matrices, labels, settings, normalisation, batch_size=recipe.batch_size, shuffle=True,
-                                  seed=seed, class_weights=weights, recipe=recipe, recordings=recordings)
-    model, fit = models.train_network(name, batches, None, settings, recipe, seed, verbose=verbose)
+    windows = batches.ArrayBatches(matrices, labels, settings, normalisation, batch_size=recipe.batch_size, shuffle=True,
+                                   seed=seed, class_weights=weights, recipe=recipe, recordings=recordings)
+    model, fit = models.train_network(name, windows, None, settings, recipe, seed, verbose=verbose)
     return model, normalisation, fit
 
 
@@ -250,17 +250,17 @@ def _train_ensemble(split: Split, recipe: Recipe, database: FeatureDatabase, fol
     """:func:`train_models`' ensemble: the networks of ``recipe.ensemble_members()`` with seeds ``seed``,
     ``seed + 1``, ... (``first``, the ``(model, fit)`` of the first member's network already trained with
     ``seed``, is reused), combined into one model whose P(male) is their mean (one member is saved as it is)."""
-    from . import models
+    from . import networks
 
-    networks = recipe.ensemble_members()
+    member_networks = recipe.ensemble_members()
     members = [first] if first is not None else []
-    for position in range(len(members), len(networks)):
-        yield Starting(networks[position], seed + position, position + 1, len(networks))
-        members.append(train(networks[position], split, recipe, seed + position))
+    for position in range(len(members), len(member_networks)):
+        yield Starting(member_networks[position], seed + position, position + 1, len(member_networks))
+        members.append(train(member_networks[position], split, recipe, seed + position))
         if members[-1][1]["interrupted"]:
             yield Stopped("ensemble")
             return
-    ensemble = members[0][0] if len(members) == 1 else models.combine_models([model for model, _ in members], split.settings)
+    ensemble = members[0][0] if len(members) == 1 else networks.combine_models([model for model, _ in members], split.settings)
     path, fit = folder / "ensemble.h5", members_fit([fit for _, fit in members])
     scores = score_and_save("ensemble", ensemble, fit, split, recipe, database, path, seed=seed,
                             extra_provenance=extra_provenance)

@@ -126,7 +126,7 @@ def train_model(held_out: str, per_sex: int, path: Path) -> None:
     The features are bench/accuracy.py's (computed once, cached in bench/results/), so are the split
     and the training (``acoustics.trainer.train_in_memory``)."""
     import accuracy
-    from acoustics import models, trainer
+    from acoustics import models, networks, trainer
 
     settings, recipe = Settings(), Recipe()
     options = argparse.Namespace(held_out=list(accuracy.CORPORA), workers=min(2, os.cpu_count() or 1))
@@ -138,7 +138,7 @@ def train_model(held_out: str, per_sex: int, path: Path) -> None:
     members, started = [], time.perf_counter()
     for position, network in enumerate(REFERENCE_NETWORKS):
         members.append(trainer.train_in_memory(network, matrices, labels, recordings, settings, recipe, settings.seed + position))
-    model = members[0][0] if len(members) == 1 else models.combine_models([member[0] for member in members], settings)
+    model = members[0][0] if len(members) == 1 else networks.combine_models([member[0] for member in members], settings)
     normalisation = members[0][1]
     raw = models.predict_matrices(model, [clip["mfcc"]["clean"] for clip in calibration], settings, normalisation, recipe=recipe)
     truth = np.array([clip["label"] for clip in calibration])

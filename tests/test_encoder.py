@@ -22,7 +22,7 @@ from acoustics.settings import Settings
 from conftest import one_line, restamp
 
 models = pytest.importorskip("acoustics.models")  # imports TensorFlow
-from acoustics import encoder  # noqa: E402
+from acoustics import encoder, networks  # noqa: E402
 
 
 # A legacy checkpoint written without torch -------------------------------------------------------
@@ -244,15 +244,15 @@ def test_mel_power_from_stored_coefficients_is_librosas_at_minus_30_dbfs(spoken_
 def test_the_encoder_network_reads_mfcc_windows_and_trains_only_its_head():
     settings = Settings()
     normalisation = training.Normalisation(np.zeros(40), np.ones(40))
-    model = models.build_model("encoder", settings, seed=1, normalisation=normalisation)
+    model = networks.build_model("encoder", settings, seed=1, normalisation=normalisation)
     assert model.input_shape == (None, 100, 40) and model.output_shape == (None, 1)
     assert sum(weight.shape.num_elements() if hasattr(weight.shape, "num_elements") else int(np.prod(weight.shape))
                for weight in model.trainable_weights) == 257
     assert encoder.encoder_digests(model) == [encoderfile.WEIGHTS_SHA256]
     with pytest.raises(ValueError, match="needs the normalisation"):
-        models.build_model("encoder", settings, seed=1)
+        networks.build_model("encoder", settings, seed=1)
     with pytest.raises(BadParameterError, match="all 40 coefficients"):
-        models.build_model("encoder", settings, seed=1, normalisation=training.Normalisation(np.zeros(40), np.ones(40), coefficients=20))
+        networks.build_model("encoder", settings, seed=1, normalisation=training.Normalisation(np.zeros(40), np.ones(40), coefficients=20))
 
 
 @pytest.fixture(scope="module")

@@ -222,7 +222,7 @@ def test_stderr_stays_silenced_until_the_last_of_two_threads_leaves():
     when the first one leaves, the other must still be silenced, and the real stderr must come back."""
     script = """
 import os, threading
-from acoustics.microphone import stderr_silenced
+from acoustics.quiet import stderr_silenced
 entered, left = threading.Event(), threading.Event()
 def other():
     with stderr_silenced():

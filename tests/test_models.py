@@ -23,6 +23,9 @@ from conftest import OutputLines, one_line, restamp
 models = pytest.importorskip("acoustics.models")  # imports TensorFlow (~4 s), once for the module
 import keras  # noqa: E402
 
+from acoustics import batches, modelfile, networks  # noqa: E402
+from acoustics import recipe as recipes  # noqa: E402
+
 COEFFICIENTS = 20  # as train_models.py's networks see (training.COEFFICIENTS)
 
 
@@ -113,23 +116,22 @@ def test_training_batches_hold_only_training_speakers_and_every_window_once(mode
         settings = database.settings
     train_rows = index[index["subset"] == "train"]
     test_speakers = {speaker for speaker, subset in stored_split.items() if subset == "test"}
-    batches = models.WindowBatches(model_database_copy, train_rows, settings, training.Normalisation(np.zeros(40), np.ones(40)),
-                                   batch_size=32, shuffle=True, seed=3,
-                                   class_weights={0: 1.0, 1: 2.0})
-    training_speakers = set(index.set_index("feature_id").loc[batches.feature_ids, "speaker_id"])
+    windows = batches.WindowBatches(model_database_copy, train_rows, settings, training.Normalisation(np.zeros(40), np.ones(40)),
+                                    batch_size=32, shuffle=True, seed=3, class_weights={0: 1.0, 1: 2.0})
+    training_speakers = set(index.set_index("feature_id").loc[windows.feature_ids, "speaker_id"])
     assert training_speakers and not training_speakers & test_speakers
     assert all(stored_split[speaker] == "train" for speaker in training_speakers)
     expected = int(training.window_counts(train_rows["frame_count"], settings.frames).sum())
-    first_epoch = [batches[i] for i in range(len(batches))]
+    first_epoch = [windows[i] for i in range(len(windows))]
     assert sum(len(x) for x, _, _ in first_epoch) == expected
     assert all(len(x) == 32 for x, _, _ in first_epoch[:-1])
     assert all(np.array_equal(np.where(y[:, 0] > 0.5, 2.0, 1.0), weights) for _, y, weights in first_epoch)
     males = sum(float(y.sum()) for _, y, _ in first_epoch)
     assert males == training.window_counts(train_rows.loc[train_rows["label"] == 1, "frame_count"], settings.frames).sum()
-    again = batches[0]
+    again = windows[0]
     assert np.array_equal(again[0], first_epoch[0][0])  # the same batch twice: same windows
-    batches.on_epoch_end()
-    assert not np.array_equal(batches[0][0], first_epoch[0][0])  # a new epoch: new order
+    windows.on_epoch_end()
+    assert not np.array_equal(windows[0][0], first_epoch[0][0])  # a new epoch: new order
 
 
 def test_window_weights_follow_loudness_and_ignore_the_microphone_gain(spoken_clips):
@@ -170,9 +172,9 @@ def test_window_weights_reject_what_is_not_a_stack_of_windows(shape):
 
 
 # Models ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", [name for name in models.recipes.NETWORKS if name != "encoder"])  # test_encoder.py has it
+@pytest.mark.parametrize("name", [name for name in recipes.NETWORKS if name != "encoder"])  # test_encoder.py has it
 def test_builders_give_p_male_from_a_window(name):
-    model = models.build_model(name, Settings(), seed=1)
+    model = networks.build_model(name, Settings(), seed=1)
     assert model.input_shape == (None, 100, 40) and model.output_shape == (None, 1)
     assert not any(type(layer).__name__ in ("Lambda", "Normalization") for layer in model.layers)
     assert model.count_params() < 100_000
@@ -182,14 +184,14 @@ def test_builders_give_p_male_from_a_window(name):
 def test_combine_models_needs_two_models(names):
     settings = Settings()
     with pytest.raises(ValueError, match="two or more"):
-        models.combine_models([models.build_model(name, settings, seed=1) for name in names], settings)
+        networks.combine_models([networks.build_model(name, settings, seed=1) for name in names], settings)
 
 
 def test_combine_models_averages_same_named_networks_and_saves_them(tmp_path):
     """Three ConvNets of different seeds (all named 'cnn') in one model, as stage 4's ensemble."""
     settings = Settings()
-    members = [models.build_model("cnn", settings, seed=seed) for seed in (1, 2, 3)]
-    ensemble = models.combine_models(members, settings)
+    members = [networks.build_model("cnn", settings, seed=seed) for seed in (1, 2, 3)]
+    ensemble = networks.combine_models(members, settings)
     assert [layer.name for layer in ensemble.layers if isinstance(layer, keras.Model)] == ["cnn_1", "cnn_2", "cnn_3"]
     windows = np.random.default_rng(0).normal(size=(6, 100, 40)).astype(np.float32)
     predictions = [models.predict_windows(member, windows) for member in members]
@@ -216,10 +218,10 @@ def trained(model_database, tmp_path_factory):
 
     def train_once():
         weights = training.balanced_class_weights(train_rows["label"], training.window_counts(train_rows["frame_count"], 100))
-        train = models.WindowBatches(database_path, train_rows, settings, normalisation, batch_size=64, shuffle=True,
+        train = batches.WindowBatches(database_path, train_rows, settings, normalisation, batch_size=64, shuffle=True,
                                      seed=settings.seed, class_weights=weights)
-        validation = models.WindowBatches(database_path, index[index["subset"] == "validation"], settings, normalisation)
-        model = models.build_model("cnn", settings, settings.seed)
+        validation = batches.WindowBatches(database_path, index[index["subset"] == "validation"], settings, normalisation)
+        model = networks.build_model("cnn", settings, settings.seed)
         fit = models.fit_model(model, train, validation, epochs=2, verbose=0)
         return model, fit
 
@@ -246,8 +248,8 @@ def test_train_network_follows_the_recipe_and_augments_only_training_batches(tra
     settings, index, normalisation = trained["settings"], trained["index"], trained["normalisation"]
     recipe = Recipe(epochs=1, learning_rate=2e-3)
     train_rows = index[index["subset"] == "train"]
-    train = models.WindowBatches(trained["database"], train_rows, settings, normalisation, shuffle=True, seed=1, recipe=recipe)
-    plain = models.WindowBatches(trained["database"], train_rows, settings, normalisation, shuffle=True, seed=1)
+    train = batches.WindowBatches(trained["database"], train_rows, settings, normalisation, shuffle=True, seed=1, recipe=recipe)
+    plain = batches.WindowBatches(trained["database"], train_rows, settings, normalisation, shuffle=True, seed=1)
     recordings = train_rows.drop_duplicates("recording_id")
     assert int(train.ends[-1]) == int(training.window_counts(recordings["frame_count"], settings.frames).sum())
     assert int(plain.ends[-1]) == int(training.window_counts(train_rows["frame_count"], settings.frames).sum())
@@ -255,7 +257,7 @@ def test_train_network_follows_the_recipe_and_augments_only_training_batches(tra
     assert used == set(recordings["recording_id"])  # every recording once, in one of its variants
     x, y = train[0]
     assert np.isfinite(x).all() and set(np.unique(y)) <= {0.0, 1.0}
-    validation = models.WindowBatches(trained["database"], index[index["subset"] == "validation"], settings, normalisation)
+    validation = batches.WindowBatches(trained["database"], index[index["subset"] == "validation"], settings, normalisation)
     model, fit = models.train_network("cnn", train, validation, settings, recipe, seed=1, verbose=0)
     assert fit["epochs"] == 1 and fit["best_epoch"] == 1 and len(fit["history"]["val_loss"]) == 1
     schedule = model.optimizer._learning_rate
@@ -269,7 +271,7 @@ def test_train_network_follows_the_recipe_and_augments_only_training_batches(tra
     (1, "1 epoch, the learning rate falling along a cosine"),
 ])
 def test_training_plan_in_words(epochs, words):
-    assert models.training_plan(Recipe(epochs=epochs)) == words
+    assert networks.training_plan(Recipe(epochs=epochs)) == words
 
 
 def test_saved_model_loads_with_metadata_and_with_plain_keras(trained):
@@ -360,9 +362,9 @@ def test_clip_log_loss_is_finite_at_the_extremes(probabilities, loss):
 
 def test_model_settings_mismatch_is_one_clear_line(trained):
     _, metadata = models.load_model(trained["path"])
-    models.check_model_settings(metadata, trained["settings"])
+    modelfile.check_model_settings(metadata, trained["settings"])
     with pytest.raises(SettingsMismatchError) as caught:
-        models.check_model_settings(metadata, trained["settings"].replace(n_mfcc=13), source="The database x.db")
+        modelfile.check_model_settings(metadata, trained["settings"].replace(n_mfcc=13), source="The database x.db")
     message = one_line(caught.value)
     assert "n_mfcc" in message and str(trained["path"]) in message and "train_models.py" in message
 
@@ -592,16 +594,14 @@ def build_tiny(frames: int, n_mfcc: int, width: float = 1.0) -> keras.Model:
 
 def test_a_network_registered_with_its_builder_is_one_stage4_trains_picks_and_loads(model_database_copy, tmp_path, monkeypatch,
                                                                                    capsys):
-    """The extension point for networks: models.register_network(name, builder) is all a new one needs."""
+    """The extension point for networks: networks.register_network(name, builder) is all a new one needs."""
     import train_models
 
-    from acoustics import recipe as recipes
-
     monkeypatch.setattr(recipes, "NETWORKS", recipes.NETWORKS)  # the registration is undone after the test
-    monkeypatch.setattr(models, "BUILDERS", dict(models.BUILDERS))
+    monkeypatch.setattr(networks, "BUILDERS", dict(networks.BUILDERS))
     with pytest.raises(BadParameterError):
         Recipe(networks=("tiny",))
-    models.register_network("tiny", build_tiny)
+    networks.register_network("tiny", build_tiny)
     assert Recipe().networks[-1] == "tiny" and "tiny" in train_models.trained_models("all")
     out = tmp_path / "models"
     assert train_models.main(["--db", str(model_database_copy), "--model", "tiny", "--pick", "tiny", "--epochs", "1",
@@ -613,4 +613,4 @@ def test_a_network_registered_with_its_builder_is_one_stage4_trains_picks_and_lo
     assert metadata["model_name"] == "tiny" and metadata["recipe"].networks == ("tiny",)
     assert model.count_params() == 41 and (out / "tiny.h5").is_file()
     with pytest.raises(BadParameterError):
-        models.register_network("ensemble", build_tiny)
+        networks.register_network("ensemble", build_tiny)

@@ -49,7 +49,7 @@ def test_training_saves_four_models_pictures_and_the_best(trained_run):
 def test_saved_models_load_and_carry_the_database_settings(trained_run):
     import keras
 
-    from acoustics import models
+    from acoustics import modelfile, models
 
     _, database_path, models_folder = trained_run
     with FeatureDatabase(database_path, readonly=True) as database:
@@ -63,7 +63,7 @@ def test_saved_models_load_and_carry_the_database_settings(trained_run):
         assert recipe == Recipe(epochs=2, encoder_epochs=2)  # train_models.py's defaults with --epochs 2, in every model
         assert normalisation.coefficients == min(recipe.coefficients, settings.n_mfcc) and normalisation.cmn == recipe.cmn
         assert 0.05 <= metadata["temperature"] <= 50 and metadata["provenance"]["synthetic_speakers"] > 0
-        models.check_model_settings(metadata, settings)
+        modelfile.check_model_settings(metadata, settings)
         assert set(metadata["scores"]["test"]["per_variant"]) == {"clean", "snr10", "snr0"}
         plain = keras.models.load_model(models_folder / name, compile=False)
         assert plain.count_params() == model.count_params()

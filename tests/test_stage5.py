@@ -41,7 +41,7 @@ def train_plain_cnn(database_path, model_path, epochs: int = 6) -> None:
     epochs of its cosine schedule (~15 s), so the tests can assert labels. (In 3, with the learning
     rate falling twice as fast, one test called a female voice male at 0.51.)
     """
-    from acoustics import models, training
+    from acoustics import batches, models, networks, training
     from acoustics.database import FeatureDatabase
 
     with FeatureDatabase(database_path) as database:
@@ -51,11 +51,11 @@ def train_plain_cnn(database_path, model_path, epochs: int = 6) -> None:
         normalisation = training.feature_statistics(database, train_rows["feature_id"], settings)
     weights = training.balanced_class_weights(train_rows["label"],
                                               training.window_counts(train_rows["frame_count"], settings.frames))
-    train = models.WindowBatches(database_path, train_rows, settings, normalisation, batch_size=64, shuffle=True,
+    train = batches.WindowBatches(database_path, train_rows, settings, normalisation, batch_size=64, shuffle=True,
                                  seed=settings.seed, class_weights=weights)
-    validation = models.WindowBatches(database_path, index[index["subset"] == "validation"], settings, normalisation,
+    validation = batches.WindowBatches(database_path, index[index["subset"] == "validation"], settings, normalisation,
                                       batch_size=256)
-    model = models.build_model("cnn", settings, settings.seed, learning_rate=1e-3)
+    model = networks.build_model("cnn", settings, settings.seed, learning_rate=1e-3)
     models.fit_model(model, train, validation, epochs=epochs, verbose=0)
     # Recorded as having heard real voices, so that stage 5 answers with it as with a best.h5 trained on a
     # corpus (which model answers is tested in test_verdict.py).
