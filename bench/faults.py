@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the package, and the tests' helpers (hostile inputs, the virtual microphone)
 EMODB = ROOT.parent / "shared" / "data" / "emodb"
 
 from acoustics import audio  # noqa: E402
@@ -407,7 +407,6 @@ def stalled_microphone_case(folder: Path, tally: Tally, microphone=None) -> floa
     (tests/virtual_microphone.py's VirtualMicrophone) or a private PulseAudio daemon: one line naming the device
     and --wav, exit status 1. Returns the seconds from the start of stage 5 to its exit (nan where
     PulseAudio is missing: the case is skipped, and says so)."""
-    sys.path.insert(0, str(ROOT / "tests"))
     from virtual_microphone import VirtualMicrophone, installed
 
     if microphone is None and not installed():
@@ -526,23 +525,19 @@ def long_recording_case(folder: Path, tally: Tally, model: tuple, environment: d
 
 @contextlib.contextmanager
 def full_disk(folder: Path, size: str, keep: dict, fill: bool = True):
-    """A tmpfs of ``size`` at ``folder`` holding the files of ``keep`` ({name: bytes}), with ``fill`` filled up
-    to the last byte; yields False where it cannot be mounted (not root, no tmpfs)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                                           capture_output=True).returncode != 0:
-        yield False
-        return
-    try:
-        for name, content in keep.items():
-            (folder / name).write_bytes(content)
-        with contextlib.suppress(OSError), open(folder / "filler", "wb") as filler:
-            while fill:
-                filler.write(b"\0" * 4096)
-                filler.flush()
-        yield True
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+    """A tmpfs of ``size`` at ``folder`` (tests/hostile.py's ``small_mount``) holding the files of ``keep``
+    ({name: bytes}), with ``fill`` filled up to the last byte; yields False where it cannot be mounted."""
+    from hostile import small_mount
+
+    with small_mount(folder, size=size) as mounted:
+        if mounted:
+            for name, content in keep.items():
+                (folder / name).write_bytes(content)
+            with contextlib.suppress(OSError), open(folder / "filler", "wb") as filler:
+                while fill:
+                    filler.write(b"\0" * 4096)
+                    filler.flush()
+        yield mounted
 
 
 def full_disk_cases(folder: Path, tally: Tally, environment: dict) -> int:
@@ -664,7 +659,6 @@ def main(argv=None) -> int:
         concurrent_trials = max(1, arguments.trials // 4)
         concurrent_failures = concurrent_runs(concurrent_trials, Path(scratch))
         print(f"Two processes at once: {concurrent_trials} trials, {len(concurrent_failures)} failures.")
-        sys.path.insert(0, str(ROOT / "tests"))
         from hostile import run_hostile_inputs
 
         bad_inputs, tracebacks = run_hostile_inputs(Path(scratch) / "hostile")
