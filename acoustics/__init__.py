@@ -34,6 +34,7 @@ verdict    - a probability in words; classify one clip; which model answers; loa
 fileverdicts - verdicts of many files: read ahead, predicted in batches, as CSV rows and JSON lines
 compare    - two models side by side on labelled voices
 segments   - who speaks when: male, female and no_speech segments of long recordings
+noisefloor - where the speech is in a recording: band levels against their own noise floors, streamed
 segmentreport - --segments over many files: their lines, CSV rows, timeline pictures and totals
 plots      - the pictures each stage saves
 setup      - python -m acoustics.setup: what this computer has and lacks, with the command that installs each part

@@ -17,7 +17,7 @@ import pytest
 import soundfile
 from conftest import run_stage, speak
 
-from acoustics import audio, segments
+from acoustics import audio, noisefloor, segments
 from acoustics.errors import BadAudioError
 from acoustics.recipe import Recipe
 from acoustics.settings import Settings
@@ -237,8 +237,8 @@ def noise_floor_by_definition(levels: np.ndarray, block: int, reach: int) -> np.
     """The dB above the noise floor of every frame, computed on the whole array as NoiseFloor's docstring says."""
     levels = levels.astype(np.float32)
     seconds = -(-levels.shape[0] // block)
-    floor_levels = np.maximum(levels, segments.LOWEST_FLOOR_DB)
-    percentiles = np.array([np.percentile(floor_levels[s * block:(s + 1) * block], segments.NOISE_FLOOR_PERCENTILE, axis=0)
+    floor_levels = np.maximum(levels, noisefloor.LOWEST_FLOOR_DB)
+    percentiles = np.array([np.percentile(floor_levels[s * block:(s + 1) * block], noisefloor.NOISE_FLOOR_PERCENTILE, axis=0)
                             for s in range(seconds)])
     floors = np.array([np.median(percentiles[max(0, s - reach):s + reach + 1], axis=0) for s in range(seconds)])
     return np.maximum(levels - floors[np.arange(levels.shape[0]) // block], 0).mean(axis=1)
@@ -248,18 +248,18 @@ def noise_floor_by_definition(levels: np.ndarray, block: int, reach: int) -> np.
 def test_the_noise_floor_streams_the_same_values_however_the_levels_arrive(block):
     rng = np.random.default_rng(3)
     frames = 12345  # two minutes and a short last second of 10 ms frames
-    quiet = rng.normal(-55, 3, (frames, segments.BANDS))
+    quiet = rng.normal(-55, 3, (frames, noisefloor.BANDS))
     speaking = rng.random((frames, 1)) < 0.3
     levels = (quiet + 30 * speaking + np.linspace(0, 15, frames)[:, None]).astype(np.float16)  # the noise grows
     levels[:700] = -120  # digital silence first: its floor is LOWEST_FLOOR_DB, not -120
-    floor = segments.NoiseFloor(100)
+    floor = noisefloor.NoiseFloor(100)
     parts = [floor.feed(levels[start:start + block]) for start in range(0, frames, block)] + [floor.finish()]
     above = np.concatenate(parts)
     assert above.dtype == np.float32 and above.shape == (frames,)
-    np.testing.assert_allclose(above, noise_floor_by_definition(levels, 100, int(segments.NOISE_FLOOR_SECONDS)), atol=1e-4)
+    np.testing.assert_allclose(above, noise_floor_by_definition(levels, 100, int(noisefloor.NOISE_FLOOR_SECONDS)), atol=1e-4)
     assert np.all(above[:700] == 0)
     assert np.median(above[700:][speaking[700:, 0]]) > 25 > 5 > np.median(above[700:][~speaking[700:, 0]])
-    assert max(part.size for part in parts) <= max(block, 100) + 100 * int(segments.NOISE_FLOOR_SECONDS) + 100
+    assert max(part.size for part in parts) <= max(block, 100) + 100 * int(noisefloor.NOISE_FLOOR_SECONDS) + 100
 
 
 def test_a_timeline_picture_draws_each_turn_or_at_most_a_bounded_number_of_spans():
