@@ -26,7 +26,7 @@ class _Batches(keras.utils.PyDataset):
     augmentation of training batches (``recipe``; None: none), normalisation and class weights.
 
     ``recordings`` (one id per clip, or None) groups the stored variants of one recording (clean and
-    noisy): when given with a recipe whose ``all_variants`` is false, each epoch uses one variant of
+    noisy): when given with a recipe (training batches), each epoch uses one variant of
     each recording, drawn anew every epoch, so an epoch costs one pass over the recordings. The
     variants of a recording have the same length, so every epoch has the same number of batches.
     """
@@ -39,7 +39,7 @@ class _Batches(keras.utils.PyDataset):
         self.settings, self.normalisation, self.recipe = settings, normalisation, recipe
         self.batch_size, self.shuffle, self.seed, self.epoch = int(batch_size), bool(shuffle), int(seed), 0
         self.class_weights = class_weights
-        one_variant = recordings is not None and recipe is not None and not recipe.all_variants
+        one_variant = recordings is not None and recipe is not None
         self.recordings = np.asarray(recordings) if one_variant else None
 
     def _permutation(self, count: int, *key) -> np.ndarray:

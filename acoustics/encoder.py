@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .encoderfile import BANDS, LAYERS, UNITS, check_coefficients, check_settings, read_weights, weights_digest
+from .encoderfile import BANDS, LAYERS, UNITS, check_settings, read_weights, weights_digest
 from .features import dct_matrix, hann_window, mel_band_widths
 from .quiet import import_keras
 from .settings import Settings
@@ -104,10 +104,8 @@ def build_ge2e(weights=None) -> keras.Model:
 def build_encoder_network(settings: Settings, normalisation, *, fine_tune: bool = False, weights=None) -> keras.Model:
     """Stage 4's ``encoder`` network: normalised MFCC windows -> :class:`MelPower` -> GE2E (frozen unless
     ``fine_tune``) -> Dropout(0.2) -> Dense(1, sigmoid) ``p_male``. Raises BadParameterError for
-    feature settings other than the encoder's, or a normalisation that drops coefficients."""
+    feature settings other than the encoder's."""
     check_settings(settings)
-    check_coefficients(cmn=normalisation.cmn, coefficients=normalisation.coefficients or settings.n_mfcc,
-                       n_mfcc=settings.n_mfcc)
     inputs = keras.Input(shape=(settings.frames, settings.n_mfcc), name="mfcc_window")
     power = MelPower.for_settings(settings, normalisation.mean, normalisation.std, name="mel_power")(inputs)
     ge2e = build_ge2e(weights)

@@ -73,14 +73,6 @@ def check_settings(settings) -> None:
             "database with the default settings ('python set_up_sql.py --reset').")
 
 
-def check_coefficients(*, cmn: bool, coefficients: int, n_mfcc: int) -> None:
-    """Raise :class:`BadParameterError` unless the network sees all ``n_mfcc`` coefficients without CMN (the
-    recipe's ``cmn`` and ``coefficients``): only then can the mel power be recovered from them."""
-    if cmn or coefficients < n_mfcc:
-        raise BadParameterError("The encoder network needs all 40 coefficients without CMN to recover the mel power; "
-                                "leave the recipe's cmn and coefficients at their defaults.")
-
-
 def convert(checkpoint, out=ENCODER_FILE) -> str:
     """Write the encoder's weights from Resemblyzer's ``pretrained.pt`` (``checkpoint``) to ``out`` in
     Keras's layout, with :data:`SOURCE` as attributes; return their :func:`weights_digest`. The

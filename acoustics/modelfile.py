@@ -76,8 +76,8 @@ def read_metadata(path) -> dict:
     """The project's metadata of a model ``.h5`` written by ``models.save_model``, read with h5py alone.
 
     Returns ``path``, ``version``, ``model_name``, ``settings`` (Settings), ``class_names``,
-    ``normalisation`` (a :class:`~acoustics.training.Normalisation`; models saved before ``cmn`` or
-    ``coefficients`` were stored read as without CMN and with all coefficients), ``recipe`` (a
+    ``normalisation`` (a :class:`~acoustics.training.Normalisation`; a model whose inputs went through
+    options of earlier versions, per-window CMN or fewer coefficients, is refused), ``recipe`` (a
     :class:`~acoustics.recipe.Recipe`; the default for models saved before recipes were stored),
     ``temperature`` (the calibration, 1 if none), ``provenance`` (what it was trained on), ``scores``,
     ``history`` and ``saved_at``; its strings come without control characters (they reach the
@@ -93,6 +93,10 @@ def read_metadata(path) -> dict:
         raise BadModelError(f"{path}: the model file was changed after it was saved (its weights or settings do not "
                             f"match its checksum: edited, damaged, or saved by an older version); {TRAIN_AGAIN}.")
     try:
+        if int(attributes.get("normalisation_cmn", 0)) or int(attributes.get("normalisation_coefficients", 1 << 30)) < len(
+                np.atleast_1d(attributes["normalisation_mean"])):
+            raise BadModelError(f"{path}: its inputs went through per-window CMN or fewer coefficients, options that "
+                                f"earlier versions measured and this one no longer has; {TRAIN_AGAIN}.")
         metadata = _metadata_of(attributes, path)
         if len(metadata["normalisation"].mean) != metadata["settings"].n_mfcc:
             raise ValueError("normalisation of another coefficient count")
@@ -138,11 +142,7 @@ def _metadata_of(attributes: dict, path: Path) -> dict:
         "model_name": printable(attributes["model_name"]),
         "settings": settings,
         "class_names": [printable(name) for name in bounded_json(attributes["class_names"])],
-        "normalisation": Normalisation(
-            np.asarray(attributes["normalisation_mean"]), np.asarray(attributes["normalisation_std"]),
-            cmn=bool(int(attributes.get("normalisation_cmn", 0))),
-            coefficients=int(attributes.get("normalisation_coefficients", settings.n_mfcc)),
-        ),
+        "normalisation": Normalisation(np.asarray(attributes["normalisation_mean"]), np.asarray(attributes["normalisation_std"])),
         "recipe": Recipe.from_json(str(attributes["recipe"])) if "recipe" in attributes else Recipe(),
         "temperature": float(attributes.get("temperature", 1.0)),
         "provenance": bounded_json(attributes.get("provenance", "{}")),

@@ -249,8 +249,6 @@ def _metadata_attributes(metadata: dict) -> dict:
         "class_names": json.dumps(list(metadata.get("class_names", CLASS_NAMES))),
         "normalisation_mean": normalisation.mean,
         "normalisation_std": normalisation.std,
-        "normalisation_cmn": int(normalisation.cmn),
-        "normalisation_coefficients": settings.n_mfcc if normalisation.coefficients is None else normalisation.coefficients,
         "recipe": metadata.get("recipe", Recipe()).to_json(),
         "temperature": float(metadata.get("temperature", 1.0)),
         "provenance": json.dumps(metadata.get("provenance", {}), sort_keys=True),

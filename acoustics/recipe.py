@@ -36,6 +36,12 @@ def ensembles() -> tuple:
     return NETWORKS + ("encoder+cnn",)
 
 
+#: Options of earlier versions that were measured and not kept (bench/README.md, rows D and E): stored
+#: recipes that hold them still load, without them (what a model's inputs went through is checked apart,
+#: in :func:`acoustics.modelfile.read_metadata`).
+RETIRED = ("all_variants", "coefficients", "cmn")
+
+
 @dataclass(frozen=True)
 class Recipe:
     """How the networks are trained and how a clip's verdict is formed.
@@ -54,16 +60,6 @@ class Recipe:
         How many times as many filters and units as the workshop's networks (1: 32-64 filters).
     batch_size : int
         Training windows per batch.
-    all_variants : bool
-        Train every epoch on every stored variant of each recording (clean and each SNR); false: on one
-        variant of each, drawn anew each epoch (an epoch then costs one pass over the recordings, and
-        the augmentation below brings the other noises).
-    coefficients : int
-        The networks see the first this many normalised MFCCs; the others are set to 0 (a low-quefrency
-        lifter: fewer keep the spectral envelope and drop the pitch harmonics that emotion moves).
-        All 40 did better on corpora the networks never heard (bench/README.md).
-    cmn : bool
-        Subtract each window's own mean of each coefficient (cepstral mean normalisation) first.
     babble_probability, babble_snr_db
         Each training window gets, with this probability, 3 to 6 other windows of its batch (other
         voices) mixed in at an SNR (dB) drawn uniformly from the range.
@@ -100,9 +96,6 @@ class Recipe:
     learning_rate: float = 1e-3
     width: float = 1.0
     batch_size: int = 64
-    all_variants: bool = False
-    coefficients: int = 40
-    cmn: bool = False
     babble_probability: float = 0.5
     babble_snr_db: tuple = (0.0, 20.0)
     noise_probability: float = 0.5
@@ -127,7 +120,7 @@ class Recipe:
         problems = []
         if not self.networks or any(network not in NETWORKS for network in self.networks) or not isinstance(self.networks, tuple):
             problems.append(f"networks must be some of {', '.join(NETWORKS)}, not {self.networks!r}")
-        for name, low, high in (("epochs", 1, 1000), ("batch_size", 4, 4096), ("coefficients", 1, 1000),
+        for name, low, high in (("epochs", 1, 1000), ("batch_size", 4, 4096),
                                 ("ensemble_size", 1, 20), ("encoder_epochs", 1, 1000), ("fine_tune_epochs", 0, 1000)):
             value = getattr(self, name)
             if not is_integer(value) or not low <= value <= high:
@@ -147,9 +140,8 @@ class Recipe:
                 problems.append(f"{name} must be two numbers low <= high between -30 and 60 dB, not {value!r}")
         if self.ensemble_network not in ensembles():
             problems.append(f"ensemble_network must be one of {', '.join(ensembles())}, not {self.ensemble_network!r}")
-        for name in ("cmn", "calibrate", "all_variants"):
-            if not isinstance(getattr(self, name), bool):
-                problems.append(f"{name} must be true or false, not {getattr(self, name)!r}")
+        if not isinstance(self.calibrate, bool):
+            problems.append(f"calibrate must be true or false, not {self.calibrate!r}")
         if problems:
             raise BadParameterError("Bad recipe: " + "; ".join(problems) + ".")
 
@@ -169,6 +161,7 @@ class Recipe:
             raise BadParameterError(f"Stored recipe is not valid JSON ({error}).") from None
         if not isinstance(values, dict):
             raise BadParameterError(f"Stored recipe must be a JSON object, not {type(values).__name__}.")
+        values = {key: value for key, value in values.items() if key not in RETIRED}
         unknown = sorted(set(values) - {item.name for item in dataclasses.fields(cls)})
         if unknown:
             raise BadParameterError(f"Stored recipe has fields this version does not know: {', '.join(unknown)}; "
@@ -183,7 +176,7 @@ class Recipe:
 
     def with_overrides(self, assignments) -> "Recipe":
         """This recipe with ``NAME=VALUE`` texts applied (values in JSON: ``epochs=20``,
-        ``networks=["cnn"]``, ``cmn=true``); raises BadParameterError naming a bad one."""
+        ``networks=["cnn"]``, ``calibrate=false``); raises BadParameterError naming a bad one."""
         return self.replace(**parse_overrides(assignments, [item.name for item in dataclasses.fields(self)], "--recipe"))
 
     def ensemble_members(self) -> list:

@@ -97,14 +97,13 @@ def bench_provenance(path: Optional[Path]) -> dict:
 
 def load_split(database: FeatureDatabase, recipe: Recipe, seed: int, *, new_split: bool = False, fractions=None) -> Split:
     """The speaker split of ``database`` (stored one reused while it fits, unless ``new_split``), with the
-    training speakers' normalisation (the recipe's ``cmn`` and ``coefficients``) and class weights.
+    training speakers' normalisation and class weights.
     Raises BadDatabaseError if a feature row of the split holds NaN or infinite values."""
     settings = database.settings
     index, _, reused = training.prepare_data(database, seed, new_split=new_split, fractions=fractions)
     database.check_finite(index["feature_id"])  # NaN features would be scored as female, with a NaN loss
     train_rows = index[index["subset"] == "train"]
-    normalisation = training.feature_statistics(database, train_rows["feature_id"], settings, cmn=recipe.cmn,
-                                                coefficients=recipe.coefficients)
+    normalisation = training.feature_statistics(database, train_rows["feature_id"], settings)
     class_weights = training.balanced_class_weights(train_rows["label"],
                                                     training.window_counts(train_rows["frame_count"], settings.frames))
     return Split(Path(database.path), settings, index, normalisation, class_weights, reused)
@@ -159,7 +158,7 @@ def train_in_memory(name: str, matrices: list, labels, recordings, settings: Set
     matrix is a variant of). Returns ``(model, normalisation, fit)``."""
     from . import batches, models
 
-    normalisation = training.matrix_statistics(matrices, settings, cmn=recipe.cmn, coefficients=recipe.coefficients)
+    normalisation = training.matrix_statistics(matrices, settings)
     weights = training.balanced_class_weights(labels, training.window_counts([len(m) for m in matrices], settings.frames))
     windows = batches.ArrayBatches(matrices, labels, settings, normalisation, batch_size=recipe.batch_size, shuffle=True,
                                    seed=seed, class_weights=weights, recipe=recipe, recordings=recordings)

@@ -9,7 +9,6 @@ Labels: ``CLASS_NAMES[0]`` is female (0), ``CLASS_NAMES[1]`` male (1); the model
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,12 +153,9 @@ def read_matrices(database: FeatureDatabase, feature_ids, n_mfcc: int) -> dict:
     return matrices
 
 
-def feature_statistics(database: FeatureDatabase, feature_ids, settings, *, cmn: bool = False,
-                       coefficients: int | None = None) -> Normalisation:
-    """The :class:`Normalisation` of the given feature rows: :func:`matrix_statistics` over every frame.
-
-    Streamed: ``ROWS_PER_READ`` rows at a time. ``coefficients`` is capped at ``settings.n_mfcc``.
-    """
+def feature_statistics(database: FeatureDatabase, feature_ids, settings) -> Normalisation:
+    """The :class:`Normalisation` of the given feature rows: :func:`matrix_statistics` over every frame,
+    streamed ``ROWS_PER_READ`` rows at a time."""
     feature_ids = [int(feature_id) for feature_id in feature_ids]
 
     def blocks():
@@ -167,24 +163,19 @@ def feature_statistics(database: FeatureDatabase, feature_ids, settings, *, cmn:
             yield from read_matrices(database, feature_ids[start : start + ROWS_PER_READ], settings.n_mfcc).values()
 
     try:
-        return matrix_statistics(blocks(), settings, cmn=cmn, coefficients=coefficients)
+        return matrix_statistics(blocks(), settings)
     except NotEnoughDataError:
         raise NotEnoughDataError(f"{database.path}: no training frames to compute statistics from; run 'python speech_prep.py' first.") from None
 
 
-def matrix_statistics(matrices, settings, *, cmn: bool = False, coefficients: int | None = None) -> Normalisation:
-    """The :class:`Normalisation` of ``matrices`` (an iterable of (frames, n_mfcc) MFCC matrices).
-
-    Per-coefficient mean and standard deviation over every frame, merged clip by clip with Chan's
-    parallel formula in float64; with ``cmn`` each clip's own mean is subtracted first; ``coefficients``
-    (None: all) is capped at ``settings.n_mfcc``. Stage 4 passes its recipe's ``cmn`` and ``coefficients``.
-    """
+def matrix_statistics(matrices, settings) -> Normalisation:
+    """The :class:`Normalisation` of ``matrices`` (an iterable of (frames, n_mfcc) MFCC matrices):
+    per-coefficient mean and standard deviation over every frame, merged clip by clip with Chan's
+    parallel formula in float64."""
     n_mfcc = settings.n_mfcc
     count, mean, squares = 0, np.zeros(n_mfcc), np.zeros(n_mfcc)
     for matrix in matrices:
         block = matrix.astype(np.float64)
-        if cmn:
-            block = block - block.mean(axis=0)
         block_count, block_mean = block.shape[0], block.mean(axis=0)
         block_squares = ((block - block_mean) ** 2).sum(axis=0)
         delta = block_mean - mean
@@ -195,7 +186,7 @@ def matrix_statistics(matrices, settings, *, cmn: bool = False, coefficients: in
     if count == 0:
         raise NotEnoughDataError("No training frames to compute statistics from; run 'python speech_prep.py' first.")
     std = np.maximum(np.sqrt(squares / count), 1e-3)
-    return Normalisation(mean, std, cmn=cmn, coefficients=None if coefficients is None else min(int(coefficients), n_mfcc))
+    return Normalisation(mean, std)
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,18 +194,11 @@ class Normalisation:
     """How MFCC matrices are scaled before a network sees them; stored in every model file.
 
     ``mean`` and ``std`` are the training frames' per-coefficient mean and standard deviation
-    (float32, n_mfcc values). With ``cmn`` (cepstral mean normalisation) each matrix's (each
-    window's) own mean of each coefficient is subtracted first, so that a steady channel or level
-    (microphone, room) does not decide; ``mean`` and ``std`` then come from statistics computed with
-    ``cmn`` too. ``coefficients`` keeps only the first that many normalised coefficients and sets the
-    others to 0 (the training mean): a low-quefrency lifter (the recipe's ``coefficients``); ``None``
-    keeps them all. Bad values raise :class:`BadParameterError` (a ValueError).
+    (float32, n_mfcc values). Bad values raise :class:`BadParameterError` (a ValueError).
     """
 
     mean: np.ndarray
     std: np.ndarray
-    cmn: bool = False
-    coefficients: int | None = None
 
     def __post_init__(self) -> None:
         mean = np.asarray(self.mean, dtype=np.float32)
@@ -223,26 +207,14 @@ class Normalisation:
             raise BadParameterError(f"Normalisation: mean and std must be two equal-length vectors, not shapes {mean.shape} and {std.shape}.")
         if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
             raise BadParameterError("Normalisation: mean and std must be finite, and std positive.")
-        coefficients = self.coefficients
-        if coefficients is not None:
-            if isinstance(coefficients, bool) or not isinstance(coefficients, numbers.Integral) or not 1 <= coefficients <= len(mean):
-                raise BadParameterError(f"Normalisation: coefficients must be None or between 1 and {len(mean)}, not {coefficients!r}.")
-            coefficients = int(coefficients)
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)
-        object.__setattr__(self, "cmn", bool(self.cmn))
-        object.__setattr__(self, "coefficients", coefficients)
 
     def apply(self, matrix: np.ndarray) -> np.ndarray:
         """``matrix`` (one (frames, n_mfcc) matrix or a (count, frames, n_mfcc) stack of windows),
         normalised as float32."""
         matrix = np.asarray(matrix, dtype=np.float32)
-        if self.cmn:
-            matrix = matrix - matrix.mean(axis=-2, keepdims=True, dtype=np.float64).astype(np.float32)
-        normalised = ((matrix - self.mean) / self.std).astype(np.float32, copy=False)
-        if self.coefficients is not None and self.coefficients < normalised.shape[-1]:
-            normalised[..., self.coefficients :] = 0.0
-        return normalised
+        return ((matrix - self.mean) / self.std).astype(np.float32, copy=False)
 
 
 def balanced_class_weights(labels, window_count) -> dict:

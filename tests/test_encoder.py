@@ -251,8 +251,6 @@ def test_the_encoder_network_reads_mfcc_windows_and_trains_only_its_head():
     assert encoder.encoder_digests(model) == [encoderfile.WEIGHTS_SHA256]
     with pytest.raises(ValueError, match="needs the normalisation"):
         networks.build_model("encoder", settings, seed=1)
-    with pytest.raises(BadParameterError, match="all 40 coefficients"):
-        networks.build_model("encoder", settings, seed=1, normalisation=training.Normalisation(np.zeros(40), np.ones(40), coefficients=20))
 
 
 @pytest.fixture(scope="module")
@@ -384,8 +382,6 @@ def test_fine_tuning_trains_the_encoder_too_and_is_recorded(spoken_clips, tmp_pa
 
 @pytest.mark.parametrize("model, recipe, settings, outcome", [
     ("all", Recipe(), Settings(), "kept"),
-    ("all", Recipe(cmn=True), Settings(), "left out"),
-    ("all", Recipe(coefficients=20), Settings(), "left out"),
     ("all", Recipe(), Settings(n_mels=64, n_mfcc=64), "left out"),
     ("encoder", Recipe(networks=("encoder",)), Settings(n_mels=64, n_mfcc=64), "refused"),
     ("ensemble", Recipe(ensemble_network="encoder+cnn"), Settings(hop_ms=20.0, window_ms=40.0), "refused"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -25,8 +26,6 @@ import keras  # noqa: E402
 
 from acoustics import batches, modelfile, networks  # noqa: E402
 from acoustics import recipe as recipes  # noqa: E402
-
-COEFFICIENTS = 20  # as train_models.py's networks see (training.COEFFICIENTS)
 
 
 def speakers_frame(males: int, females: int) -> pandas.DataFrame:
@@ -106,7 +105,6 @@ def test_streamed_statistics_equal_in_memory_ones(model_database):
         everything = np.concatenate(list(database.load_features(ids).values())).astype(np.float64)
     np.testing.assert_allclose(normalisation.mean, everything.mean(axis=0), rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(normalisation.std, everything.std(axis=0), rtol=1e-5, atol=1e-4)
-    assert normalisation.coefficients is None and normalisation.cmn is False  # the recipe's come from stage 4
 
 
 def test_training_batches_hold_only_training_speakers_and_every_window_once(model_database_copy):
@@ -205,8 +203,7 @@ def test_combine_models_averages_same_named_networks_and_saves_them(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained(model_database, tmp_path_factory):
-    """A CNN trained for 2 epochs on a copy of the test database, seeing the first 20 MFCCs as stage 4's do,
-    saved; and its training data."""
+    """A CNN trained for 2 epochs on a copy of the test database, saved; and its training data."""
     folder = tmp_path_factory.mktemp("trained")
     database_path = folder / "features.db"
     database_path.write_bytes(model_database.read_bytes())
@@ -214,7 +211,7 @@ def trained(model_database, tmp_path_factory):
         settings = database.settings
         index, _, _ = training.prepare_data(database, seed=settings.seed)
         train_rows = index[index["subset"] == "train"]
-        normalisation = training.feature_statistics(database, train_rows["feature_id"], settings, coefficients=COEFFICIENTS)
+        normalisation = training.feature_statistics(database, train_rows["feature_id"], settings)
 
     def train_once():
         weights = training.balanced_class_weights(train_rows["label"], training.window_counts(train_rows["frame_count"], 100))
@@ -281,7 +278,6 @@ def test_saved_model_loads_with_metadata_and_with_plain_keras(trained):
     np.testing.assert_array_equal(metadata["normalisation"].mean, trained["normalisation"].mean)
     np.testing.assert_array_equal(metadata["normalisation"].std, trained["normalisation"].std)
     assert metadata["scores"] == {"test": {"accuracy": 0.5}} and len(metadata["history"]["loss"]) == 2
-    assert metadata["normalisation"].coefficients == COEFFICIENTS and metadata["normalisation"].cmn is False
     plain = keras.models.load_model(trained["path"], compile=False)
     window_batch = np.random.default_rng(0).standard_normal((5, 100, 40)).astype(np.float32)
     expected = trained["model"].predict_on_batch(window_batch)
@@ -289,6 +285,7 @@ def test_saved_model_loads_with_metadata_and_with_plain_keras(trained):
     np.testing.assert_array_equal(plain.predict_on_batch(window_batch), expected)
     with h5py.File(trained["path"], "r") as handle:
         assert {"acoustics_settings", "acoustics_normalisation_mean", "acoustics_version"} <= set(handle.attrs)
+        assert "acoustics_normalisation_cmn" not in handle.attrs  # an option of earlier versions
 
 
 def test_predictions_are_deterministic_and_clip_level(trained, model_clips):
@@ -310,13 +307,16 @@ def test_predictions_are_deterministic_and_clip_level(trained, model_clips):
     weights = training.window_weights(raw_windows, metadata["settings"])
     assert len(raw_windows) > 1 and weights.max() == 1.0
     assert first == pytest.approx(float(np.average(window_probabilities, weights=weights)), abs=1e-6)
-    # three seconds of digital silence after the speech get no say in the verdict
+    # three seconds of digital silence after the speech get no say in the verdict: its windows weigh nothing
     silence = features.mfcc(np.zeros(3 * 16000, dtype=np.float32), metadata["settings"])
-    assert models.predict_clip(model, metadata, np.concatenate([matrix, silence])) == pytest.approx(first, abs=0.02)
-    # the model sees only the first 20 coefficients: the others may change without changing its verdict
+    padded = features.windows(np.concatenate([matrix, silence]), 100)
+    silent = np.all(padded == silence[:100], axis=(1, 2))
+    padded_weights = training.window_weights(padded, metadata["settings"])
+    assert silent.sum() >= 3 and padded_weights[silent].max() < 1e-3
+    heard = model.predict_on_batch(trained["normalisation"].apply(padded[~silent]))[:, 0]
+    assert models.predict_clip(model, metadata, np.concatenate([matrix, silence])) == pytest.approx(
+        float(np.average(heard, weights=padded_weights[~silent])), abs=1e-3)
     changed = matrix.copy()
-    changed[:, COEFFICIENTS:] += np.random.default_rng(0).normal(0, 20, changed[:, COEFFICIENTS:].shape).astype(np.float32)
-    assert models.predict_clip(model, metadata, changed) == first
     changed[:, 1] += 20.0
     assert models.predict_clip(model, metadata, changed) != first
     with pytest.raises(ValueError):
@@ -369,66 +369,47 @@ def test_model_settings_mismatch_is_one_clear_line(trained):
     assert "n_mfcc" in message and str(trained["path"]) in message and "train_models.py" in message
 
 
-@pytest.mark.parametrize("coefficients", [None, 40, 20, 1])
-def test_normalisation_keeps_only_the_first_coefficients(coefficients):
+def test_normalisation_scales_each_coefficient_and_leaves_the_input_alone():
     stack = np.random.default_rng(3).normal(5, 3, (4, 100, 40)).astype(np.float32)
     before = stack.copy()
-    mean, std = np.full(40, 5, np.float32), np.full(40, 3, np.float32)
-    normalised = training.Normalisation(mean, std, coefficients=coefficients).apply(stack)
-    kept = 40 if coefficients is None else coefficients
-    np.testing.assert_allclose(normalised[..., :kept], (stack[..., :kept] - 5) / 3, rtol=1e-6)
-    assert np.all(normalised[..., kept:] == 0) and normalised.dtype == np.float32
+    normalised = training.Normalisation(np.full(40, 5, np.float32), np.full(40, 3, np.float32)).apply(stack)
+    np.testing.assert_allclose(normalised, (stack - 5) / 3, rtol=1e-6)
+    assert normalised.dtype == np.float32
     np.testing.assert_array_equal(stack, before)
 
 
-def test_normalisation_with_cmn_removes_each_windows_own_mean():
-    stack = np.random.default_rng(4).normal(0, 1, (3, 100, 40)).astype(np.float32)
-    shifted = stack + np.arange(3, dtype=np.float32)[:, None, None] * 7  # a different channel level per window
-    normalisation = training.Normalisation(np.zeros(40), np.full(40, 2.0), cmn=True)
-    np.testing.assert_allclose(normalisation.apply(shifted), normalisation.apply(stack), atol=1e-5)
-    np.testing.assert_allclose(normalisation.apply(stack).mean(axis=1), 0, atol=1e-6)
-
-
-@pytest.mark.parametrize("mean, std, coefficients, words", [
-    (np.zeros(40), np.ones(39), None, "equal-length"),
-    (np.zeros((2, 40)), np.ones((2, 40)), None, "equal-length"),
-    (np.zeros(0), np.ones(0), None, "equal-length"),
-    (np.zeros(40), np.zeros(40), None, "positive"),
-    (np.full(40, np.nan), np.ones(40), None, "finite"),
-    (np.zeros(40), np.ones(40), 0, "coefficients"),
-    (np.zeros(40), np.ones(40), 41, "coefficients"),
-    (np.zeros(40), np.ones(40), 2.5, "coefficients"),
-    (np.zeros(40), np.ones(40), True, "coefficients"),
-    (np.zeros(40), np.ones(40), "20", "coefficients"),
+@pytest.mark.parametrize("mean, std, words", [
+    (np.zeros(40), np.ones(39), "equal-length"),
+    (np.zeros((2, 40)), np.ones((2, 40)), "equal-length"),
+    (np.zeros(0), np.ones(0), "equal-length"),
+    (np.zeros(40), np.zeros(40), "positive"),
+    (np.full(40, np.nan), np.ones(40), "finite"),
 ])
-def test_bad_normalisation_is_refused(mean, std, coefficients, words):
+def test_bad_normalisation_is_refused(mean, std, words):
     from acoustics.errors import BadParameterError
 
     with pytest.raises(BadParameterError, match=words):
-        training.Normalisation(mean, std, coefficients=coefficients)
+        training.Normalisation(mean, std)
 
 
-def test_normalisation_statistics_respect_the_settings(model_database):
-    with FeatureDatabase(model_database, readonly=True) as database:
-        ids, settings = database.feature_index()["feature_id"].tolist(), database.settings
-        assert training.feature_statistics(database, ids, settings, coefficients=99).coefficients == settings.n_mfcc
-        assert training.feature_statistics(database, ids, settings, coefficients=None).coefficients is None
-        with_cmn = training.feature_statistics(database, ids, settings, cmn=True)
-    assert with_cmn.cmn and np.all(np.abs(with_cmn.mean) < 1e-3)  # each clip's mean removed first
-
-
-def test_coefficients_are_checked_when_read(trained, tmp_path):
-    older = tmp_path / "older.h5"  # saved before models had the attribute: it saw all the coefficients
+@pytest.mark.parametrize("attribute, value, loads", [
+    ("normalisation_coefficients", 40, True), ("normalisation_cmn", 0, True),  # as earlier versions saved the defaults
+    ("normalisation_coefficients", 20, False), ("normalisation_cmn", 1, False),  # inputs this version cannot give
+])
+def test_a_model_made_with_a_retired_option_is_refused_in_one_line(trained, tmp_path, attribute, value, loads):
+    older = tmp_path / "older.h5"
     older.write_bytes(trained["path"].read_bytes())
     with h5py.File(older, "a") as handle:
-        del handle.attrs["acoustics_normalisation_coefficients"]
-    assert models.load_model(restamp(older))[1]["normalisation"].coefficients == 40
-    with h5py.File(older, "a") as handle:
-        handle.attrs["acoustics_normalisation_coefficients"] = 99
+        handle.attrs["acoustics_" + attribute] = value
+        recipe = json.loads(handle.attrs["acoustics_recipe"])
+        handle.attrs["acoustics_recipe"] = json.dumps(recipe | {"cmn": False, "coefficients": 40, "all_variants": False})
     restamp(older)
+    if loads:
+        assert models.load_model(older)[1]["recipe"] == Recipe.from_json(json.dumps(recipe))
+        return
     with pytest.raises(BadModelError) as caught:
         models.load_model(older)
-    assert str(older) in one_line(caught.value) and "metadata" in one_line(caught.value)
+    one_line(caught.value, str(older), "per-window CMN or fewer coefficients", "train_models.py")
 
 
 # Bad model files ---------------------------------------------------------------------------------
@@ -573,8 +554,8 @@ def test_train_in_memory_trains_as_the_recipe_says_on_matrices_in_memory(model_d
         index, _, _ = training.prepare_data(database, seed=settings.seed)
         rows = index[index["subset"] == "train"]
         stored = training.read_matrices(database, rows["feature_id"], settings.n_mfcc)
-        expected = training.feature_statistics(database, rows["feature_id"], settings, coefficients=20)
-    recipe = Recipe(epochs=2, coefficients=20, ensemble_size=1)
+        expected = training.feature_statistics(database, rows["feature_id"], settings)
+    recipe = Recipe(epochs=2, ensemble_size=1)
     matrices = [stored[int(feature_id)] for feature_id in rows["feature_id"]]
     model, normalisation, fit = trainer.train_in_memory("cnn", matrices, rows["label"].to_numpy(), rows["recording_id"].to_numpy(),
                                                         settings, recipe, settings.seed)

@@ -61,7 +61,7 @@ def test_saved_models_load_and_carry_the_database_settings(trained_run):
         normalisation = metadata["normalisation"]
         recipe = metadata["recipe"]
         assert recipe == Recipe(epochs=2, encoder_epochs=2)  # train_models.py's defaults with --epochs 2, in every model
-        assert normalisation.coefficients == min(recipe.coefficients, settings.n_mfcc) and normalisation.cmn == recipe.cmn
+        assert len(normalisation.mean) == settings.n_mfcc
         assert 0.05 <= metadata["temperature"] <= 50 and metadata["provenance"]["synthetic_speakers"] > 0
         modelfile.check_model_settings(metadata, settings)
         assert set(metadata["scores"]["test"]["per_variant"]) == {"clean", "snr10", "snr0"}
