@@ -26,6 +26,8 @@ from acoustics.settings import Paths, non_negative_integer
 _loader = None
 #: The count of files from which a bar shows progress.
 PROGRESS_FROM_FILES = 10
+#: The longest recording or sentence stage 5 listens to, in seconds (--seconds).
+LONGEST_SECONDS = 6.0
 #: The range of --pause in seconds (its defaults are utterances.UTTERANCE_PAUSE_SECONDS and STREAM_PAUSE_SECONDS).
 MIN_PAUSE_SECONDS, MAX_PAUSE_SECONDS = 0.1, 5.0
 #: Options that need files to work on.
@@ -61,7 +63,7 @@ HELP = {
     "--manifest": "classify the recordings a labelled manifest lists (path,sex,speaker) and say how often the model is right",
     "--limit": "with --manifest: only N recordings, as many of each sex, spread over the speakers (default: all)",
     "--compare": "with files or --manifest: also classify them with MODEL and show both models' verdicts side by side",
-    "--seconds": "longest recording or sentence in seconds (default: 6)",
+    "--seconds": f"longest recording or sentence in seconds (default: {LONGEST_SECONDS:g})",
     "--no-save": "do not save recordings and pictures",
     "--plain": "print plain lines only, no live level meter (the default when stdout is not a terminal)",
 }
@@ -85,7 +87,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--manifest", metavar="CSV", help=HELP["--manifest"])
     parser.add_argument("--limit", type=non_negative_integer, default=0, metavar="N", help=HELP["--limit"])
     parser.add_argument("--compare", metavar="MODEL", help=HELP["--compare"])
-    parser.add_argument("--seconds", type=float, default=6.0, help=HELP["--seconds"])
+    parser.add_argument("--seconds", type=float, default=LONGEST_SECONDS, help=HELP["--seconds"])
     parser.add_argument("--no-save", action="store_true", help=HELP["--no-save"])
     parser.add_argument("--plain", action="store_true", help=HELP["--plain"])
     return parser

@@ -22,13 +22,15 @@ EXAMPLES = """examples:
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
+    defaults = Settings()
     parser = argparse.ArgumentParser(description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", metavar="PATH", default=str(Paths().database), help="database file (default: %(default)s)")
     parser.add_argument("--reset", action="store_true", help="delete the stored features and start over")
     parser.add_argument("--yes", action="store_true", help="do not ask before --reset deletes anything")
     parser.add_argument("--snrs", type=float, nargs="+", metavar="DB",
-                        help="signal-to-noise ratios in dB to mix noise at (default: 20 10 5 0)")
-    parser.add_argument("--seed", type=int, help="seed of every random choice (speaker split, noise mixing; default: 42)")
+                        help=f"signal-to-noise ratios in dB to mix noise at (default: {' '.join(f'{snr:g}' for snr in defaults.snrs_db)})")
+    parser.add_argument("--seed", type=int,
+                        help=f"seed of every random choice (speaker split, noise mixing; default: {defaults.seed})")
     return parser.parse_args(argv)
 
 

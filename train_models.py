@@ -32,6 +32,7 @@ from acoustics.errors import AcousticsError
 from acoustics import recipe as recipes
 from acoustics.recipe import Recipe
 from acoustics.settings import Paths, command_line, non_negative_integer, plain_file_name, positive_integer
+from acoustics.training import DEFAULT_FRACTIONS
 
 DESCRIPTION = """Stage 4: train four kinds of network to tell male from female speech, and keep the best.
 
@@ -54,7 +55,7 @@ EXAMPLES = """examples:
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
-    paths = Paths()
+    paths, recipe = Paths(), Recipe()
     parser = argparse.ArgumentParser(description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", metavar="PATH", type=Path, default=paths.database, help=f"feature database (default {paths.database})")
     parser.add_argument("--model", choices=recipes.NETWORKS + ("ensemble", "all"), default="all",
@@ -63,10 +64,10 @@ def parse_arguments(argv=None) -> argparse.Namespace:
                         help="change one training setting, e.g. epochs=20 or noise_probability=0 (repeatable; "
                              "--check MODEL shows them all)")
     parser.add_argument("--epochs", type=positive_integer, default=None,
-                        help="passes over the training data per network (default: the recipe's, 10, and 3 for the "
-                             "encoder network's head)")
+                        help=f"passes over the training data per network (default: the recipe's, {recipe.epochs}, and "
+                             f"{recipe.encoder_epochs} for the encoder network's head)")
     parser.add_argument("--batch-size", metavar="N", type=positive_integer, default=None,
-                        help="1-second pieces of speech per training step (default: the recipe's, 64)")
+                        help=f"1-second pieces of speech per training step (default: the recipe's, {recipe.batch_size})")
     parser.add_argument("--out", metavar="FOLDER", type=Path, default=paths.models, help=f"folder for the models and pictures (default {paths.models})")
     parser.add_argument("--seed", type=non_negative_integer, default=None, help="seed of the split, the shuffling and the weights (default: the database's)")
     parser.add_argument("--name", type=plain_file_name, default="best", help="file name (without .h5) of the copy of the best model (default best)")
@@ -74,7 +75,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
                         help="copy this model to NAME.h5 instead of the one best on the validation speakers")
     parser.add_argument("--new-split", action="store_true", help="draw a new speaker split even if the stored one still fits")
     parser.add_argument("--fractions", type=float, nargs=3, metavar=("TRAIN", "VALIDATION", "TEST"), default=None,
-                        help="draw a new split with these shares of each sex's speakers (default 0.70 0.15 0.15)")
+                        help="draw a new split with these shares of each sex's speakers (default "
+                             f"{' '.join(f'{share:.2f}' for share in DEFAULT_FRACTIONS)})")
     parser.add_argument("--bench", type=Path, metavar="JSON", help="store these bench/accuracy.py figures with the models "
                         "(make reference stores bench/accuracy.json's); with --check: in that model")
     parser.add_argument("--check", type=Path, metavar="MODEL", help="only check MODEL.h5: what it holds, heard and scored")
@@ -129,9 +131,9 @@ def recipe_of(arguments) -> Recipe:
 
 def without_unusable_encoder(recipe: Recipe, settings, model: str) -> Recipe:
     """``recipe`` without the encoder network when the database's feature settings are not the ones the
-    encoder was pretrained with, or the recipe drops coefficients: said in a line when it was only part of
+    encoder was pretrained with: said in a line when it was only part of
     ``--model all``, refused (raised) when it was asked for by name or is part of the ensemble to train."""
-    from acoustics.encoderfile import check_coefficients, check_settings
+    from acoustics.encoderfile import check_settings
     from acoustics.errors import BadParameterError
 
     wanted = "encoder" in recipe.networks and model != "ensemble"
@@ -140,7 +142,6 @@ def without_unusable_encoder(recipe: Recipe, settings, model: str) -> Recipe:
         return recipe
     try:
         check_settings(settings)
-        check_coefficients(cmn=recipe.cmn, coefficients=recipe.coefficients, n_mfcc=settings.n_mfcc)
     except BadParameterError as error:
         if model != "all" or in_ensemble:
             raise
