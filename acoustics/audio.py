@@ -72,8 +72,9 @@ SPEECH_HOP_SECONDS = 0.016
 SPEECH_SMOOTHING = 3
 #: ... against the recording's own noise floor: this percentile of those frame levels (dB) ...
 FLOOR_PERCENTILE = 10
-#: ... a frame more than this above the floor (dB) is speech (steady noise stays within about 2 dB of it) ...
-SPEECH_MARGIN_DB = 6.0
+#: ... a frame more than this above the floor (dB) is voiced (steady noise stays within about 2 dB of it; --segments
+#: judges its frames band by band, another measure with its own margin: acoustics.noisefloor) ...
+VOICED_MARGIN_DB = 6.0
 #: ... and a recording needs at least this many seconds of such frames to hold speech.
 MIN_VOICED_SECONDS = 0.1
 #: Speech whose loud frames (95th percentile) stand less than this above the floor (dB) gets the note "noisy".
@@ -418,10 +419,10 @@ def speech_band_levels(signal: np.ndarray, sample_rate: int) -> np.ndarray:
 
 def voiced_seconds(levels: np.ndarray) -> float:
     """Seconds of the frames of ``levels`` (from :func:`speech_band_levels`) that stand more than
-    :data:`SPEECH_MARGIN_DB` above the recording's floor (their :data:`FLOOR_PERCENTILE`-th percentile):
+    :data:`VOICED_MARGIN_DB` above the recording's floor (their :data:`FLOOR_PERCENTILE`-th percentile):
     0.0 for silence, a constant value, a steady tone or steady noise."""
     floor = np.percentile(levels, FLOOR_PERCENTILE)
-    return float(np.count_nonzero(levels > floor + SPEECH_MARGIN_DB) * SPEECH_HOP_SECONDS)
+    return float(np.count_nonzero(levels > floor + VOICED_MARGIN_DB) * SPEECH_HOP_SECONDS)
 
 
 def quality_note(speech: np.ndarray, levels: np.ndarray) -> str:

@@ -24,7 +24,7 @@ from typing import Iterable
 from .audio import AUDIO_SUFFIXES
 from .errors import AcousticsError, BadParameterError
 from .inputs import check_readable_file
-from .outputs import NAME_MAX, PATH_MAX, check_path_lengths
+from .outputs import check_path_lengths, path_length_problem
 from .setup import espeak_program, install_command
 
 SEX_LABELS = {"male": "male", "m": "male", "man": "male", "mann": "male", "maennlich": "male", "männlich": "male",
@@ -147,13 +147,9 @@ def manifest_text(manifest: Path) -> str:
 
 
 def path_too_long(path: Path) -> str:
-    """Why ``path`` cannot name a file (a name over :data:`NAME_MAX` bytes, a path over :data:`PATH_MAX`), or ""."""
-    longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
-    if longest > NAME_MAX:
-        return f"a name in its path is {longest} bytes long, more than the {NAME_MAX} a file system allows; shorten it"
-    if len(os.fsencode(str(path))) >= PATH_MAX:
-        return f"its path is {len(os.fsencode(str(path)))} bytes long, more than the {PATH_MAX - 1} a file system allows; shorten it"
-    return ""
+    """Why ``path`` cannot name a file (:func:`acoustics.outputs.path_length_problem`) and the fix, or ""."""
+    problem = path_length_problem(path)
+    return f"{problem[0]}; {problem[1]}" if problem else ""
 
 
 def read_manifest(manifest, *, source: str | None = None, synthetic: bool = False) -> tuple:

@@ -204,27 +204,31 @@ def _limit(path: str, name: str, default: int) -> int:
     return default
 
 
+def path_length_problem(path) -> Optional[tuple]:
+    """``(why, fix)`` in words where ``path`` is longer than the system takes (ENAMETOOLONG: a name over
+    NAME_MAX bytes, 255 on most file systems, or a whole path over PATH_MAX, 4096); None where it is not."""
+    text = os.fspath(path)
+    longest = max((len(os.fsencode(part)) for part in text.split(os.sep)), default=0)
+    name_max = _limit(text, "PC_NAME_MAX", NAME_MAX)
+    if longest > name_max:
+        return (f"a name in this path is {longest} bytes long, more than the {name_max} the file system allows",
+                "rename the file (or folder), or give another path")
+    whole = max(len(os.fsencode(text)), len(os.fsencode(os.path.abspath(text))))
+    path_max = _limit(text, "PC_PATH_MAX", PATH_MAX)
+    if whole >= path_max:
+        return f"the path is {whole} bytes long, more than the {path_max - 1} the system allows", "move the file to a shorter path"
+    return None
+
+
 def check_path_lengths(named) -> None:
     """Refuse, with one line naming the path (shortened) and the fix, a path longer than the system
-    takes (ENAMETOOLONG: a name over NAME_MAX bytes, 255 on most file systems, or a whole path over
-    PATH_MAX, 4096): ``named`` holds ``(option, value)`` pairs, ``value`` a path, a list of paths or None."""
+    takes (:func:`path_length_problem`): ``named`` holds ``(option, value)`` pairs, ``value`` a path, a
+    list of paths or None."""
     for option, value in named:
         for path in value if isinstance(value, (list, tuple)) else [value]:
-            if path is None:
-                continue
-            text = os.fspath(path)
-            longest = max((len(os.fsencode(part)) for part in text.split(os.sep)), default=0)
-            name_max = _limit(text, "PC_NAME_MAX", NAME_MAX)
-            if longest > name_max:
-                raise BadParameterError(
-                    f"{option} {shortened(text)}: a name in this path is {longest} bytes long, more than the {name_max} "
-                    "the file system allows; rename the file (or folder), or give another path.")
-            whole = max(len(os.fsencode(text)), len(os.fsencode(os.path.abspath(text))))
-            path_max = _limit(text, "PC_PATH_MAX", PATH_MAX)
-            if whole >= path_max:
-                raise BadParameterError(
-                    f"{option} {shortened(text)}: the path is {whole} bytes long, more than the {path_max - 1} the "
-                    "system allows; move the file to a shorter path.")
+            problem = None if path is None else path_length_problem(path)
+            if problem:
+                raise BadParameterError(f"{option} {shortened(os.fspath(path))}: {problem[0]}; {problem[1]}.")
 
 
 def check_path_arguments(arguments, *names: str) -> None:

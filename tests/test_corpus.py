@@ -417,11 +417,14 @@ def test_an_empty_folder_left_by_an_old_run_does_not_block_a_corrected_zip(tmp_p
     assert [path.name for path in (tmp_path / "male_speech").iterdir()] == ["1-a.wav"]
 
 
-@pytest.mark.parametrize("path, words", [("a" * 300 + ".wav", "304 bytes"), ("b/" * 2100 + "c.wav", "4095"),
-                                         ("ü" * 200 + ".wav", "404 bytes")], ids=["long-name", "long-path", "long-utf8"])
-def test_read_manifest_path_too_long_skips_the_row_naming_it(tmp_path, path, words):
+RENAME, MOVE = "rename the file (or folder), or give another path", "move the file to a shorter path"
+
+
+@pytest.mark.parametrize("path, words, fix", [("a" * 300 + ".wav", "304 bytes", RENAME), ("b/" * 2100 + "c.wav", "4095", MOVE),
+                                              ("ü" * 200 + ".wav", "404 bytes", RENAME)], ids=["long-name", "long-path", "long-utf8"])
+def test_read_manifest_path_too_long_skips_the_row_naming_it(tmp_path, path, words, fix):
     manifest = write_manifest(tmp_path / "m.csv", f"path,sex,speaker\n{path},m,1\nok.wav,f,2\n")
     recordings, skipped = corpus.read_manifest(manifest)
     assert [recording.path.name for recording in recordings] == ["ok.wav"]
     assert [row.path for row in skipped] == [f"{manifest} line 2"]
-    one_line(skipped[0].reason, words, "shorten it")
+    one_line(skipped[0].reason, words, fix)
