@@ -6,6 +6,7 @@ errors     - AcousticsError and its subclasses; the message is the line a person
 outputs    - output paths checked before any work (never over an input, a database or a model), atomic writes
 noise      - stage 2's background noise: its settings, from a file or synthetic, level checks, the WAV
 audio      - load any audio or video file (libsndfile, else FFmpeg) to float32 mono at the settings' rate, trim, mix at an SNR
+speechcheck- does a recording hold speech a person can hear (against its own noise floor), and what is poor about it
 features   - MFCCs (fast, librosa-exact) and fixed-size frame windows for the models
 corpus     - find labelled recordings (SVD export, CSV manifest, zips) and make the demo corpus (real voices without espeak-ng)
 identity   - one recording one row, one person one speaker: listings sorted before stage 3 stores them

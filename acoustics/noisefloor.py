@@ -9,7 +9,7 @@ A frame is speech when that loudness, smoothed over :data:`LEVEL_SMOOTHING` fram
 :data:`SPEECH_MARGIN_DB`, with :data:`HYSTERESIS_DB` of hysteresis; pauses shorter than
 :data:`MIN_PAUSE_SECONDS` are filled and speech shorter than :data:`MIN_SPEECH_SECONDS` dropped
 (:func:`speech_frames`). Stage 5's live detector is :mod:`acoustics.utterances`; stage 3's check that a
-file holds speech is :func:`acoustics.audio.usable_speech`.
+file holds speech is :func:`acoustics.speechcheck.usable_speech`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Stage 3's work on one recording, and the worker pool that does it for a whole corpus.
 
 For each recording: load (any format, resampled to mono at the settings' rate), trim leading and
-trailing silence, check it is usable speech (``audio.usable_speech``: speech is judged against the
+trailing silence, check it is usable speech (``speechcheck.usable_speech``: speech is judged against the
 recording's own noise floor; quiet, noisy or mildly clipped speech is kept, with a note), then compute
 the clean MFCCs and, for each SNR in the settings, the MFCCs of the speech with the background noise mixed in at that SNR (power-based over the
 trimmed speech; the noise offset is drawn from a generator seeded by the settings' seed and the
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import audio, features
+from . import audio, features, speechcheck
 from .corpus import LabelledRecording, Skipped
 from .errors import AcousticsError, reason_of
 from .settings import Settings
@@ -62,10 +62,10 @@ def noise_generator(settings: Settings, sha256: str) -> np.random.Generator:
     return np.random.default_rng([settings.seed, int(sha256[:15], 16)])
 
 
-def usable(task: Task, settings: Settings) -> audio.Speech:
-    """The trimmed speech of one recording and its note (see audio.usable_speech); raises BadAudioError."""
+def usable(task: Task, settings: Settings) -> speechcheck.Speech:
+    """The trimmed speech of one recording and its note (see speechcheck.usable_speech); raises BadAudioError."""
     signal, _ = audio.load_audio(task.recording.path, settings.sample_rate)
-    return audio.usable_speech(signal, settings.sample_rate, settings.trim_top_db, task.recording.path)
+    return speechcheck.usable_speech(signal, settings.sample_rate, settings.trim_top_db, task.recording.path)
 
 
 def noisy_variants(speech: np.ndarray, task: Task, noise: np.ndarray, settings: Settings) -> dict:

@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import audio, features
+from . import audio, features, speechcheck
 from .errors import BadAudioError, BadModelError, NoSpeechError, reason_of
 from .modelfile import check_model_settings, read_metadata
 from .outputs import same_file
@@ -84,7 +84,7 @@ def prepare_signal(metadata: dict, signal: np.ndarray, name):
     settings = metadata["settings"]
     duration = signal.size / settings.sample_rate
     try:
-        speech = audio.usable_speech(signal, settings.sample_rate, settings.trim_top_db, name)
+        speech = speechcheck.usable_speech(signal, settings.sample_rate, settings.trim_top_db, name)
     except NoSpeechError as error:
         return Verdict(None, None, duration, 0.0, reason_of(error, name))
     except BadAudioError as error:

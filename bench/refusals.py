@@ -3,7 +3,7 @@
 
     python bench/refusals.py [--data ../shared/data]
 
-Runs the decision that stands between a recording and a verdict (``audio.usable_speech``: trim, then
+Runs the decision that stands between a recording and a verdict (``speechcheck.usable_speech``: trim, then
 silence, clipping, length and speech; no model) over every clip of ``{emodb,ravdess,librispeech}/labels.csv``
 under ``--data``, loaded as stage 5 loads a file (``audio.load_audio`` at the default settings' rate),
 in one process. Every clip of these corpora holds speech that a person hears, so each refusal is a
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from common import CORPORA, DATA  # noqa: E402  (also puts the project on sys.path)
 
-from acoustics import audio  # noqa: E402
+from acoustics import audio, speechcheck  # noqa: E402
 from acoustics.errors import AcousticsError, reason_of  # noqa: E402
 from acoustics.settings import Settings  # noqa: E402
 
@@ -40,7 +40,7 @@ def judge(path: Path, settings: Settings) -> tuple:
     """``(refusal, note)`` of one clip: the reason it gets no verdict ("" if it gets one), its note."""
     try:
         signal, _ = audio.load_audio(path, settings.sample_rate)
-        speech = audio.usable_speech(signal, settings.sample_rate, settings.trim_top_db, path)
+        speech = speechcheck.usable_speech(signal, settings.sample_rate, settings.trim_top_db, path)
     except AcousticsError as error:
         return reason_of(error, path), ""
     return "", speech.note

@@ -14,7 +14,7 @@ import soundfile
 from hypothesis import HealthCheck, example, given, settings as hypothesis_settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from acoustics import audio, features
+from acoustics import audio, features, speechcheck
 from acoustics.errors import AcousticsError, BadAudioError, BadParameterError, NoSpeechError
 from acoustics.settings import Settings
 from conftest import one_line, speak
@@ -158,7 +158,7 @@ def test_real_espeak_speech_loads(tmp_path):
     signal, info = audio.load_audio(path, RATE)
     assert info.sample_rate == 22050 and info.channels == 1
     assert abs(signal.size - info.frames * RATE / 22050) <= 1
-    audio.check_speech(audio.trim_silence(signal, 30.0), RATE, path)
+    speechcheck.check_speech(audio.trim_silence(signal, 30.0), RATE, path)
 
 
 # Loading: bad files ----------------------------------------------------------------------------
@@ -342,13 +342,13 @@ def one_millisecond():
 )
 def test_check_speech_refuses_with_the_reason(make, reason):
     with pytest.raises(BadAudioError) as caught:
-        audio.check_speech(make(), RATE, "recording-7.wav")
+        speechcheck.check_speech(make(), RATE, "recording-7.wav")
     message = str(caught.value)
     assert reason in message and "recording-7.wav" in message and "\n" not in message
 
 
 def test_check_speech_clipped_can_be_allowed():
-    audio.check_speech(clipped_tone(), RATE, "x.wav", allow_clipped=True)
+    speechcheck.check_speech(clipped_tone(), RATE, "x.wav", allow_clipped=True)
 
 
 @pytest.mark.parametrize("samples, refused", [(3999, True), (4000, False)])
@@ -356,9 +356,9 @@ def test_check_speech_minimum_duration_boundary(samples, refused):
     signal = tone(440, 1.0, RATE, 0.3)[:samples]
     if refused:
         with pytest.raises(BadAudioError, match="minimum"):
-            audio.check_speech(signal, RATE, "x")
+            speechcheck.check_speech(signal, RATE, "x")
     else:
-        audio.check_speech(signal, RATE, "x")
+        speechcheck.check_speech(signal, RATE, "x")
 
 
 @pytest.mark.parametrize("clipped_samples, refused", [(500, False), (501, True)])
@@ -367,16 +367,16 @@ def test_check_speech_clip_fraction_boundary(clipped_samples, refused):
     signal[:clipped_samples] = 1.0
     if refused:
         with pytest.raises(BadAudioError, match="clipped"):
-            audio.check_speech(signal, RATE, "x")
+            speechcheck.check_speech(signal, RATE, "x")
     else:
-        audio.check_speech(signal, RATE, "x")
+        speechcheck.check_speech(signal, RATE, "x")
 
 
 @pytest.mark.parametrize("sex", ["male", "female"])
 def test_check_speech_passes_real_speech(spoken_clips, sex):
     signal, _ = audio.load_audio(spoken_clips[sex], RATE)
     speech = audio.trim_silence(signal, 30.0)
-    audio.check_speech(speech, RATE, spoken_clips[sex])
+    speechcheck.check_speech(speech, RATE, spoken_clips[sex])
     assert audio.level_dbfs(speech) > audio.SILENCE_DBFS
     assert audio.clipped_fraction(speech) <= audio.CLIP_FRACTION
 
@@ -431,7 +431,7 @@ def test_speech_a_person_hears_is_usable_with_a_note(kind, note, spoken_clips):
         "0 dB SNR white noise": lambda: in_white_noise(clip, 0.0),
         "-65 dBFS with -90 dBFS hiss": lambda: at_level(clip, -65) + white_noise(clip.size / RATE, -90),
     }[kind]()
-    speech = audio.usable_speech(signal, RATE, 30.0, "clip.wav")
+    speech = speechcheck.usable_speech(signal, RATE, 30.0, "clip.wav")
     assert speech.samples.size >= RATE // 2
     assert (note in speech.note) if note else speech.note == "", speech.note
 
@@ -461,7 +461,7 @@ def test_no_speech_is_refused(kind, reason, spoken_clips):
         "10 % clipped speech": lambda: clipped_at(padded(audio.load_audio(spoken_clips["male"], RATE)[0]), 0.1),
     }[kind]().astype(np.float32)
     with pytest.raises(BadAudioError) as caught:
-        audio.usable_speech(signal, RATE, 30.0, "clip.wav")
+        speechcheck.usable_speech(signal, RATE, 30.0, "clip.wav")
     message = str(caught.value)
     assert reason in message and message.startswith("clip.wav: ") and "\n" not in message
     assert isinstance(caught.value, NoSpeechError) == (reason == "no speech detected")
@@ -470,10 +470,10 @@ def test_no_speech_is_refused(kind, reason, spoken_clips):
 def test_speech_band_levels_of_a_long_file_in_blocks():
     """A file longer than one block of 4,096 frames gives one level per hop, the same as in one piece."""
     signal = white_noise(70, -30)
-    levels = audio.speech_band_levels(signal, RATE)
-    hop = int(audio.SPEECH_HOP_SECONDS * RATE)
-    assert levels.size == (signal.size - int(audio.SPEECH_FRAME_SECONDS * RATE)) // hop + 1
-    np.testing.assert_allclose(levels[:100], audio.speech_band_levels(signal[: 101 * hop + 512], RATE)[:100], atol=1e-4)
+    levels = speechcheck.speech_band_levels(signal, RATE)
+    hop = int(speechcheck.SPEECH_HOP_SECONDS * RATE)
+    assert levels.size == (signal.size - int(speechcheck.SPEECH_FRAME_SECONDS * RATE)) // hop + 1
+    np.testing.assert_allclose(levels[:100], speechcheck.speech_band_levels(signal[: 101 * hop + 512], RATE)[:100], atol=1e-4)
     assert abs(np.median(levels) - (-30 + 10 * np.log10(850 / 8000))) < 1.0  # white noise: the band's share of the power
 
 

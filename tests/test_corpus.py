@@ -13,7 +13,7 @@ import pytest
 import soundfile
 from conftest import one_line
 
-from acoustics import audio, corpus, preparation
+from acoustics import audio, corpus, preparation, speechcheck
 from acoustics.corpus import LabelledRecording
 from acoustics.errors import AcousticsError, BadAudioError, BadParameterError
 
@@ -262,7 +262,7 @@ def test_demo_corpus_clips_are_usable_speech(demo_corpus):
     for recording in recordings[:: max(1, len(recordings) // 6)]:
         signal, info = audio.load_audio(recording.path, 16000)
         speech = audio.trim_silence(signal, 30.0)
-        audio.check_speech(speech, 16000, recording.path)
+        speechcheck.check_speech(speech, 16000, recording.path)
         assert info.channels == 1
 
 
@@ -278,7 +278,7 @@ def test_demo_corpus_holdout_has_both_sexes(demo_corpus):
     assert not {(voice, pitch) for voice, pitch, _, _ in corpus.DEMO_HOLDOUT} & training_voices
     for path in holdout:
         signal, _ = audio.load_audio(path, 16000)
-        audio.check_speech(audio.trim_silence(signal, 30.0), 16000, path)
+        speechcheck.check_speech(audio.trim_silence(signal, 30.0), 16000, path)
 
 
 def file_times(folder: Path) -> dict:

@@ -213,7 +213,7 @@ def written(folder: Path, name: str, signal: np.ndarray) -> LabelledRecording:
 @pytest.mark.parametrize("kind, note", [("as recorded", ""), ("-60 dBFS", "quiet: -"), ("1 % clipped", "clipped 1.0 %"),
                                         ("0 dB SNR white noise", "noisy")])
 def test_prepare_keeps_poor_but_audible_speech_with_its_note(kind, note, clips, noise, tmp_path):
-    """Stage 3 stores what stage 5 classifies: the same audio.usable_speech decides both."""
+    """Stage 3 stores what stage 5 classifies: the same speechcheck.usable_speech decides both."""
     clip = np.concatenate([np.zeros(RATE // 2, np.float32), audio.load_audio(clips[4].path, RATE)[0]])
     speech = audio.trim_silence(clip, SETTINGS.trim_top_db)
     signal = {

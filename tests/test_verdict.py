@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from acoustics import audio, verdict
+from acoustics import audio, speechcheck, verdict
 from acoustics.database import create_database
 from acoustics.errors import BadModelError, SettingsMismatchError
 from acoustics.settings import Settings
@@ -98,7 +98,7 @@ def test_clips_without_usable_speech_get_no_label(kind, reason, speech, rng):
 
 
 def test_the_minimum_is_the_one_training_uses():
-    assert audio.MIN_SPEECH_SECONDS == 0.25
+    assert speechcheck.MIN_SPEECH_SECONDS == 0.25
 
 
 # The model's settings, read with h5py alone -------------------------------------------------------
