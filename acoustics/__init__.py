@@ -5,7 +5,8 @@ recipe     - the frozen Recipe object (every training parameter), its JSON form,
 errors     - AcousticsError and its subclasses; the message is the line a person reads
 outputs    - output paths checked before any work (never over an input, a database or a model), atomic writes
 noise      - stage 2's background noise: its settings, from a file or synthetic, level checks, the WAV
-audio      - load any audio or video file (libsndfile, else FFmpeg) to float32 mono at the settings' rate, trim, mix at an SNR
+audio      - load any audio or video file (libsndfile, else FFmpeg) to float32 mono at the settings' rate, trim, write
+mixing     - noise for tests and benches (room noise, babble) and speech mixed with it at a chosen SNR
 speechcheck- does a recording hold speech a person can hear (against its own noise floor), and what is poor about it
 features   - MFCCs (fast, librosa-exact) and fixed-size frame windows for the models
 corpus     - find labelled recordings (SVD export, CSV manifest, zips) and make the demo corpus (real voices without espeak-ng)

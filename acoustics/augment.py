@@ -79,7 +79,7 @@ def mix_babble(power: np.ndarray, chosen: np.ndarray, snr_range, rng: np.random.
 def add_noise(power: np.ndarray, settings: Settings, colour: str, snr_db: float, rng: np.random.Generator) -> np.ndarray:
     """One window's mel powers (frames, n_mels) with ``colour`` noise added at ``snr_db``.
 
-    The SNR is that of the signals' power, as :func:`acoustics.audio.mix_at_snr` measures it: each
+    The SNR is that of the signals' power, as :func:`acoustics.mixing.mix_at_snr` measures it: each
     mel band's power counts with the band's width in Hz (the Slaney-normalised filters hold the mean
     power density of their band).
     """

@@ -466,7 +466,7 @@ BABBLE_TEXT = ("One, two, three, the quick brown fox jumps over the lazy dog whi
 def make_babble_voices(folder) -> list:
     """Speak :data:`BABBLE_TALKERS` with espeak-ng into ``folder`` (once): the WAV paths, one per talker.
 
-    Mix them with :func:`acoustics.audio.babble_noise` to get babble (several voices at once).
+    Mix them with :func:`acoustics.mixing.babble_noise` to get babble (several voices at once).
     """
     folder = Path(folder)
     if espeak_program() is None:

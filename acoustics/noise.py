@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import audio
+from . import audio, mixing
 from .errors import AcousticsError, BadParameterError
 from .settings import Settings
 
@@ -30,7 +30,7 @@ def settings_for(database_path) -> tuple:
 
 def synthetic(seconds: float, settings: Settings) -> tuple:
     """``(signal, source)``: room-like noise (pink noise and mains hum) seeded by the settings' seed."""
-    signal = audio.synthetic_room_noise(seconds, settings.sample_rate, np.random.default_rng(settings.seed))
+    signal = mixing.synthetic_room_noise(seconds, settings.sample_rate, np.random.default_rng(settings.seed))
     return signal, f"synthetic room noise (pink noise and 50 Hz hum, seed {settings.seed})"
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import audio, features, speechcheck
+from . import audio, features, mixing, speechcheck
 from .corpus import LabelledRecording, Skipped
 from .errors import AcousticsError, reason_of
 from .settings import Settings
@@ -71,7 +71,7 @@ def usable(task: Task, settings: Settings) -> speechcheck.Speech:
 def noisy_variants(speech: np.ndarray, task: Task, noise: np.ndarray, settings: Settings) -> dict:
     """``{snr_db: mixed_signal}``: ``speech`` with the noise mixed in at each of the settings' SNRs."""
     generator = noise_generator(settings, task.sha256)
-    return {snr: audio.mix_at_snr(speech, noise, snr, generator) for snr in settings.snrs_db}
+    return {snr: mixing.mix_at_snr(speech, noise, snr, generator) for snr in settings.snrs_db}
 
 
 def clean_and_noisy(task: Task, noise: np.ndarray, settings: Settings) -> tuple:

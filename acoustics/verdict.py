@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import audio, features, speechcheck
+from . import features, speechcheck
 from .errors import BadAudioError, BadModelError, NoSpeechError, reason_of
 from .modelfile import check_model_settings, read_metadata
 from .outputs import same_file
@@ -215,7 +215,7 @@ class ModelLoader:
 
     ``on_ready(model, metadata)`` is called in that thread once the model is ready.
     Any exception of the thread is raised again by :meth:`get`. Keras' import sends file descriptor 2
-    to /dev/null for a few seconds (``models._import_keras_quietly``): callers that print to stderr
+    to /dev/null for a few seconds (``quiet.import_keras``): callers that print to stderr
     meanwhile must write through a duplicate of it (implement_model.py rebinds ``sys.stderr``).
     """
 

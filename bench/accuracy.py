@@ -10,7 +10,7 @@ does with its validation speakers. Every recording is prepared as stage 3 does
 in memory, and every network trains through ``models.train_network``
 with the project's :class:`~acoustics.recipe.Recipe` (``--recipe NAME=VALUE`` changes it).
 
-Test conditions (mixed at a power SNR with ``audio.mix_at_snr``): clean; white noise at 5 and 0 dB;
+Test conditions (mixed at a power SNR with ``mixing.mix_at_snr``): clean; white noise at 5 and 0 dB;
 babble of six real voices of the held-out corpus that are not the test clip's speaker (``real
 babble``) at 5 and 0 dB; six espeak-ng talkers of other languages (``espeak babble``) at 5 dB; a room
 noise the training never heard at 0 dB; and the first 1.0 s of speech only.
@@ -44,7 +44,7 @@ from common import CORPORA, DATA, RESULTS  # also puts the project on sys.path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from acoustics import audio, augment, corpus, features, preparation, training  # noqa: E402
+from acoustics import audio, augment, corpus, features, mixing, preparation, training  # noqa: E402
 from acoustics.errors import AcousticsError, BadParameterError  # noqa: E402
 from acoustics.recipe import Recipe  # noqa: E402
 from acoustics.settings import Settings  # noqa: E402
@@ -122,7 +122,7 @@ def _features_of(job):
             signals[condition] = reverberate(speech, float(snr), settings.sample_rate, rng)
             continue
         noise = noises[babble_key] if noise_name == "realbabble" else noises[noise_name]
-        signals[condition] = audio.mix_at_snr(speech, noise, float(snr), rng)
+        signals[condition] = mixing.mix_at_snr(speech, noise, float(snr), rng)
     for condition, signal in signals.items():
         mfccs[condition] = features.mfcc(signal, settings)
     f0 = {condition: median_f0(signals[condition], settings.sample_rate) for condition in conditions}
@@ -175,7 +175,7 @@ def real_babble(name, settings, rng):
         speakers = [speaker for sex in ("male", "female") for speaker in by_sex[sex][group * 3 : group * 3 + 3]]
         voices = [audio.trim_silence(audio.load_audio(next(r.path for r in recordings if r.speaker == speaker),
                                                       settings.sample_rate)[0], settings.trim_top_db) for speaker in speakers]
-        groups.append((set(speakers), audio.babble_noise(voices, 20.0, settings.sample_rate, rng, talkers=6)))
+        groups.append((set(speakers), mixing.babble_noise(voices, 20.0, settings.sample_rate, rng, talkers=6)))
     return groups
 
 
@@ -184,10 +184,10 @@ def make_noises(settings, held_out):
     voices = [audio.trim_silence(audio.load_audio(path, rate)[0], settings.trim_top_db)
               for path in corpus.make_babble_voices(RESULTS / "babble_voices")]
     noises = {
-        "train": audio.synthetic_room_noise(10.0, rate, np.random.default_rng(TRAIN_NOISE_SEED)),
-        "room": audio.synthetic_room_noise(10.0, rate, rng) + 0.3 * augment.coloured_noise("brown", 10 * rate, rng) * 10 ** (-45 / 20),
+        "train": mixing.synthetic_room_noise(10.0, rate, np.random.default_rng(TRAIN_NOISE_SEED)),
+        "room": mixing.synthetic_room_noise(10.0, rate, rng) + 0.3 * augment.coloured_noise("brown", 10 * rate, rng) * 10 ** (-45 / 20),
         "white": augment.coloured_noise("white", 10 * rate, rng) * 0.05,
-        "espeakbabble": audio.babble_noise(voices, 20.0, rate, rng, talkers=6),
+        "espeakbabble": mixing.babble_noise(voices, 20.0, rate, rng, talkers=6),
     }
     for name in held_out:
         (speakers_a, babble_a), (_, babble_b) = real_babble(name, settings, rng)

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the package, and the tests' helpers (hostile inputs, the virtual microphone)
 EMODB = ROOT.parent / "shared" / "data" / "emodb"
 
-from acoustics import audio  # noqa: E402
+from acoustics import audio, mixing  # noqa: E402
 
 
 def stage(script: str, *arguments, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -53,7 +53,7 @@ def workspace(folder: Path, files: int = 120) -> dict:
     """A database, a noise and a manifest of ``files`` EmoDB recordings in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     stage("set_up_sql.py", "--db", folder / "features.db")
-    audio.write_wav(folder / "noise.wav", audio.synthetic_room_noise(5.0, 16000, np.random.default_rng(7)), 16000)
+    audio.write_wav(folder / "noise.wav", mixing.synthetic_room_noise(5.0, 16000, np.random.default_rng(7)), 16000)
     lines = (EMODB / "labels.csv").read_text().splitlines()
     manifest = folder / "manifest.csv"
     manifest.write_text("\n".join([lines[0]] + [f"{EMODB}/{line}" for line in lines[1 : files + 1]]) + "\n")

@@ -98,7 +98,7 @@ def floor_job(manifest, noise_path) -> None:
     """Only the work every variant needs, with the project's functions, in one process, no database."""
     import numpy as np
 
-    from acoustics import audio, features
+    from acoustics import audio, features, mixing
     from acoustics.settings import Settings
 
     settings = Settings(snrs_db=SNRS_DB)
@@ -108,7 +108,7 @@ def floor_job(manifest, noise_path) -> None:
     for path, _, _ in manifest_rows(manifest):
         signal, _ = audio.load_audio(path, settings.sample_rate)
         speech = audio.trim_silence(signal, settings.trim_top_db)
-        for variant in [speech] + [audio.mix_at_snr(speech, noise, snr, generator) for snr in settings.snrs_db]:
+        for variant in [speech] + [mixing.mix_at_snr(speech, noise, snr, generator) for snr in settings.snrs_db]:
             frames += features.mfcc(variant, settings).shape[0]
         files += 1
     print(json.dumps({"files": files, "variants": 1 + len(settings.snrs_db), "frames": frames}))
@@ -201,12 +201,12 @@ def measure(runs: int, workers) -> tuple:
     the seconds of each kind's runs, stage 3's peak RSS (MB) per run, and each kind's (files, variants)."""
     import numpy as np
 
-    from acoustics import audio
+    from acoustics import audio, mixing
 
     with tempfile.TemporaryDirectory(prefix="bench-speech-prep-") as temporary:
         folder = Path(temporary)
         noise = audio.write_wav(folder / "noise.wav",
-                                audio.synthetic_room_noise(NOISE_SECONDS, 16000, np.random.default_rng(7)), 16000)
+                                mixing.synthetic_room_noise(NOISE_SECONDS, 16000, np.random.default_rng(7)), 16000)
         empty = folder / "no-svd"
         empty.mkdir()
         for path, _, _ in manifest_rows(MANIFEST):  # every run reads the corpus from the page cache

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Training benchmark: stage 3 on EmoDB into a temporary database, then the ConvNet+LSTM (stage 4).
 
-Runs the stages as a person does: set_up_sql.py, a synthetic room noise (audio.synthetic_room_noise),
+Runs the stages as a person does: set_up_sql.py, a synthetic room noise (mixing.synthetic_room_noise),
 speech_prep.py --manifest EmoDB, then train_models.py --model cnnlstm with the project's defaults
 (speaker split 70/15/15 by sex: 3 training, 1 validation and 1 test speaker per sex; a fixed 10 epochs).
 Prints the wall seconds of stage 3 and of the training, and the test accuracy.
@@ -25,7 +25,7 @@ import numpy as np
 
 from common import EMODB, stage  # also puts the project on sys.path
 
-from acoustics import audio  # noqa: E402
+from acoustics import audio, mixing  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
         database, noise = folder / "features.db", folder / "noise.wav"
         started = time.perf_counter()
         stage("set_up_sql.py", "--db", database)
-        audio.write_wav(noise, audio.synthetic_room_noise(10.0, 16000, np.random.default_rng(42)), 16000)
+        audio.write_wav(noise, mixing.synthetic_room_noise(10.0, 16000, np.random.default_rng(42)), 16000)
         (folder / "no_svd").mkdir()
         stage("speech_prep.py", "--db", database, "--noise", noise, "--manifest", EMODB / "labels.csv",
               "--svd", folder / "no_svd", "--no-picture")

@@ -249,14 +249,14 @@ def build_feature_database(path: Path, clips: list, settings=None, *, n_mfcc_sto
     """
     import hashlib
 
-    from acoustics import audio, features
+    from acoustics import audio, features, mixing
     from acoustics.database import FeatureDatabase, create_database
     from acoustics.settings import Settings
 
     settings = settings or Settings(snrs_db=MODEL_SNRS)
     create_database(path, settings)
     rng = np.random.default_rng(settings.seed)
-    noise = audio.synthetic_room_noise(10.0, settings.sample_rate, rng)
+    noise = mixing.synthetic_room_noise(10.0, settings.sample_rate, rng)
     items = []
     with FeatureDatabase(path) as database:
         noise_id = database.add_noise(name="room", kind="synthetic", sha256="room-noise-for-tests",
@@ -266,7 +266,7 @@ def build_feature_database(path: Path, clips: list, settings=None, *, n_mfcc_sto
             speech = audio.trim_silence(signal, settings.trim_top_db)
             variants = [("clean", None, None, features.mfcc(speech, settings))]
             for snr in settings.snrs_db:
-                mixed = audio.mix_at_snr(speech, noise, snr, rng)
+                mixed = mixing.mix_at_snr(speech, noise, snr, rng)
                 variants.append((f"snr{snr:g}", noise_id, snr, features.mfcc(mixed, settings)))
             if n_mfcc_stored:
                 variants = [(name, noise, snr, matrix[:, :n_mfcc_stored]) for name, noise, snr, matrix in variants]

@@ -14,7 +14,7 @@ import soundfile
 from hypothesis import HealthCheck, example, given, settings as hypothesis_settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from acoustics import audio, features, speechcheck
+from acoustics import audio, features, mixing, speechcheck
 from acoustics.errors import AcousticsError, BadAudioError, BadParameterError, NoSpeechError
 from acoustics.settings import Settings
 from conftest import one_line, speak
@@ -456,7 +456,7 @@ def test_no_speech_is_refused(kind, reason, spoken_clips):
         "120 Hz hum": lambda: 0.2 * np.sin(2 * np.pi * 120 * seconds) + white_noise(3, -70),
         "white noise": lambda: white_noise(3, -20),
         "quiet white noise": lambda: white_noise(3, -80),
-        "room noise": lambda: audio.synthetic_room_noise(5, RATE, np.random.default_rng(1)),
+        "room noise": lambda: mixing.synthetic_room_noise(5, RATE, np.random.default_rng(1)),
         "white noise, 60 s": lambda: white_noise(60, -30),
         "10 % clipped speech": lambda: clipped_at(padded(audio.load_audio(spoken_clips["male"], RATE)[0]), 0.1),
     }[kind]().astype(np.float32)
@@ -520,10 +520,10 @@ def exact_snr(speech: np.ndarray, noise: np.ndarray, target: float, seed: int) -
     The same speech scaled far down is mixed with the same generator seed: that mix is never rescaled, so
     ``mix - speech`` is exactly the noise that was added. The full-level mix must be proportional to it
     (a rescale scales speech and noise alike)."""
-    mixed = audio.mix_at_snr(speech, noise, target, np.random.default_rng(seed))
+    mixed = mixing.mix_at_snr(speech, noise, target, np.random.default_rng(seed))
     scale = 1e-4 / float(np.abs(speech).max())
     quiet_speech = (speech.astype(np.float64) * scale).astype(np.float32)
-    quiet_mix = audio.mix_at_snr(quiet_speech, noise, target, np.random.default_rng(seed)).astype(np.float64)
+    quiet_mix = mixing.mix_at_snr(quiet_speech, noise, target, np.random.default_rng(seed)).astype(np.float64)
     added = quiet_mix - quiet_speech
     snr = 10 * np.log10(np.mean(quiet_speech.astype(np.float64) ** 2) / np.mean(added**2))
     ratio = np.dot(mixed, quiet_mix) / np.dot(quiet_mix, quiet_mix)
@@ -540,8 +540,8 @@ def speech16k(spoken_clips) -> np.ndarray:
 @pytest.fixture(scope="module")
 def room_noise() -> dict:
     generator = np.random.default_rng(11)
-    return {"short": audio.synthetic_room_noise(0.3, RATE, generator),
-            "long": audio.synthetic_room_noise(10.0, RATE, generator)}
+    return {"short": mixing.synthetic_room_noise(0.3, RATE, generator),
+            "long": mixing.synthetic_room_noise(10.0, RATE, generator)}
 
 
 @pytest.mark.parametrize("length", ["short", "long"])
@@ -557,23 +557,23 @@ def test_mix_at_snr_hits_the_target(speech16k, room_noise, length, target, seed)
     # The blind estimate from speech and mix alone: its least-squares gain soaks up the chance correlation of
     # speech and noise (about 8.7*|<n,s>|/<s,s> dB), so it is within 0.1 dB only at 10 dB and above.
     tolerance = 0.1 if target >= 10 else 0.5
-    assert audio.snr_db(speech16k, mixed) == pytest.approx(target, abs=tolerance)
+    assert mixing.snr_db(speech16k, mixed) == pytest.approx(target, abs=tolerance)
 
 
 def test_mix_at_snr_loops_short_noise(speech16k, room_noise):
     noise = room_noise["short"]
     assert noise.size < speech16k.size / 4
     quiet = speech16k * (1e-4 / np.abs(speech16k).max())
-    added = audio.mix_at_snr(quiet, noise, 0.0, np.random.default_rng(0)).astype(np.float64) - quiet
+    added = mixing.mix_at_snr(quiet, noise, 0.0, np.random.default_rng(0)).astype(np.float64) - quiet
     # The added noise repeats with the noise's period.
     period = noise.size
     np.testing.assert_allclose(added[period : 2 * period], added[:period], rtol=0, atol=1e-9)
 
 
 def test_mix_at_snr_is_deterministic_for_a_seeded_generator(speech16k, room_noise):
-    first = audio.mix_at_snr(speech16k, room_noise["long"], 5.0, np.random.default_rng(42))
-    second = audio.mix_at_snr(speech16k, room_noise["long"], 5.0, np.random.default_rng(42))
-    other = audio.mix_at_snr(speech16k, room_noise["long"], 5.0, np.random.default_rng(43))
+    first = mixing.mix_at_snr(speech16k, room_noise["long"], 5.0, np.random.default_rng(42))
+    second = mixing.mix_at_snr(speech16k, room_noise["long"], 5.0, np.random.default_rng(42))
+    other = mixing.mix_at_snr(speech16k, room_noise["long"], 5.0, np.random.default_rng(43))
     assert np.array_equal(first, second)
     assert not np.array_equal(first, other)
 
@@ -594,14 +594,14 @@ def test_mix_at_snr_stays_within_full_scale_for_loud_speech(target):
 )
 def test_mix_at_snr_refuses_empty_or_silent_noise(noise, match):
     with pytest.raises(BadParameterError, match=match) as caught:
-        audio.mix_at_snr(tone(440, 0.5, RATE), noise, 10.0, np.random.default_rng(0))
+        mixing.mix_at_snr(tone(440, 0.5, RATE), noise, 10.0, np.random.default_rng(0))
     assert isinstance(caught.value, ValueError)
 
 
 @pytest.mark.parametrize("speech", [np.zeros(0, np.float32), np.zeros(1000, np.float32)], ids=["empty", "zeros"])
 def test_mix_at_snr_refuses_empty_or_silent_speech(speech):
     with pytest.raises(BadParameterError):
-        audio.mix_at_snr(speech, np.ones(100, np.float32) * 0.1, 10.0, np.random.default_rng(0))
+        mixing.mix_at_snr(speech, np.ones(100, np.float32) * 0.1, 10.0, np.random.default_rng(0))
 
 
 def test_mix_at_snr_with_noise_that_starts_with_digital_silence():
@@ -609,31 +609,31 @@ def test_mix_at_snr_with_noise_that_starts_with_digital_silence():
     noise = np.concatenate([np.zeros(RATE), np.random.default_rng(9).standard_normal(RATE) * 0.05]).astype(np.float32)
     speech = tone(300, 0.25, RATE, 0.3)
     for seed in range(32):
-        mixed = audio.mix_at_snr(speech, noise, 10.0, np.random.default_rng(seed))
+        mixed = mixing.mix_at_snr(speech, noise, 10.0, np.random.default_rng(seed))
         assert np.isfinite(mixed).all()
 
 
 def test_snr_db_of_known_mix():
     speech = tone(440, 1.0, RATE, 0.5).astype(np.float64)
     noise = tone(1000, 1.0, RATE, 0.05).astype(np.float64)  # orthogonal to the speech over whole periods
-    assert audio.snr_db(speech, speech + noise) == pytest.approx(20.0, abs=1e-6)
-    assert audio.snr_db(speech, 0.3 * (speech + noise)) == pytest.approx(20.0, abs=1e-6)
+    assert mixing.snr_db(speech, speech + noise) == pytest.approx(20.0, abs=1e-6)
+    assert mixing.snr_db(speech, 0.3 * (speech + noise)) == pytest.approx(20.0, abs=1e-6)
 
 
 # synthetic noise -------------------------------------------------------------------------------
 @pytest.mark.parametrize("seconds", [0.001, 0.5, 3.0])
 @pytest.mark.parametrize("level", [-45.0, -20.0])
 def test_synthetic_room_noise(seconds, level):
-    noise = audio.synthetic_room_noise(seconds, RATE, np.random.default_rng(0), level)
+    noise = mixing.synthetic_room_noise(seconds, RATE, np.random.default_rng(0), level)
     assert noise.dtype == np.float32 and noise.size == int(round(seconds * RATE))
     assert audio.level_dbfs(noise) == pytest.approx(level, abs=0.01)
-    assert np.array_equal(noise, audio.synthetic_room_noise(seconds, RATE, np.random.default_rng(0), level))
+    assert np.array_equal(noise, mixing.synthetic_room_noise(seconds, RATE, np.random.default_rng(0), level))
 
 
 @pytest.mark.parametrize("seconds", [0.0, -1.0, 1e-6])
 def test_synthetic_room_noise_refuses_no_duration(seconds):
     with pytest.raises(BadParameterError):
-        audio.synthetic_room_noise(seconds, RATE, np.random.default_rng(0))
+        mixing.synthetic_room_noise(seconds, RATE, np.random.default_rng(0))
 
 
 # write_wav -------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from acoustics import audio, augment, features
+from acoustics import audio, augment, features, mixing
 from acoustics.recipe import Recipe
 from acoustics.settings import Settings
 from conftest import speak
@@ -41,7 +41,7 @@ def test_noise_added_to_the_features_matches_noise_added_to_the_audio(speech_win
     signal, _ = speech_windows
     window = signal[: RATE]
     noise = augment.coloured_noise(colour, 4 * RATE, np.random.default_rng(1))
-    mixed_audio = audio.mix_at_snr(window, noise, snr_db, np.random.default_rng(2))
+    mixed_audio = mixing.mix_at_snr(window, noise, snr_db, np.random.default_rng(2))
     scale = np.sqrt(np.mean(mixed_audio.astype(np.float64) ** 2)) / np.sqrt(np.mean((window + 0.0) ** 2) * (1 + 10 ** (-snr_db / 10)))
     expected = augment.to_power(features.mfcc(mixed_audio / scale, SETTINGS)[None])[0]
     clean = augment.to_power(features.mfcc(window, SETTINGS)[None])[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from acoustics import audio, features
+from acoustics import audio, features, mixing
 from acoustics.settings import Settings
 
 SETTINGS = Settings()
@@ -23,13 +23,13 @@ def speech(spoken_clips) -> dict:
 
 def signals(speech) -> dict:
     generator = np.random.default_rng(21)
-    noisy = audio.mix_at_snr(speech["male"], audio.synthetic_room_noise(2.0, RATE, generator), 0.0, generator)
+    noisy = mixing.mix_at_snr(speech["male"], mixing.synthetic_room_noise(2.0, RATE, generator), 0.0, generator)
     return {
         "male-speech": speech["male"],
         "female-speech": speech["female"],
         "noisy-speech": noisy,
         "white-noise": (generator.standard_normal(RATE) * 0.1).astype(np.float32),
-        "room-noise": audio.synthetic_room_noise(1.0, RATE, generator),
+        "room-noise": mixing.synthetic_room_noise(1.0, RATE, generator),
         "tone": (0.5 * np.sin(2 * np.pi * 440 * np.arange(RATE) / RATE)).astype(np.float32),
         "silence": np.zeros(RATE, np.float32),
     }

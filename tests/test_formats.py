@@ -15,7 +15,7 @@ import pytest
 import soundfile
 
 import formats
-from acoustics import audio, corpus
+from acoustics import audio, corpus, mixing
 from acoustics.errors import BadAudioError
 from conftest import EMODB, one_line, run_stage, speak
 
@@ -85,7 +85,7 @@ def test_stage5_gives_one_verdict_per_format_and_the_same_one(every_format, spee
 def test_stage3_stores_phone_and_messenger_formats_from_a_manifest(every_format, tmp_path):
     data = tmp_path / "data"
     assert run_stage("set_up_sql.py", "--db", data / "features.db").returncode == 0
-    audio.write_wav(data / "noise.wav", audio.synthetic_room_noise(5.0, RATE, np.random.default_rng(1)), RATE)
+    audio.write_wav(data / "noise.wav", mixing.synthetic_room_noise(5.0, RATE, np.random.default_rng(1)), RATE)
     manifest = tmp_path / "labels.csv"
     picked = [every_format[name] for name in ("mp3", "opus", "m4a/aac", "webm")]
     manifest.write_text("path,sex,speaker\n" + "".join(f"{path},male,s{number}\n" for number, path in enumerate(picked)))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import speak
 
-from acoustics import audio, corpus
+from acoustics import audio, corpus, mixing
 from acoustics.gate import SpeakerGate, frame_levels_dbfs, speech_level_dbfs
 from acoustics.utterances import detect_utterances
 
@@ -26,7 +26,7 @@ def voices(tmp_path_factory) -> dict:
     return {
         "male": audio.load_audio(speak("Guten Morgen, wie geht es Ihnen", folder / "m.wav", voice="de+m3", pitch=40), RATE)[0],
         "female": audio.load_audio(speak("Das Wetter ist heute schön", folder / "f.wav", voice="de+f2", pitch=60), RATE)[0],
-        "babble": audio.babble_noise(talkers, 12.0, RATE, np.random.default_rng(5), level_dbfs_target=-30.0),
+        "babble": mixing.babble_noise(talkers, 12.0, RATE, np.random.default_rng(5), level_dbfs_target=-30.0),
     }
 
 

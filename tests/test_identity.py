@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acoustics import audio
+from acoustics import audio, mixing
 from conftest import run_stage, speak
 
 #: Two EmoDB files of each of speakers 03 (male) and 08 (female).
@@ -20,7 +20,7 @@ FILES = {"03a01Fa.wav": ("male", "03"), "03a01Nc.wav": ("male", "03"),
 def workspace(tmp_path) -> dict:
     data = tmp_path / "data"
     assert run_stage("set_up_sql.py", "--db", data / "features.db", "--snrs", "10").returncode == 0
-    audio.write_wav(data / "noise.wav", audio.synthetic_room_noise(5.0, 16000, np.random.default_rng(1)), 16000)
+    audio.write_wav(data / "noise.wav", mixing.synthetic_room_noise(5.0, 16000, np.random.default_rng(1)), 16000)
     return {"db": data / "features.db", "noise": data / "noise.wav", "data": data, "root": tmp_path}
 
 

@@ -4,14 +4,13 @@ to huge signals, through stages 3 and 5 as child processes whose peak memory is 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 
-from acoustics import audio
+from acoustics import audio, mixing
 from acoustics.errors import BadAudioError
 from conftest import PYTHON, ROOT, run_stage
 
@@ -81,7 +80,7 @@ def test_out_of_memory_is_not_reported_as_corrupt(tmp_path, monkeypatch):
 def workspace(tmp_path) -> dict:
     data = tmp_path / "data"
     assert run_stage("set_up_sql.py", "--db", data / "features.db").returncode == 0
-    audio.write_wav(data / "noise.wav", audio.synthetic_room_noise(5.0, 16000, np.random.default_rng(1)), 16000)
+    audio.write_wav(data / "noise.wav", mixing.synthetic_room_noise(5.0, 16000, np.random.default_rng(1)), 16000)
     return {"db": data / "features.db", "noise": data / "noise.wav", "data": data}
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas
 import pytest
 
-from acoustics import audio
+from acoustics import audio, mixing
 from acoustics.errors import BadAudioError, shown
 from conftest import EMODB, run_stage, speak
 
@@ -92,7 +92,7 @@ def test_segment_lines_rows_and_timelines_of_odd_names(named, tmp_path):
 def test_stage3_lists_a_skipped_file_without_running_its_name(tmp_path):
     data = tmp_path / "data"
     assert run_stage("set_up_sql.py", "--db", data / "features.db").returncode == 0
-    audio.write_wav(data / "noise.wav", audio.synthetic_room_noise(3.0, 16000, np.random.default_rng(1)), 16000)
+    audio.write_wav(data / "noise.wav", mixing.synthetic_room_noise(3.0, 16000, np.random.default_rng(1)), 16000)
     (tmp_path / "\x1b[2Jcleared.wav").write_text("not audio")
     manifest = tmp_path / "labels.csv"
     manifest.write_text('path,sex,speaker\n"\x1b[2Jcleared.wav",male,a\n', encoding="utf-8")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from acoustics import audio, features, preparation
+from acoustics import audio, features, mixing, preparation
 from acoustics.corpus import LabelledRecording, Skipped
 from acoustics.database import FeatureDatabase, create_database
 from acoustics.errors import AcousticsError
@@ -22,7 +22,7 @@ RATE = SETTINGS.sample_rate
 
 @pytest.fixture(scope="module")
 def noise() -> np.ndarray:
-    return audio.synthetic_room_noise(3.0, RATE, np.random.default_rng(7))
+    return mixing.synthetic_room_noise(3.0, RATE, np.random.default_rng(7))
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,6 @@ trained on real voices, and ready to answer on a fresh clone without training.""
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
-import pytest
 
 from acoustics.encoderfile import WEIGHTS_SHA256
 from acoustics.modelfile import read_metadata

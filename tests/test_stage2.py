@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from acoustics import audio
+from acoustics import audio, mixing
 from acoustics.database import create_database
 from acoustics.settings import Settings
 from conftest import assert_one_line_failure, run_stage
@@ -59,7 +59,7 @@ def test_from_a_48_khz_stereo_file(places, tmp_path):
 
 
 def test_a_bad_file_leaves_the_existing_noise_alone(places, tmp_path):
-    audio.write_wav(places["out"], audio.synthetic_room_noise(1.0, 16000, np.random.default_rng(0)), 16000)
+    audio.write_wav(places["out"], mixing.synthetic_room_noise(1.0, 16000, np.random.default_rng(0)), 16000)
     before = places["out"].read_bytes()
     fake = tmp_path / "notes.wav"
     fake.write_text("this is not audio\n")
@@ -69,7 +69,7 @@ def test_a_bad_file_leaves_the_existing_noise_alone(places, tmp_path):
 
 
 def test_nearly_silent_noise_does_not_replace_a_good_one(places, tmp_path):
-    audio.write_wav(places["out"], audio.synthetic_room_noise(1.0, 16000, np.random.default_rng(0)), 16000)
+    audio.write_wav(places["out"], mixing.synthetic_room_noise(1.0, 16000, np.random.default_rng(0)), 16000)
     before = places["out"].read_bytes()
     quiet = tmp_path / "quiet.wav"
     soundfile.write(quiet, (np.random.default_rng(1).standard_normal(16000) * 10 ** (-72 / 20)).astype(np.float32), 16000)
@@ -98,7 +98,7 @@ def test_clipped_noise_is_saved_with_a_warning(places, tmp_path):
 
 
 def test_no_microphone(places, no_microphone_env):
-    audio.write_wav(places["out"], audio.synthetic_room_noise(1.0, 16000, np.random.default_rng(0)), 16000)
+    audio.write_wav(places["out"], mixing.synthetic_room_noise(1.0, 16000, np.random.default_rng(0)), 16000)
     before = places["out"].read_bytes()
     done = run(places, "--seconds", "1", env=no_microphone_env)
     assert_one_line_failure(done, "No microphone found", "--from-file", "--synthetic")
@@ -132,7 +132,7 @@ def test_silence_from_the_microphone_is_refused(places, virtual_microphone):
 
 def test_a_microphone_that_delivers_nothing_is_one_line(places, virtual_microphone):
     """Open but never a sample: the stage ends with the device's line instead of waiting forever."""
-    audio.write_wav(places["out"], audio.synthetic_room_noise(1.0, 16000, np.random.default_rng(0)), 16000)
+    audio.write_wav(places["out"], mixing.synthetic_room_noise(1.0, 16000, np.random.default_rng(0)), 16000)
     before = places["out"].read_bytes()
     with virtual_microphone.dead_pipe():
         done = run(places, "--seconds", "1", env=virtual_microphone.env, timeout=60)

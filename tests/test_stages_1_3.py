@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from acoustics import audio, database
+from acoustics import audio, database, mixing
 from conftest import PYTHON, ROOT, run_stage, speak, with_sigint
 
 VOICES = [("de+m1", 30, "male"), ("de+m4", 50, "male"), ("de+m7", 40, "male"),
@@ -52,7 +50,7 @@ def workspace(tmp_path) -> dict:
     data = tmp_path / "data"
     result = run_stage("set_up_sql.py", "--db", data / "features.db")
     assert result.returncode == 0, result.stderr
-    audio.write_wav(data / "noise.wav", audio.synthetic_room_noise(5.0, 16000, np.random.default_rng(1)), 16000)
+    audio.write_wav(data / "noise.wav", mixing.synthetic_room_noise(5.0, 16000, np.random.default_rng(1)), 16000)
     return {"db": data / "features.db", "noise": data / "noise.wav", "data": data}
 
 
@@ -132,7 +130,7 @@ def test_stage3_features_are_deterministic_across_runs(tmp_path, small_corpus):
     for run in range(2):
         data = tmp_path / f"run{run}"
         run_stage("set_up_sql.py", "--db", data / "features.db")
-        audio.write_wav(data / "noise.wav", audio.synthetic_room_noise(5.0, 16000, np.random.default_rng(1)), 16000)
+        audio.write_wav(data / "noise.wav", mixing.synthetic_room_noise(5.0, 16000, np.random.default_rng(1)), 16000)
         result = run_stage("speech_prep.py", "--db", data / "features.db", "--noise", data / "noise.wav",
                            "--svd", data, "--manifest", small_corpus / "manifest.csv", "--workers", str(run + 1),
                            "--picture", data / "p.png")

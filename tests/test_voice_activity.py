@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import speak
 
-from acoustics import audio, sources, utterances
+from acoustics import audio, mixing, sources, utterances
 from acoustics.microphone import Microphone
 from acoustics.utterances import PRE_ROLL_SECONDS, TAIL_SECONDS, VoiceActivityDetector
 
@@ -60,7 +60,7 @@ def with_noise(signal: np.ndarray, kind: str) -> np.ndarray:
         return signal
     if kind == "white":
         return signal + (rng.standard_normal(signal.size) * 10 ** (-60 / 20)).astype(np.float32)
-    room = audio.synthetic_room_noise(signal.size / RATE + 1, RATE, rng)[:signal.size]
+    room = mixing.synthetic_room_noise(signal.size / RATE + 1, RATE, rng)[:signal.size]
     return signal + (room * 10 ** ((-45 - audio.level_dbfs(room)) / 20)).astype(np.float32)  # 25 dB below the speech
 
 
