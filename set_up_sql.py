@@ -36,7 +36,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     arguments = parse_arguments(argv)
-    from acoustics import database
+    from acoustics import database, dbfile
 
     try:
         changes = {}
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
                 if answer.strip().lower() not in ("y", "yes", "j", "ja"):
                     print("Nothing was deleted.")
                     return 0
-        outcome = database.create_database(arguments.db, settings, reset=arguments.reset)
+        outcome = dbfile.create_database(arguments.db, settings, reset=arguments.reset)
         with database.FeatureDatabase(arguments.db, readonly=True) as feature_database:
             stored = feature_database.settings
             counts = feature_database.counts()

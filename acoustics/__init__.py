@@ -13,7 +13,8 @@ corpus     - find labelled recordings (SVD export, CSV manifest, zips) and make 
 identity   - one recording one row, one person one speaker: listings sorted before stage 3 stores them
 preparation- stage 3's work on one recording, and the worker pool for a corpus
 storing    - stage 3's run: database under the requested SNRs, the noise registered, tasks sorted, batches stored
-database   - the SQLite feature database: schema, checks, transactions, batched reads
+dbfile     - the feature database's file: schema, opening it as ours, creating and resetting it, SQLite errors in words
+database   - the SQLite feature database: what is stored and read, in transactions and batches
 locks      - advisory locks: one train_models.py per --out folder, no reset of a database a training reads
 training   - speaker split, normalisation statistics, windows, calibration, scores (no Keras)
 augment    - training windows changed on the fly: babble, coloured noise, microphone responses, levels

@@ -17,7 +17,8 @@ import numpy as np
 
 from . import audio, identity, preparation
 from .corpus import Skipped
-from .database import FeatureDatabase, create_database
+from .database import FeatureDatabase
+from .dbfile import create_database
 from .errors import AcousticsError, reason_of
 
 #: Recordings per database transaction.

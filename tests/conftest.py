@@ -250,7 +250,8 @@ def build_feature_database(path: Path, clips: list, settings=None, *, n_mfcc_sto
     import hashlib
 
     from acoustics import audio, features, mixing
-    from acoustics.database import FeatureDatabase, create_database
+    from acoustics.database import FeatureDatabase
+    from acoustics.dbfile import create_database
     from acoustics.settings import Settings
 
     settings = settings or Settings(snrs_db=MODEL_SNRS)

@@ -280,7 +280,7 @@ def run_hostile_stage5(folder: Path, model_path: Path, database: Path = None) ->
         handle.attrs["acoustics_version"] = "9.0.0"
     other_db = folder / "n_mfcc13.db"
     if not other_db.exists():
-        from acoustics.database import create_database
+        from acoustics.dbfile import create_database
         from acoustics.settings import Settings
 
         create_database(other_db, Settings(n_mfcc=13))

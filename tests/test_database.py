@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from acoustics import database
-from acoustics.database import APPLICATION_ID, SCHEMA_VERSION, FeatureDatabase, create_database
+from acoustics.database import FeatureDatabase
+from acoustics.dbfile import APPLICATION_ID, SCHEMA_VERSION, create_database
 from acoustics.errors import AcousticsError, BadDatabaseError, BadParameterError, SettingsMismatchError
 from acoustics.settings import Settings
 from conftest import one_line

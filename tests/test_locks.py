@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from acoustics import locks
-from acoustics.database import FeatureDatabase, create_database
+from acoustics.database import FeatureDatabase
+from acoustics.dbfile import create_database
 from acoustics.settings import Settings
 
 

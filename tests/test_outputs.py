@@ -14,7 +14,7 @@ import soundfile
 from conftest import run_stage
 
 from acoustics import outputs
-from acoustics.database import create_database
+from acoustics.dbfile import create_database
 from acoustics.errors import AcousticsError, BadParameterError
 from acoustics.settings import Settings
 

@@ -11,7 +11,8 @@ import soundfile
 
 from acoustics import audio, features, mixing, preparation
 from acoustics.corpus import LabelledRecording, Skipped
-from acoustics.database import FeatureDatabase, create_database
+from acoustics.database import FeatureDatabase
+from acoustics.dbfile import create_database
 from acoustics.errors import AcousticsError
 from acoustics.settings import Settings
 from conftest import speak

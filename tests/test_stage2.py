@@ -7,7 +7,7 @@ import pytest
 import soundfile
 
 from acoustics import audio, mixing
-from acoustics.database import create_database
+from acoustics.dbfile import create_database
 from acoustics.settings import Settings
 from conftest import assert_one_line_failure, run_stage
 

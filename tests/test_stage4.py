@@ -10,7 +10,8 @@ import subprocess
 import pytest
 from conftest import PYTHON, ROOT, OutputLines, assert_one_line_failure, build_feature_database, run_stage, stop_child, with_sigint
 
-from acoustics.database import FeatureDatabase, create_database
+from acoustics.database import FeatureDatabase
+from acoustics.dbfile import create_database
 from acoustics.recipe import Recipe
 from acoustics.settings import Settings
 

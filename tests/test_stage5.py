@@ -26,7 +26,7 @@ import soundfile
 from conftest import PYTHON, ROOT, run_stage, speak, with_sigint
 
 from acoustics import audio
-from acoustics.database import create_database
+from acoustics.dbfile import create_database
 from acoustics.settings import Settings
 
 SCRIPT = "implement_model.py"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from acoustics import audio, speechcheck, verdict
-from acoustics.database import create_database
+from acoustics.dbfile import create_database
 from acoustics.errors import BadModelError, SettingsMismatchError
 from acoustics.settings import Settings
 from acoustics.verdict import Verdict, classify_signal
