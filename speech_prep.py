@@ -74,7 +74,7 @@ def same_command(arguments) -> str:
 
 def collect(arguments, paths: Paths) -> tuple:
     """All labelled recordings the arguments name, and the manifest rows that were skipped."""
-    from acoustics import corpus
+    from acoustics import corpus, democorpus
     from acoustics.setup import espeak_program, install_command
 
     for folder in corpus.unpack_svd_zips(arguments.svd):
@@ -84,11 +84,11 @@ def collect(arguments, paths: Paths) -> tuple:
         if not (paths.demo_corpus / "manifest.csv").exists():
             if espeak_program() is not None:
                 print(f"Speaking the demo corpus into {paths.demo_corpus} with espeak-ng (once) ...")
-            elif corpus.REAL_DEMO_MANIFEST.exists():
+            elif democorpus.REAL_DEMO_MANIFEST.exists():
                 print(f"espeak-ng is not installed ({install_command('espeak-ng')}), so the demo corpus is made of the "
-                      f"real voices in {corpus.REAL_DEMO_MANIFEST.parent} instead: {paths.demo_corpus} ...")
-        manifest = corpus.make_demo_corpus(paths.demo_corpus, progress=progress_bar("speaking", "clips"))
-        source, synthetic = corpus.demo_source(paths.demo_corpus)
+                      f"real voices in {democorpus.REAL_DEMO_MANIFEST.parent} instead: {paths.demo_corpus} ...")
+        manifest = democorpus.make_demo_corpus(paths.demo_corpus, progress=progress_bar("speaking", "clips"))
+        source, synthetic = democorpus.demo_source(paths.demo_corpus)
         found, bad_rows = corpus.read_manifest(manifest, source=source, synthetic=synthetic)
         recordings, skipped = recordings + found, skipped + bad_rows
     if not recordings and not skipped:

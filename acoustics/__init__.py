@@ -9,7 +9,8 @@ audio      - load any audio or video file (libsndfile, else FFmpeg) to float32 m
 mixing     - noise for tests and benches (room noise, babble) and speech mixed with it at a chosen SNR
 speechcheck- does a recording hold speech a person can hear (against its own noise floor), and what is poor about it
 features   - MFCCs (fast, librosa-exact) and fixed-size frame windows for the models
-corpus     - find labelled recordings (SVD export, CSV manifest, zips) and make the demo corpus (real voices without espeak-ng)
+corpus     - find labelled recordings: SVD export, CSV manifests, SVD zips unpacked with checks
+democorpus - the demo corpus spoken by espeak-ng (real voices where it is missing) and the benches' babble talkers
 identity   - one recording one row, one person one speaker: listings sorted before stage 3 stores them
 preparation- stage 3's work on one recording, and the worker pool for a corpus
 storing    - stage 3's run: database under the requested SNRs, the noise registered, tasks sorted, batches stored

@@ -44,7 +44,7 @@ from common import CORPORA, DATA, RESULTS  # also puts the project on sys.path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from acoustics import audio, augment, corpus, features, mixing, preparation, training  # noqa: E402
+from acoustics import audio, augment, corpus, democorpus, features, mixing, preparation, training  # noqa: E402
 from acoustics.errors import AcousticsError, BadParameterError  # noqa: E402
 from acoustics.recipe import Recipe  # noqa: E402
 from acoustics.settings import Settings  # noqa: E402
@@ -150,7 +150,7 @@ def reverberate(speech: np.ndarray, rt60_seconds: float, sample_rate: int, rng: 
 def load_corpus(name, settings, noises, conditions, workers):
     """The recordings of corpus ``name`` with their features (the test ``conditions`` too where it is held
     out: where ``noises`` has its babble): a list of dicts."""
-    manifest = (corpus.make_demo_corpus(RESULTS / "demo_corpus") if name == "demo" else DATA / name / "labels.csv")
+    manifest = (democorpus.make_demo_corpus(RESULTS / "demo_corpus") if name == "demo" else DATA / name / "labels.csv")
     recordings, _ = corpus.read_manifest(manifest, synthetic=name == "demo")
     tasks = [preparation.make_task(recording) for recording in recordings]
     babble_speakers = noises.get(f"{name}_babble_speakers", set())
@@ -182,7 +182,7 @@ def real_babble(name, settings, rng):
 def make_noises(settings, held_out):
     rate, rng = settings.sample_rate, np.random.default_rng(TEST_NOISE_SEED)
     voices = [audio.trim_silence(audio.load_audio(path, rate)[0], settings.trim_top_db)
-              for path in corpus.make_babble_voices(RESULTS / "babble_voices")]
+              for path in democorpus.make_babble_voices(RESULTS / "babble_voices")]
     noises = {
         "train": mixing.synthetic_room_noise(10.0, rate, np.random.default_rng(TRAIN_NOISE_SEED)),
         "room": mixing.synthetic_room_noise(10.0, rate, rng) + 0.3 * augment.coloured_noise("brown", 10 * rate, rng) * 10 ** (-45 / 20),

@@ -13,7 +13,7 @@ import pytest
 import soundfile
 from conftest import one_line
 
-from acoustics import audio, corpus, preparation, speechcheck
+from acoustics import audio, corpus, democorpus, preparation, speechcheck
 from acoustics.corpus import LabelledRecording
 from acoustics.errors import AcousticsError, BadAudioError, BadParameterError
 
@@ -236,7 +236,7 @@ def demo_corpus(tmp_path_factory):
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (run 'make test', which installs it)")
     folder = tmp_path_factory.mktemp("demo") / "demo_corpus"
-    manifest = corpus.make_demo_corpus(folder)
+    manifest = democorpus.make_demo_corpus(folder)
     return folder, manifest
 
 
@@ -252,7 +252,7 @@ def test_demo_corpus_manifest(demo_corpus):
     counts = Counter(speakers.values())
     assert counts["male"] >= 16 and counts["female"] >= 16
     per_speaker = Counter(recording.speaker for recording in recordings)
-    assert set(per_speaker.values()) == {len(corpus.DEMO_SENTENCES)}
+    assert set(per_speaker.values()) == {len(democorpus.DEMO_SENTENCES)}
     assert not list(folder.rglob(".*"))  # no temporary files left
 
 
@@ -271,11 +271,11 @@ def test_demo_corpus_holdout_has_both_sexes(demo_corpus):
     holdout = sorted((folder / "holdout").glob("*.wav"))
     sexes = Counter(path.name.split("-")[0] for path in holdout)
     assert sexes["male"] >= 1 and sexes["female"] >= 1
-    assert len(holdout) == len(corpus.DEMO_HOLDOUT)
+    assert len(holdout) == len(democorpus.DEMO_HOLDOUT)
     listed = manifest.read_text(encoding="utf-8")
     assert "holdout" not in listed  # held-out voices are not training data
-    training_voices = {(voice, pitch) for voice, pitch, _ in corpus.DEMO_MALE + corpus.DEMO_FEMALE}
-    assert not {(voice, pitch) for voice, pitch, _, _ in corpus.DEMO_HOLDOUT} & training_voices
+    training_voices = {(voice, pitch) for voice, pitch, _ in democorpus.DEMO_MALE + democorpus.DEMO_FEMALE}
+    assert not {(voice, pitch) for voice, pitch, _, _ in democorpus.DEMO_HOLDOUT} & training_voices
     for path in holdout:
         signal, _ = audio.load_audio(path, 16000)
         speechcheck.check_speech(audio.trim_silence(signal, 30.0), 16000, path)
@@ -289,7 +289,7 @@ def test_demo_corpus_rerun_reuses_everything(demo_corpus):
     folder, manifest = demo_corpus
     before = file_times(folder)
     started = time.perf_counter()
-    assert corpus.make_demo_corpus(folder) == manifest
+    assert democorpus.make_demo_corpus(folder) == manifest
     assert time.perf_counter() - started < 1
     assert file_times(folder) == before
 
@@ -303,7 +303,7 @@ def test_demo_corpus_after_an_interruption_only_speaks_what_is_missing(demo_corp
     missing.unlink()
     manifest.unlink()
     before = file_times(folder)
-    assert corpus.make_demo_corpus(folder) == manifest
+    assert democorpus.make_demo_corpus(folder) == manifest
     after = file_times(folder)
     assert manifest.read_text(encoding="utf-8") == text
     assert missing.is_file()
@@ -314,24 +314,24 @@ def test_demo_corpus_after_an_interruption_only_speaks_what_is_missing(demo_corp
 def test_without_espeak_ng_the_demo_is_made_of_real_voices(emodb_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no espeak-ng on it
     folder = tmp_path / "demo_corpus"
-    manifest = corpus.make_demo_corpus(folder, real_voices=emodb_dir / "labels.csv")
-    assert corpus.demo_source(folder) == ("emodb", False)
+    manifest = democorpus.make_demo_corpus(folder, real_voices=emodb_dir / "labels.csv")
+    assert democorpus.demo_source(folder) == ("emodb", False)
     recordings, skipped = corpus.read_manifest(manifest, source="emodb")
     assert skipped == [] and all(recording.path.is_file() for recording in recordings)
     per_speaker = Counter(recording.speaker for recording in recordings)
-    assert len(per_speaker) == 8 and set(per_speaker.values()) == {corpus.REAL_DEMO_CLIPS}
+    assert len(per_speaker) == 8 and set(per_speaker.values()) == {democorpus.REAL_DEMO_CLIPS}
     holdout = sorted((folder / "holdout").iterdir())
     assert Counter(path.name.split("-")[0] for path in holdout) == {"male": 3, "female": 3}
     held_speakers = {path.name.split("-")[1] for path in holdout}
     assert not held_speakers & set(per_speaker)  # held-out voices are not training data
     assert not list(folder.rglob(".*"))
-    assert corpus.make_demo_corpus(folder, real_voices=emodb_dir / "labels.csv") == manifest
+    assert democorpus.make_demo_corpus(folder, real_voices=emodb_dir / "labels.csv") == manifest
 
 
 def test_without_espeak_ng_or_real_voices_the_demo_says_how_to_get_espeak_ng(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(AcousticsError) as caught:
-        corpus.make_demo_corpus(tmp_path / "demo_corpus", real_voices=tmp_path / "missing" / "labels.csv")
+        democorpus.make_demo_corpus(tmp_path / "demo_corpus", real_voices=tmp_path / "missing" / "labels.csv")
     one_line(caught.value, "espeak-ng is not installed", "install with:", "--manifest FILE")
     assert not (tmp_path / "demo_corpus" / "manifest.csv").exists()
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import speak
 
-from acoustics import audio, corpus, mixing
+from acoustics import audio, democorpus, mixing
 from acoustics.gate import SpeakerGate, frame_levels_dbfs, speech_level_dbfs
 from acoustics.utterances import detect_utterances
 
@@ -22,7 +22,7 @@ def at_level(signal: np.ndarray, dbfs: float) -> np.ndarray:
 def voices(tmp_path_factory) -> dict:
     """A male and a female espeak-ng sentence, and 12 s of six-talker babble at -30 dBFS."""
     folder = tmp_path_factory.mktemp("gate")
-    talkers = [audio.load_audio(path, RATE)[0] for path in corpus.make_babble_voices(folder / "babble")]
+    talkers = [audio.load_audio(path, RATE)[0] for path in democorpus.make_babble_voices(folder / "babble")]
     return {
         "male": audio.load_audio(speak("Guten Morgen, wie geht es Ihnen", folder / "m.wav", voice="de+m3", pitch=40), RATE)[0],
         "female": audio.load_audio(speak("Das Wetter ist heute schön", folder / "f.wav", voice="de+f2", pitch=60), RATE)[0],

@@ -22,7 +22,7 @@ import soundfile
 from conftest import PYTHON, ROOT
 from test_stage5 import RATE, SCRIPT, Running, assert_clean, p_male, spoken_signal, stage5  # noqa: F401 - stage5 is a fixture
 
-from acoustics import audio, corpus, mixing
+from acoustics import audio, democorpus, mixing
 from acoustics.settings import Paths, Settings
 from acoustics.verdict import Verdict
 
@@ -41,7 +41,7 @@ def model_arguments(stage5) -> list:
 def babble(tmp_path_factory) -> np.ndarray:
     """8 s of six-talker babble (espeak-ng voices of other languages) at -30 dBFS."""
     folder = tmp_path_factory.mktemp("babble")
-    talkers = [audio.load_audio(path, RATE)[0] for path in corpus.make_babble_voices(folder)]
+    talkers = [audio.load_audio(path, RATE)[0] for path in democorpus.make_babble_voices(folder)]
     return mixing.babble_noise(talkers, 8.0, RATE, np.random.default_rng(11), level_dbfs_target=-30.0)
 
 
