@@ -235,7 +235,7 @@ def _create(path: Path, settings: Settings, *, reset: bool) -> str:
             connection.execute("PRAGMA journal_mode = WAL")
         finally:
             connection.close()
-        os.replace(temporary, path)  # the database appears whole or not at all
+        os.replace(temporary, path)  # SQLite wrote and synced it (its COMMIT); renamed, it appears whole or not at all
     except sqlite3.Error as error:
         temporary.unlink(missing_ok=True)
         raise explain(path, error) from None

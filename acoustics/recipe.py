@@ -13,8 +13,7 @@ import json
 from dataclasses import dataclass
 
 from .errors import BadParameterError
-from .inputs import bounded_json
-from .settings import is_integer, is_number, parse_overrides
+from .settings import from_stored_json, is_integer, is_number, parse_overrides
 
 #: Every network stage 4 can train, in its order: three learn from scratch, ``encoder`` starts from a pretrained
 #: speaker encoder. The one list that the recipe, the builders, stage 4's options and the benches read:
@@ -155,21 +154,7 @@ class Recipe:
 
     @classmethod
     def from_json(cls, text: str) -> "Recipe":
-        try:
-            values = bounded_json(text)
-        except ValueError as error:  # json.JSONDecodeError too
-            raise BadParameterError(f"Stored recipe is not valid JSON ({error}).") from None
-        if not isinstance(values, dict):
-            raise BadParameterError(f"Stored recipe must be a JSON object, not {type(values).__name__}.")
-        values = {key: value for key, value in values.items() if key not in RETIRED}
-        unknown = sorted(set(values) - {item.name for item in dataclasses.fields(cls)})
-        if unknown:
-            raise BadParameterError(f"Stored recipe has fields this version does not know: {', '.join(unknown)}; "
-                                    "it was made by a newer version of the project.")
-        try:
-            return cls(**values)
-        except TypeError as error:
-            raise BadParameterError(f"Stored recipe is malformed ({error}).") from None
+        return from_stored_json(cls, text, "recipe", retired=RETIRED)
 
     def replace(self, **changes) -> "Recipe":
         return dataclasses.replace(self, **changes)

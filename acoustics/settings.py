@@ -156,25 +156,7 @@ class Settings:
 
     @classmethod
     def from_json(cls, text: str) -> "Settings":
-        try:
-            values = bounded_json(text)
-        except ValueError as error:  # json.JSONDecodeError too
-            raise BadParameterError(f"Stored settings are not valid JSON ({error}).") from None
-        if not isinstance(values, dict):
-            raise BadParameterError(f"Stored settings must be a JSON object, not {type(values).__name__}.")
-        known = {item.name for item in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise BadParameterError(
-                f"Stored settings have fields this version does not know: {', '.join(unknown)}; "
-                "they were made by a newer version of the project."
-            )
-        try:
-            return cls(**values)
-        except BadParameterError:
-            raise
-        except (TypeError, ValueError) as error:
-            raise BadParameterError(f"Stored settings are malformed ({error}).") from None
+        return from_stored_json(cls, text, "settings")
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -336,3 +318,26 @@ def command_line(script: str, *options) -> str:
         for item in value if isinstance(value, (list, tuple)) else [value]:
             words += [flag, shlex.quote(str(item))]
     return " ".join(words)
+
+
+def from_stored_json(cls, text: str, what: str, *, retired=()):
+    """An instance of the frozen dataclass ``cls`` (:class:`Settings`, :class:`acoustics.recipe.Recipe`)
+    from its JSON form ``text``, bounded in size and depth; fields named in ``retired`` are dropped.
+    Raises :class:`BadParameterError` in one line naming ``what`` for text that is not such an object."""
+    try:
+        values = bounded_json(text)
+    except ValueError as error:  # json.JSONDecodeError too
+        raise BadParameterError(f"Stored {what}: not valid JSON ({error}).") from None
+    if not isinstance(values, dict):
+        raise BadParameterError(f"Stored {what}: must be a JSON object, not {type(values).__name__}.")
+    values = {key: value for key, value in values.items() if key not in retired}
+    unknown = sorted(set(values) - {item.name for item in dataclasses.fields(cls)})
+    if unknown:
+        raise BadParameterError(f"Stored {what}: fields this version does not know: {', '.join(unknown)}; "
+                                "made by a newer version of the project.")
+    try:
+        return cls(**values)
+    except BadParameterError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise BadParameterError(f"Stored {what}: malformed ({error}).") from None

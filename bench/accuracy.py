@@ -44,7 +44,7 @@ from common import CORPORA, DATA, RESULTS  # also puts the project on sys.path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from acoustics import audio, augment, corpus, democorpus, features, mixing, preparation, training  # noqa: E402
+from acoustics import audio, augment, corpus, democorpus, features, mixing, outputs, preparation, training  # noqa: E402
 from acoustics.errors import AcousticsError, BadParameterError  # noqa: E402
 from acoustics.recipe import Recipe  # noqa: E402
 from acoustics.settings import Settings  # noqa: E402
@@ -207,9 +207,8 @@ def cached_features(settings, conditions, arguments):
             return pickle.load(handle)
     noises = make_noises(settings, arguments.held_out)
     clips = [clip for name in ("demo",) + CORPORA for clip in load_corpus(name, settings, noises, conditions, arguments.workers)]
-    with open(f"{cache}.tmp", "wb") as handle:
+    with outputs.replaced_atomically(cache) as temporary, open(temporary, "wb") as handle:
         pickle.dump(clips, handle, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(f"{cache}.tmp", cache)
     return clips
 
 
