@@ -75,19 +75,13 @@ def same_command(arguments) -> str:
 def collect(arguments, paths: Paths) -> tuple:
     """All labelled recordings the arguments name, and the manifest rows that were skipped."""
     from acoustics import corpus, democorpus
-    from acoustics.setup import espeak_program, install_command
 
     for folder in corpus.unpack_svd_zips(arguments.svd):
         print(f"Unpacked {folder.name}.zip into {folder}.")
     recordings, skipped = corpus.find_listed(arguments.svd, arguments.manifest, source=arguments.corpus)
     if arguments.demo:
-        if not (paths.demo_corpus / "manifest.csv").exists():
-            if espeak_program() is not None:
-                print(f"Speaking the demo corpus into {paths.demo_corpus} with espeak-ng (once) ...")
-            elif democorpus.REAL_DEMO_MANIFEST.exists():
-                print(f"espeak-ng is not installed ({install_command('espeak-ng')}), so the demo corpus is made of the "
-                      f"real voices in {democorpus.REAL_DEMO_MANIFEST.parent} instead: {paths.demo_corpus} ...")
-        manifest = democorpus.make_demo_corpus(paths.demo_corpus, progress=progress_bar("speaking", "clips"))
+        manifest = democorpus.make_demo_corpus(paths.demo_corpus, progress=progress_bar("speaking", "clips"),
+                                               announce=lambda sentence: print(sentence, flush=True))
         source, synthetic = democorpus.demo_source(paths.demo_corpus)
         found, bad_rows = corpus.read_manifest(manifest, source=source, synthetic=synthetic)
         recordings, skipped = recordings + found, skipped + bad_rows

@@ -23,7 +23,7 @@ from typing import Iterable
 from .audio import AUDIO_SUFFIXES
 from .errors import AcousticsError, BadParameterError
 from .inputs import check_readable_file
-from .outputs import check_path_lengths, path_length_problem
+from .outputs import NAME_MAX, check_path_lengths, path_length_problem
 
 SEX_LABELS = {"male": "male", "m": "male", "man": "male", "mann": "male", "maennlich": "male", "männlich": "male",
               "female": "female", "f": "female", "w": "female", "woman": "female", "frau": "female",
@@ -217,7 +217,7 @@ UNREADABLE_METHODS = {9: "deflate64", 99: "AES encryption", 93: "zstandard", 95:
 def check_zip_members(zip_path, members) -> None:
     """Refuse, with one line each, an SVD zip that cannot be unpacked whole: no audio file in it, an
     encrypted entry, a compression method Python cannot read, a name used for a file and a folder, a
-    name part longer than 255 bytes. Checked before anything is written."""
+    name part longer than NAME_MAX (255) bytes. Checked before anything is written."""
     files = [member for member in members if not member.is_dir()]
     if not any(Path(member.filename).suffix.lower() in AUDIO_SUFFIXES for member in files):
         what = "is empty" if not members else f"holds no audio files ({len(files)} other files)"
@@ -232,8 +232,8 @@ def check_zip_members(zip_path, members) -> None:
             raise AcousticsError(f"{zip_path}: the entry {member.filename!r} uses a compression ({method}) Python cannot "
                                  "read; unpack it by hand (e.g. with 7z) into a folder of the same name without .zip, then run again.")
         for part in Path(member.filename).parts:
-            if len(os.fsencode(part)) > 255:
-                raise AcousticsError(f"{zip_path}: the entry {member.filename[:60]!r}... has a name longer than 255 bytes, "
+            if len(os.fsencode(part)) > NAME_MAX:
+                raise AcousticsError(f"{zip_path}: the entry {member.filename[:60]!r}... has a name longer than {NAME_MAX} bytes, "
                                      "more than a file system allows; rename it in the zip or unpack it by hand.")
     file_names = {Path(member.filename) for member in files}
     folders = {parent for member in members for parent in Path(member.filename).parents} | {

@@ -97,23 +97,28 @@ def _speak(text: str, path: Path, voice: str, pitch: int, speed: int) -> None:
                    check=True, capture_output=True, timeout=60)
 
 
-def make_demo_corpus(folder, *, progress=None, real_voices: Path = REAL_DEMO_MANIFEST) -> Path:
+def make_demo_corpus(folder, *, progress=None, real_voices: Path = REAL_DEMO_MANIFEST, announce=None) -> Path:
     """Speak the demo corpus into ``folder`` (once) and return its manifest ``folder/manifest.csv``.
 
     Layout: ``male/`` and ``female/`` (training speakers), ``holdout/`` (voices no training speaker
     has, for stage 5), ``manifest.csv`` (path,sex,speaker). Existing files are reused. Where espeak-ng is
     missing, the demo is made of the real voices of the manifest ``real_voices`` instead
     (:func:`make_real_demo_corpus`); where that is missing too, :class:`AcousticsError` says how to get espeak-ng.
+    ``announce(sentence)``, if given, hears which of the two is about to be made (nothing when it exists).
     """
     folder = Path(folder)
     manifest = folder / "manifest.csv"
     if manifest.exists():
         return manifest
+    announce = announce or (lambda sentence: None)
     if espeak_program() is None:
         if Path(real_voices).exists():
+            announce(f"espeak-ng is not installed ({install_command('espeak-ng')}), so the demo corpus is made of the "
+                     f"real voices in {Path(real_voices).parent} instead: {folder} ...")
             return make_real_demo_corpus(folder, Path(real_voices))
         raise AcousticsError(f"espeak-ng is not installed, so the demo corpus cannot be spoken; {install_command('espeak-ng')}; "
                              "or give recordings of real voices with --manifest FILE.")
+    announce(f"Speaking the demo corpus into {folder} with espeak-ng (once) ...")
     speakers = [(voice, pitch, speed, "male") for voice, pitch, speed in DEMO_MALE]
     speakers += [(voice, pitch, speed, "female") for voice, pitch, speed in DEMO_FEMALE]
     for voice, sex in mbrola_voices().items():

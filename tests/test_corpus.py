@@ -313,8 +313,9 @@ def test_demo_corpus_after_an_interruption_only_speaks_what_is_missing(demo_corp
 
 def test_without_espeak_ng_the_demo_is_made_of_real_voices(emodb_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no espeak-ng on it
-    folder = tmp_path / "demo_corpus"
-    manifest = democorpus.make_demo_corpus(folder, real_voices=emodb_dir / "labels.csv")
+    folder, announced = tmp_path / "demo_corpus", []
+    manifest = democorpus.make_demo_corpus(folder, real_voices=emodb_dir / "labels.csv", announce=announced.append)
+    assert len(announced) == 1 and "espeak-ng is not installed" in announced[0] and str(emodb_dir) in announced[0]
     assert democorpus.demo_source(folder) == ("emodb", False)
     recordings, skipped = corpus.read_manifest(manifest, source="emodb")
     assert skipped == [] and all(recording.path.is_file() for recording in recordings)
@@ -325,7 +326,8 @@ def test_without_espeak_ng_the_demo_is_made_of_real_voices(emodb_dir, tmp_path, 
     held_speakers = {path.name.split("-")[1] for path in holdout}
     assert not held_speakers & set(per_speaker)  # held-out voices are not training data
     assert not list(folder.rglob(".*"))
-    assert democorpus.make_demo_corpus(folder, real_voices=emodb_dir / "labels.csv") == manifest
+    assert democorpus.make_demo_corpus(folder, real_voices=emodb_dir / "labels.csv", announce=announced.append) == manifest
+    assert len(announced) == 1  # a corpus that exists is not made again, and not announced
 
 
 def test_without_espeak_ng_or_real_voices_the_demo_says_how_to_get_espeak_ng(tmp_path, monkeypatch):
