@@ -2,11 +2,14 @@
 
 Written with libsndfile (WAV, FLAC, Ogg Vorbis) and with the FFmpeg inside PyAV's wheels (the rest, as phones,
 messengers and video calls write them: AAC at 44.1 kHz stereo, Opus at 48 kHz, a video track beside the sound
-in mp4 and webm). Used by the tests and by ``bench/formats.py``.
+in mp4 and webm). Each frame carries its time, so the container marks the samples the encoder adds in front
+(AAC's 1024, Opus's pre-skip) as the ffmpeg command and phones do, and a decoder drops them. Used by the
+tests and by ``bench/formats.py``.
 """
 
 from __future__ import annotations
 
+import fractions
 from pathlib import Path
 
 import av
@@ -47,6 +50,7 @@ def write(signal: np.ndarray, rate: int, path: Path, name: str) -> Path:
             frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(layout[:, start:start + 1024]), format="fltp",
                                                layout="stereo" if channels == 2 else "mono")
             frame.sample_rate = target_rate
+            frame.pts, frame.time_base = start, fractions.Fraction(1, target_rate)  # so the encoder's priming is marked
             output.mux(sound.encode(frame))
         output.mux(sound.encode(None))
         if picture is not None:

@@ -39,12 +39,13 @@ def every_format(speech, tmp_path_factory) -> dict:
 def test_each_format_reads_as_the_same_speech(every_format, speech, name):
     signal, info = audio.load_audio(every_format[name], RATE)
     assert info.decoder == ("ffmpeg" if name in ("m4a/aac", "mp4", "webm") else "libsndfile")
-    assert abs(signal.size - speech.size) < 0.1 * RATE  # AAC adds its encoder delay, about 50 ms
+    assert 0 <= signal.size - speech.size < 0.025 * RATE  # AAC pads its last frame; nothing is added in front
     assert abs(audio.level_dbfs(signal) - audio.level_dbfs(speech)) < 1.0
-    # the same waveform once the codec's delay is found: lossy codecs keep most of speech's energy in place
+    # the same waveform in the same place: the samples an encoder puts in front (AAC's 1024, Opus's pre-skip)
+    # are marked by the container and dropped in decoding, so the model's windows fall where the WAV's do
     lag = int(np.argmax(np.correlate(signal[:RATE], speech[:RATE // 2], mode="valid")))
-    aligned = signal[lag:lag + speech.size - RATE]
-    assert np.corrcoef(aligned, speech[:aligned.size])[0, 1] > 0.9
+    assert lag == 0
+    assert np.corrcoef(signal[:speech.size], speech)[0, 1] > 0.9
 
 
 def test_every_suffix_is_found_in_folders(every_format, tmp_path):
