@@ -575,14 +575,36 @@ def full_disk_cases(folder: Path, tally: Tally, environment: dict) -> int:
     return damaged
 
 
+def changed_model_cases(folder: Path, tally: Tally, reference: Path, clip: Path, environment: dict) -> int:
+    """Stage 5 and --check on a copy of ``reference`` with one weight changed after saving: the number of
+    wrong exit statuses (each must be 1, with one line saying the file was changed)."""
+    import shutil
+
+    import h5py
+
+    wrong = 0
+    changed = folder / "changed.h5"
+    shutil.copyfile(reference, changed)
+    with h5py.File(changed, "a") as handle:
+        names = []
+        handle["model_weights"].visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
+        handle["model_weights"][sorted(names)[-1]][...] += 0.01
+    for label, arguments in (("stage 5, a model changed after saving", ("--model", changed, "--db", folder / "none.db", clip)),
+                             ("--check, a model changed after saving", ("--check", changed, "--db", folder / "none.db"))):
+        script = "train_models.py" if label.startswith("--check") else "implement_model.py"
+        result = guarded([sys.executable, str(ROOT / script), *map(str, arguments)], 300, environment)
+        tally.check(label, result, exit_code=1, expect="changed after it was saved", one_line=True)
+        if result is not None and result.returncode != 1:
+            wrong += 1
+    return wrong
+
+
 def issue25(folder: Path, long_hours: float = 3.0) -> dict:
     """Issue 25's cases: a file name made to forge a verdict (stage 5's files, --segments, --compare, stage 3's
     skip list), the exit status of every outcome (all answered 0, some not 1, bad usage 2), a model whose weight
     changed after saving, stages 2, 4 and 5 on full disks, and the peak memory of --segments on ``long_hours`` of
     silence. Returns the counts."""
     import shutil
-
-    import h5py
 
     folder.mkdir(parents=True, exist_ok=True)
     tally, counts = Tally(), {"forged_lines": 0, "wrong_exit_codes": 0}
@@ -612,19 +634,7 @@ def issue25(folder: Path, long_hours: float = 3.0) -> dict:
         counts["forged_lines"] += forged_lines(result)
         if result is not None and result.returncode != status:
             counts["wrong_exit_codes"] += 1
-    changed = folder / "changed.h5"
-    shutil.copyfile(reference, changed)
-    with h5py.File(changed, "a") as handle:
-        names = []
-        handle["model_weights"].visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
-        handle["model_weights"][sorted(names)[-1]][...] += 0.01
-    for label, arguments in (("stage 5, a model changed after saving", ("--model", changed, "--db", folder / "none.db", clip)),
-                             ("--check, a model changed after saving", ("--check", changed, "--db", folder / "none.db"))):
-        script = "train_models.py" if label.startswith("--check") else "implement_model.py"
-        result = guarded([sys.executable, str(ROOT / script), *map(str, arguments)], 300, environment)
-        tally.check(label, result, exit_code=1, expect="changed after it was saved", one_line=True)
-        if result is not None and result.returncode != 1:
-            counts["wrong_exit_codes"] += 1
+    counts["wrong_exit_codes"] += changed_model_cases(folder, tally, reference, clip, environment)
     counts["full_disk_damage"] = full_disk_cases(folder / "full", tally, environment)
     megabytes, seconds = long_recording_case(folder, tally, model, environment, long_hours)
     return counts | {"cases": tally.cases, "failures": tally.failures, "hangs": tally.hangs, "tracebacks": tally.tracebacks,

@@ -273,17 +273,29 @@ def usable(model_path: Path) -> bool:
     return True
 
 
-def main(argv=None) -> int:
-    arguments = parse_arguments(argv)
-    unheard = f"{arguments.speakers}-per-sex" if arguments.speakers else "all"
-    model_path = arguments.model or RESULTS / f"{'+'.join(REFERENCE_NETWORKS)}-without-{arguments.held_out}-{unheard}.h5"
-    if arguments.train_only:
-        train_model(arguments.held_out, arguments.speakers, model_path)
-        return 0
+def cached_model(held_out: str, unheard: str) -> Path:
+    """Where the model trained without ``held_out`` (and its ``unheard`` speakers) is kept between runs."""
+    return RESULTS / f"{'+'.join(REFERENCE_NETWORKS)}-without-{held_out}-{unheard}.h5"
+
+
+def ready_model(arguments, unheard: str) -> Path:
+    """The model to segment with: --model, or this held-out corpus's cached one, trained first in a child
+    process (without the one-thread pinning of the measurement) where it is missing, unreadable or --retrain."""
+    model_path = arguments.model or cached_model(arguments.held_out, unheard)
     if arguments.model is None and (arguments.retrain or not usable(model_path)):
         subprocess.run([sys.executable, __file__, "--held-out", arguments.held_out, "--speakers", str(arguments.speakers),
                         "--train-only"], check=True,
                        env={key: value for key, value in os.environ.items() if key not in PINNED})
+    return model_path
+
+
+def main(argv=None) -> int:
+    arguments = parse_arguments(argv)
+    unheard = f"{arguments.speakers}-per-sex" if arguments.speakers else "all"
+    if arguments.train_only:
+        train_model(arguments.held_out, arguments.speakers, cached_model(arguments.held_out, unheard))
+        return 0
+    model_path = ready_model(arguments, unheard)
     pin_one_thread()
     from acoustics import models, segments
 
