@@ -9,13 +9,15 @@ into place, and a corpus's ``manifest.csv`` last, so a corpus with a manifest is
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import shutil
 import subprocess
 from pathlib import Path
 
 from .corpus import read_manifest
-from .errors import AcousticsError
-from .outputs import copy_atomically, replaced_atomically
+from .errors import AcousticsError, shown
+from .outputs import replaced_atomically
 from .setup import espeak_program, install_command
 
 DEMO_SENTENCES = (
@@ -67,13 +69,14 @@ def make_real_demo_corpus(folder: Path, source_manifest: Path) -> Path:
     for speaker, clips in by_speaker.items():
         if speaker in holdout.values():
             for number, clip in enumerate(_evenly(clips, REAL_DEMO_HOLDOUT_CLIPS), start=1):
-                copy_atomically(clip.path, folder / "holdout" / f"{clip.sex}-{speaker}-{number}{clip.path.suffix.lower()}")
+                with _written(folder / "holdout" / f"{clip.sex}-{speaker}-{number}{clip.path.suffix.lower()}") as temporary:
+                    shutil.copyfile(clip.path, temporary)
         else:
             rows += [(str(clip.path.resolve()), clip.sex, speaker) for clip in _evenly(clips, REAL_DEMO_CLIPS)]
     source = source_manifest.parent.name or "real"
     (folder / REAL_DEMO_MARK).write_text(f"{source}\nReal voices from {source_manifest}, because espeak-ng is not installed.\n",
                                          encoding="utf-8")
-    with replaced_atomically(folder / "manifest.csv") as temporary:  # written last: its presence means the corpus is whole
+    with _written(folder / "manifest.csv") as temporary:  # written last: its presence means the corpus is whole
         with open(temporary, "w", newline="", encoding="utf-8") as handle:
             csv.writer(handle, lineterminator="\n").writerows(rows)
     return folder / "manifest.csv"
@@ -90,6 +93,25 @@ def mbrola_voices() -> dict:
     """The optional MBROLA German voices that are installed: {voice: sex}."""
     return {voice: sex for voice, sex in MBROLA_VOICES.items()
             if Path(f"/usr/share/mbrola/{voice[3:]}/{voice[3:]}").exists()}
+
+
+@contextlib.contextmanager
+def _written(path: Path):
+    """:func:`acoustics.outputs.replaced_atomically` for one file of a corpus: a disk that refuses it, or an
+    espeak-ng that fails to speak it, is one line (:class:`AcousticsError`), and nothing half-written stays."""
+    try:
+        with replaced_atomically(path) as temporary:
+            yield temporary
+    except OSError as error:
+        raise AcousticsError(f"Cannot write {shown(path)} ({error.strerror or error}); free some space in "
+                             f"{shown(path.parent)} and run again.") from None
+    except subprocess.CalledProcessError as error:
+        said = (error.stderr or b"").decode(errors="replace").strip().splitlines()
+        raise AcousticsError(f"espeak-ng could not speak {shown(path.name)} ({shown(said[-1]) if said else f'exit status {error.returncode}'}); "
+                             "check it with 'espeak-ng --version' and run again.") from None
+    except subprocess.TimeoutExpired:
+        raise AcousticsError(f"espeak-ng took over a minute to speak {shown(path.name)}; check it with 'espeak-ng --version' "
+                             "and run again.") from None
 
 
 def _speak(text: str, path: Path, voice: str, pitch: int, speed: int) -> None:
@@ -136,9 +158,9 @@ def make_demo_corpus(folder, *, progress=None, real_voices: Path = REAL_DEMO_MAN
     for job in jobs if progress is None else progress(jobs):
         job[1].parent.mkdir(parents=True, exist_ok=True)
         if not job[1].exists():
-            with replaced_atomically(job[1]) as temporary:
+            with _written(job[1]) as temporary:
                 _speak(job[0], temporary, *job[2:])
-    with replaced_atomically(manifest) as temporary:  # written last: its presence means the corpus is whole
+    with _written(manifest) as temporary:  # written last: its presence means the corpus is whole
         temporary.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return manifest
 
@@ -164,7 +186,7 @@ def make_babble_voices(folder) -> list:
     for voice, pitch, speed, sex in BABBLE_TALKERS:
         path = folder / f"babble-{sex}-{voice.replace('+', '-')}-p{pitch}.wav"
         if not path.exists():
-            with replaced_atomically(path) as temporary:
+            with _written(path) as temporary:
                 _speak(BABBLE_TEXT, temporary, voice, pitch, speed)
         paths.append(path)
     return paths

@@ -338,6 +338,21 @@ def test_without_espeak_ng_or_real_voices_the_demo_says_how_to_get_espeak_ng(tmp
     assert not (tmp_path / "demo_corpus" / "manifest.csv").exists()
 
 
+def test_an_espeak_ng_that_fails_is_one_line_and_leaves_no_half_corpus(tmp_path, monkeypatch):
+    """espeak-ng that cannot write (a full disk, a broken install) stops the demo corpus with one line: the files
+    spoken so far stay, no temporary file or manifest is left, and the next run goes on."""
+    programs = tmp_path / "bin"
+    programs.mkdir()
+    (programs / "espeak-ng").write_text("#!/bin/sh\necho 'Failed to write output file' >&2\nexit 1\n")
+    (programs / "espeak-ng").chmod(0o755)
+    monkeypatch.setenv("PATH", str(programs))
+    folder = tmp_path / "demo_corpus"
+    with pytest.raises(AcousticsError) as caught:
+        democorpus.make_demo_corpus(folder, announce=lambda sentence: None)
+    one_line(caught.value, "espeak-ng could not speak", "Failed to write output file", "espeak-ng --version")
+    assert not (folder / "manifest.csv").exists() and not [path for path in folder.rglob("*") if path.is_file()]
+
+
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le-bom", "utf-16-be-bom", "utf-32"])
 def test_read_manifest_reads_utf8_and_marked_utf16(tmp_path, encoding):
     text = "path,sex,speaker\nmüller.wav,m,Zoë\n"
