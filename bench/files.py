@@ -97,7 +97,7 @@ def run_script(folder) -> tuple:
     started = time.perf_counter()
     done = subprocess.run([sys.executable, str(ROOT / "implement_model.py"), str(folder), "--json"], cwd=ROOT,
                           capture_output=True, text=True, timeout=1800)
-    if done.returncode != 0:
+    if done.returncode != 0 and not (done.returncode == 1 and "got no verdict" in done.stderr):  # 1: some files unanswered
         sys.exit(f"implement_model.py failed:\n{done.stderr[-2000:]}")
     return time.perf_counter() - started, len(done.stdout.splitlines())
 
