@@ -11,6 +11,7 @@ All signals are 1-D ``numpy.float32`` arrays in [-1, 1]; all durations are in se
 from __future__ import annotations
 
 import errno
+import functools
 import math
 import os
 import re
@@ -176,13 +177,12 @@ class DCBlocker:
     it against ``scipy.signal.lfilter``.
     """
 
-    PIECE = 1024
+    PIECE = 16384  # about a second at 16 kHz: pole**-PIECE stays far inside float64 (e**64 at 10 Hz)
 
     def __init__(self, sample_rate: int) -> None:
         self.pole = math.exp(-2.0 * math.pi * DC_CUTOFF_HZ / sample_rate)
         self.gain = (1.0 + self.pole) / 2.0
-        powers = self.pole ** np.arange(self.PIECE, dtype=np.float64)
-        self._powers, self._inverse = powers, 1.0 / powers
+        self._powers, self._inverse = _pole_powers(self.pole, self.PIECE)
         self._last_input = None
         self._last_output = 0.0
 
@@ -199,6 +199,15 @@ class DCBlocker:
             output[start:start + size] = powers * (self.pole * self._last_output + np.cumsum(steps * self._inverse[:size]))
             self._last_input, self._last_output = piece[-1], output[start + size - 1]
         return np.clip(output, -1.0, 1.0).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _pole_powers(pole: float, count: int) -> tuple:
+    """``pole ** n`` and its inverse for n < ``count`` (read-only): one pair per sample rate, not per file."""
+    powers = pole ** np.arange(count, dtype=np.float64)
+    inverse = 1.0 / powers
+    powers.flags.writeable = inverse.flags.writeable = False
+    return powers, inverse
 
 
 def _minutes(seconds: float) -> str:
