@@ -66,9 +66,9 @@ def band_levels(matrix: np.ndarray, settings) -> np.ndarray:
 
 
 class NoiseFloor:
-    """Step 2, streamed: feed it the band levels (dB, frames x bands) of consecutive frames in blocks of any
-    size; each call returns how far each frame whose floor is known by then stands above it (dB, the mean
-    over bands, 0 where a band is below), and :meth:`finish` the rest. The same frames give the same values
+    """Step 2 of :mod:`acoustics.segments`, streamed: feed it the band levels (dB, frames x bands) of
+    consecutive frames in blocks of any size; each call returns how far each frame whose floor is known by
+    then stands above it (dB, the mean over bands, 0 where a band is below), and :meth:`finish` the rest. The same frames give the same values
     however they are split into blocks.
 
     A band's floor for the frames of one second is the median, over the :data:`NOISE_FLOOR_SECONDS` either
@@ -152,8 +152,8 @@ def runs(mask: np.ndarray) -> np.ndarray:
 
 
 def speech_frames(loudness: np.ndarray, frames_per_second: float) -> np.ndarray:
-    """True for each frame that is speech (the module's step 4), from each frame's ``loudness``: how far, in
-    dB, its bands stand on average above their noise floors (:class:`NoiseFloor`)."""
+    """True for each frame that is speech (step 4 of :mod:`acoustics.segments`), from each frame's
+    ``loudness``: how far, in dB, its bands stand on average above their noise floors (:class:`NoiseFloor`)."""
     high, low = np.empty(loudness.size, bool), np.empty(loudness.size, bool)
     for begin in range(0, loudness.size, CHUNK_FRAMES):  # smoothed a chunk at a time, with its neighbours
         end = min(loudness.size, begin + CHUNK_FRAMES)

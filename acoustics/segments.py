@@ -299,9 +299,9 @@ def segments_of(track: Track, metadata: dict) -> Segmentation:
     speech = track.speech
     count = speech.size
     logits = frame_logits(track, speech, settings.frames, float(metadata.get("temperature", 1.0)))
-    turns = noisefloor.runs(speech)  # each run of speech starts after a pause (or at the start)
-    penalties = np.full(int(speech.sum()), SWITCH_IN_SPEECH, np.float32)
-    penalties[np.cumsum(turns[:, 1] - turns[:, 0]) - (turns[:, 1] - turns[:, 0])] = SWITCH_AT_PAUSE
+    lengths = np.diff(noisefloor.runs(speech), axis=1).ravel()  # runs of speech, each after a pause (or at the start)
+    penalties = np.full(int(lengths.sum()), SWITCH_IN_SPEECH, np.float32)
+    penalties[np.cumsum(lengths) - lengths] = SWITCH_AT_PAUSE  # at each run's first speech frame
     male = viterbi(logits[speech] / np.float32(settings.frames), penalties)
     del penalties
     labels = np.full(count, 2, dtype=np.int8)  # LABELS: 0 female, 1 male, 2 no_speech
