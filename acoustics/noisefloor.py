@@ -68,8 +68,8 @@ def band_levels(matrix: np.ndarray, settings) -> np.ndarray:
 class NoiseFloor:
     """Step 2 of :mod:`acoustics.segments`, streamed: feed it the band levels (dB, frames x bands) of
     consecutive frames in blocks of any size; each call returns how far each frame whose floor is known by
-    then stands above it (dB, the mean over bands, 0 where a band is below), and :meth:`finish` the rest. The same frames give the same values
-    however they are split into blocks.
+    then stands above it (dB, the mean over bands, 0 where a band is below), and :meth:`finish` the rest.
+    The same frames give the same values however they are split into blocks.
 
     A band's floor for the frames of one second is the median, over the :data:`NOISE_FLOOR_SECONDS` either
     side, of each second's :data:`NOISE_FLOOR_PERCENTILE`-th percentile of its levels. A frame's value is
