@@ -31,7 +31,7 @@ from acoustics.database import FeatureDatabase
 from acoustics.errors import AcousticsError
 from acoustics import recipe as recipes
 from acoustics.recipe import Recipe
-from acoustics.settings import Paths, command_line, non_negative_integer, plain_file_name, positive_integer
+from acoustics.settings import Paths, Settings, command_line, non_negative_integer, plain_file_name, positive_integer
 from acoustics.training import DEFAULT_FRACTIONS
 
 DESCRIPTION = """Stage 4: train four kinds of network to tell male from female speech, and keep the best.
@@ -67,7 +67,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
                         help=f"passes over the training data per network (default: the recipe's, {recipe.epochs}, and "
                              f"{recipe.encoder_epochs} for the encoder network's head)")
     parser.add_argument("--batch-size", metavar="N", type=positive_integer, default=None,
-                        help=f"1-second pieces of speech per training step (default: the recipe's, {recipe.batch_size})")
+                        help=f"windows of speech ({Settings().window_seconds:.1f} s at the default settings) per training step (default: the recipe's, {recipe.batch_size})")
     parser.add_argument("--out", metavar="FOLDER", type=Path, default=paths.models, help=f"folder for the models and pictures (default {paths.models})")
     parser.add_argument("--seed", type=non_negative_integer, default=None, help="seed of the split, the shuffling and the weights (default: the database's)")
     parser.add_argument("--name", type=plain_file_name, default="best", help="file name (without .h5) of the copy of the best model (default best)")
@@ -187,7 +187,7 @@ def train_all(arguments) -> int:
             if isinstance(event, trainer.Saved):
                 results.append(event)
             print(progress_line(event, recipe), flush=True)
-    return report(arguments, results, split.index)
+    return report(arguments, results, split.index, database.settings)
 
 
 def progress_line(event, recipe: Recipe) -> str:
@@ -212,7 +212,7 @@ def progress_line(event, recipe: Recipe) -> str:
     return f"Saved {event.path} (the last epoch, {fit['best_epoch']} of {fit['epochs']}; calibration temperature {temperature:.2f})."
 
 
-def report(arguments, results, index) -> int:
+def report(arguments, results, index, settings) -> int:
     """Copy the best (or --pick) model to NAME.h5 and print the test table and the next command."""
     if not results:
         print("No model was saved.")
@@ -228,7 +228,7 @@ def report(arguments, results, index) -> int:
     best_copy = arguments.out / f"{arguments.name}.h5"
     if best_copy != chosen.path:
         outputs.copy_atomically(chosen.path, best_copy)
-    print("\nTest speakers' clips (accuracy at clip level; a clip's verdict is the mean over its 1 s windows, the louder ones counting more):")
+    print(f"\nTest speakers' clips (accuracy at clip level; a clip's verdict is the mean over its {settings.window_seconds:.1f} s windows, the louder ones counting more):")
     print(trainer.summary_table(results, index).to_string(index=False, float_format=lambda value: f"{value:.3f}"))
     print(f"\n{reason}; copied to {best_copy}. Pictures are beside the models in {arguments.out}.")
     paths = Paths()

@@ -3,7 +3,7 @@
 
 Choices (every number is in the :class:`~acoustics.recipe.Recipe`, stored in each ``.h5``):
 
-- Input: windows of ``settings.frames`` MFCC frames (1 s at the defaults) cut by
+- Input: windows of ``settings.frames`` MFCC frames (1.6 s at the defaults) cut by
   :func:`acoustics.features.windows` with 50 % overlap; clips shorter than one window are tiled.
   Every window of a clip carries the clip's label; a clip's P(male) is the mean of its windows'
   probabilities, each weighted by its loudness (:func:`acoustics.training.window_weights`), then

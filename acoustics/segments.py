@@ -11,7 +11,7 @@ frame and work a chunk of frames at a time (tests/test_segments.py holds a 20-mi
    with the samples a frame needs carried over; each frame keeps its peak sample.
 2. Loudness above the noise (:mod:`acoustics.noisefloor`): each frame keeps how far its groups of mel
    bands stand on average above their own noise floors (float16).
-3. Windows: the model's windows of ``settings.frames`` frames (1 s) start every :data:`WINDOW_HOP_SECONDS`
+3. Windows: the model's windows of ``settings.frames`` frames (1.6 s) start every half window (0.8 s)
    at fixed places from the first frame (the last one aligned to the end), predicted in batches; the
    frames a window needs are carried over between chunks.
 
@@ -23,7 +23,8 @@ Then, on those arrays:
    neighbourhood (the middle :data:`WINDOW_CENTRE` of each window), each weighted by the fraction
    of its frames that are speech.
 6. Labels: a two-state (male, female) Viterbi over the speech frames: each frame's evidence is its
-   log-odds over the window length, and switching costs :data:`SWITCH_IN_SPEECH` nats inside speech
+   log-odds times the frame's hop in seconds (a second of speech weighs one window's log-odds, whatever
+   the window's length), and switching costs :data:`SWITCH_IN_SPEECH` nats inside speech
    but :data:`SWITCH_AT_PAUSE` across a pause. Each resulting turn is then labelled by its mean
    log-odds (its ``p_male``); neighbours with the same label are merged.
 
@@ -45,10 +46,10 @@ from .errors import BadAudioError
 BLOCK_SECONDS = 5.0
 #: Frames turned into MFCCs and windows at a time, in seconds (bounds the memory of a pass).
 CHUNK_SECONDS = 30.0
-#: Hop between the starts of the model's windows, in seconds: half a window, as in training. The encoder
-#: network's three LSTM layers make each window costly, and a shorter hop bought no accuracy
+#: Hop between the starts of the model's windows, as a fraction of a window: half, as in training. The
+#: encoder network's three LSTM layers make each window costly, and a shorter hop bought no accuracy
 #: (bench/README.md, bench/segments.py).
-WINDOW_HOP_SECONDS = 0.5
+WINDOW_HOP_FRACTION = 0.5
 #: A window's log-odds count for the frames of its middle this fraction (1.0: all its frames).
 WINDOW_CENTRE = 0.6
 #: Switching between male and female costs this many nats inside speech, and this many across a pause.
@@ -115,12 +116,12 @@ class Tracker:
     returns its :class:`Track`. Holds at most about :data:`CHUNK_SECONDS` of samples and frames."""
 
     def __init__(self, model, metadata: dict, *, chunk_seconds: float = CHUNK_SECONDS,
-                 window_hop_seconds: float = WINDOW_HOP_SECONDS) -> None:
+                 window_hop_fraction: float = WINDOW_HOP_FRACTION) -> None:
         self.model, self.metadata = model, metadata
         self.settings = settings = metadata["settings"]
         self.hop, self.n_fft, self.width = settings.hop_length, settings.n_fft, settings.frames
         self.chunk_frames = max(self.width, int(round(chunk_seconds * 1000 / settings.hop_ms)))
-        self.window_hop = max(1, int(round(window_hop_seconds * 1000 / settings.hop_ms)))
+        self.window_hop = max(1, int(round(window_hop_fraction * settings.frames)))
         self._samples = np.zeros(0, np.float32)  # from sample frame_count * hop on
         self._mfcc = np.zeros((0, settings.n_mfcc), np.float32)  # from frame _mfcc_start on
         self._mfcc_start = 0
@@ -302,7 +303,7 @@ def segments_of(track: Track, metadata: dict) -> Segmentation:
     lengths = np.diff(noisefloor.runs(speech), axis=1).ravel()  # runs of speech, each after a pause (or at the start)
     penalties = np.full(int(lengths.sum()), SWITCH_IN_SPEECH, np.float32)
     penalties[np.cumsum(lengths) - lengths] = SWITCH_AT_PAUSE  # at each run's first speech frame
-    male = viterbi(logits[speech] / np.float32(settings.frames), penalties)
+    male = viterbi(logits[speech] * np.float32(settings.hop_ms / 1000), penalties)  # log-odds per second
     del penalties
     labels = np.full(count, 2, dtype=np.int8)  # LABELS: 0 female, 1 male, 2 no_speech
     labels[speech] = male

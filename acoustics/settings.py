@@ -66,7 +66,8 @@ class Settings:
     trim_top_db : float
         Leading and trailing parts quieter than this many dB below the peak are trimmed as silence.
     frames : int
-        Number of frames (of ``hop_ms`` each) in one model input window: 100 frames is 1.0 s.
+        Number of frames (of ``hop_ms`` each) in one model input window: 160 frames is 1.6 s, the
+        length of the partial utterances the pretrained speaker encoder learnt on.
     snrs_db : tuple of float
         Signal-to-noise ratios in dB at which background noise is mixed into each recording.
     seed : int
@@ -81,7 +82,7 @@ class Settings:
     fmin: float = 0.0
     fmax: float = 8000.0
     trim_top_db: float = 30.0
-    frames: int = 100
+    frames: int = 160
     snrs_db: tuple = (20.0, 10.0, 5.0, 0.0)
     seed: int = 42
     feature_version: int = FEATURE_VERSION

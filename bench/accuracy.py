@@ -440,7 +440,8 @@ def main(argv=None) -> int:
           + "; ".join(f"'{word}' {count} clips, right {right:.3f}" for word, (count, right) in words.items()))
     summary["sure_right"] = round(words["sure"][1], 4) if words["sure"][0] else None
     figures = RESULTS / ("accuracy_quick.json" if arguments.quick else "accuracy.json")
-    figures.write_text(json.dumps({"accuracy": summary, "recipe": recipe.to_dict(), "tag": arguments.tag}, indent=1))
+    figures.write_text(json.dumps({"accuracy": summary, "recipe": recipe.to_dict(), "settings": settings.to_dict(),
+                                   "tag": arguments.tag}, indent=1))
     print(f"table: {arguments.csv}; figures: {figures} (make reference stores bench/accuracy.json's in the model); "
           f"{summary['seconds']} s")
     print(json.dumps(summary))

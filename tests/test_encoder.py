@@ -245,7 +245,7 @@ def test_the_encoder_network_reads_mfcc_windows_and_trains_only_its_head():
     settings = Settings()
     normalisation = training.Normalisation(np.zeros(40), np.ones(40))
     model = networks.build_model("encoder", settings, seed=1, normalisation=normalisation)
-    assert model.input_shape == (None, 100, 40) and model.output_shape == (None, 1)
+    assert model.input_shape == (None, settings.frames, 40) and model.output_shape == (None, 1)
     assert sum(weight.shape.num_elements() if hasattr(weight.shape, "num_elements") else int(np.prod(weight.shape))
                for weight in model.trainable_weights) == 257
     assert encoder.encoder_digests(model) == [encoderfile.WEIGHTS_SHA256]
@@ -278,7 +278,7 @@ def test_training_keeps_the_pretrained_encoder_and_saves_where_it_comes_from(enc
     heard = metadata["provenance"]["encoder"]
     assert heard["weights_sha256"] == [encoderfile.WEIGHTS_SHA256] and heard["fine_tuned"] is False
     assert heard["file_sha256"] == encoderfile.SOURCE["file_sha256"] and "VoxCeleb" in heard["trained_on"]
-    windows = np.random.default_rng(0).standard_normal((4, 100, 40)).astype(np.float32)
+    windows = np.random.default_rng(0).standard_normal((4, Settings().frames, 40)).astype(np.float32)
     np.testing.assert_allclose(model.predict_on_batch(windows), encoder_model["model"].predict_on_batch(windows), atol=1e-6)
     from acoustics.verdict import describe_provenance
 

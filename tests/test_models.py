@@ -27,6 +27,9 @@ import keras  # noqa: E402
 from acoustics import batches, modelfile, networks  # noqa: E402
 from acoustics import recipe as recipes  # noqa: E402
 
+#: Frames in one model input window at the default settings.
+FRAMES = Settings().frames
+
 
 def speakers_frame(males: int, females: int) -> pandas.DataFrame:
     sexes = ["male"] * males + ["female"] * females
@@ -137,7 +140,12 @@ def test_window_weights_follow_loudness_and_ignore_the_microphone_gain(spoken_cl
 
     settings = Settings()
     speech, _ = audio.load_audio(spoken_clips["male"], settings.sample_rate)
-    silence = np.zeros(3 * settings.sample_rate, dtype=np.float32)
+    # The sentence twice, cut to whole window hops (3.2 s), so that the quieter repeat's windows cut it where
+    # the first one's do: espeak-ng's pauses are digital silence, which weighs heavily in a window's level.
+    step = settings.frames // 2 * settings.hop_length
+    speech = np.tile(audio.trim_silence(speech, 30.0), 2)
+    speech = speech[: len(speech) // step * step]
+    silence = np.zeros(4 * settings.sample_rate, dtype=np.float32)
     quieter = speech * np.float32(10 ** (-6 / 20))  # the same words 6 dB quieter
     signal = np.concatenate([speech, silence, quieter])
     matrix = features.mfcc(signal, settings)
@@ -149,13 +157,13 @@ def test_window_weights_follow_loudness_and_ignore_the_microphone_gain(spoken_cl
     starts = features.windows(frame_numbers, settings.frames)[:, 0, 0] * hop_seconds  # where each window begins
     window_seconds = settings.frames * hop_seconds
     speech_seconds = len(speech) / settings.sample_rate
-    in_silence = (starts >= speech_seconds) & (starts + window_seconds <= speech_seconds + 3.0)
+    in_silence = (starts >= speech_seconds) & (starts + window_seconds <= speech_seconds + 4.0)
     assert in_silence.sum() >= 3 and weights[in_silence].max() < 1e-6  # digital silence does not vote
     first_half = weights[starts + window_seconds <= speech_seconds]
     assert first_half.max() == 1.0
     # the repeat 6 dB quieter counts much less, but still counts: exp(-6 dB / 2 dB) = 0.05 if every mel band
     # fell by 6 dB; the quietest bands lie on the -100 dB floor, which does not fall
-    second_half = weights[starts >= speech_seconds + 3.0]
+    second_half = weights[starts >= speech_seconds + 4.0]
     assert np.exp(-6 / Recipe().loudness_weight_db) / 2 < second_half.max() < np.exp(-3 / Recipe().loudness_weight_db)
     # a microphone 20 dB softer lowers the speech's levels alike: its windows keep their weights
     softer = training.window_weights(features.windows(features.mfcc(signal * np.float32(0.1), settings), settings.frames), settings)
@@ -173,7 +181,7 @@ def test_window_weights_reject_what_is_not_a_stack_of_windows(shape):
 @pytest.mark.parametrize("name", [name for name in recipes.NETWORKS if name != "encoder"])  # test_encoder.py has it
 def test_builders_give_p_male_from_a_window(name):
     model = networks.build_model(name, Settings(), seed=1)
-    assert model.input_shape == (None, 100, 40) and model.output_shape == (None, 1)
+    assert model.input_shape == (None, FRAMES, 40) and model.output_shape == (None, 1)
     assert not any(type(layer).__name__ in ("Lambda", "Normalization") for layer in model.layers)
     assert model.count_params() < 100_000
 
@@ -191,7 +199,7 @@ def test_combine_models_averages_same_named_networks_and_saves_them(tmp_path):
     members = [networks.build_model("cnn", settings, seed=seed) for seed in (1, 2, 3)]
     ensemble = networks.combine_models(members, settings)
     assert [layer.name for layer in ensemble.layers if isinstance(layer, keras.Model)] == ["cnn_1", "cnn_2", "cnn_3"]
-    windows = np.random.default_rng(0).normal(size=(6, 100, 40)).astype(np.float32)
+    windows = np.random.default_rng(0).normal(size=(6, FRAMES, 40)).astype(np.float32)
     predictions = [models.predict_windows(member, windows) for member in members]
     assert not np.allclose(predictions[0], predictions[1])  # other seeds, other networks
     expected = np.mean(predictions, axis=0)
@@ -214,7 +222,7 @@ def trained(model_database, tmp_path_factory):
         normalisation = training.feature_statistics(database, train_rows["feature_id"], settings)
 
     def train_once():
-        weights = training.balanced_class_weights(train_rows["label"], training.window_counts(train_rows["frame_count"], 100))
+        weights = training.balanced_class_weights(train_rows["label"], training.window_counts(train_rows["frame_count"], settings.frames))
         train = batches.WindowBatches(database_path, train_rows, settings, normalisation, batch_size=64, shuffle=True,
                                      seed=settings.seed, class_weights=weights)
         validation = batches.WindowBatches(database_path, index[index["subset"] == "validation"], settings, normalisation)
@@ -279,7 +287,7 @@ def test_saved_model_loads_with_metadata_and_with_plain_keras(trained):
     np.testing.assert_array_equal(metadata["normalisation"].std, trained["normalisation"].std)
     assert metadata["scores"] == {"test": {"accuracy": 0.5}} and len(metadata["history"]["loss"]) == 2
     plain = keras.models.load_model(trained["path"], compile=False)
-    window_batch = np.random.default_rng(0).standard_normal((5, 100, 40)).astype(np.float32)
+    window_batch = np.random.default_rng(0).standard_normal((5, FRAMES, 40)).astype(np.float32)
     expected = trained["model"].predict_on_batch(window_batch)
     np.testing.assert_array_equal(model.predict_on_batch(window_batch), expected)
     np.testing.assert_array_equal(plain.predict_on_batch(window_batch), expected)
@@ -302,15 +310,15 @@ def test_predictions_are_deterministic_and_clip_level(trained, model_clips):
 
     prepared = verdict.prepare_signal(metadata, signal, "clip")
     assert verdict.classify_signal(model, metadata, signal, "clip").probability_male == models.predict_clip(model, metadata, prepared.matrix)
-    raw_windows = features.windows(matrix, 100)
+    raw_windows = features.windows(matrix, FRAMES)
     window_probabilities = model.predict_on_batch(trained["normalisation"].apply(raw_windows))[:, 0]
     weights = training.window_weights(raw_windows, metadata["settings"])
     assert len(raw_windows) > 1 and weights.max() == 1.0
     assert first == pytest.approx(float(np.average(window_probabilities, weights=weights)), abs=1e-6)
-    # three seconds of digital silence after the speech get no say in the verdict: its windows weigh nothing
-    silence = features.mfcc(np.zeros(3 * 16000, dtype=np.float32), metadata["settings"])
-    padded = features.windows(np.concatenate([matrix, silence]), 100)
-    silent = np.all(padded == silence[:100], axis=(1, 2))
+    # four seconds of digital silence after the speech get no say in the verdict: its windows weigh nothing
+    silence = features.mfcc(np.zeros(4 * 16000, dtype=np.float32), metadata["settings"])
+    padded = features.windows(np.concatenate([matrix, silence]), FRAMES)
+    silent = np.all(padded == silence[:FRAMES], axis=(1, 2))
     padded_weights = training.window_weights(padded, metadata["settings"])
     assert silent.sum() >= 3 and padded_weights[silent].max() < 1e-3
     heard = model.predict_on_batch(trained["normalisation"].apply(padded[~silent]))[:, 0]
@@ -326,7 +334,7 @@ def test_predictions_are_deterministic_and_clip_level(trained, model_clips):
 def test_training_twice_with_the_same_seed_gives_the_same_model(trained):
     model_again, fit_again = trained["train_once"]()
     assert fit_again["history"] == trained["fit"]["history"]
-    window_batch = np.random.default_rng(1).standard_normal((8, 100, 40)).astype(np.float32)
+    window_batch = np.random.default_rng(1).standard_normal((8, FRAMES, 40)).astype(np.float32)
     np.testing.assert_array_equal(model_again.predict_on_batch(window_batch), trained["model"].predict_on_batch(window_batch))
 
 

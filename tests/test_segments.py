@@ -1,8 +1,9 @@
 """Segments of recordings (acoustics/segments.py and implement_model.py --segments).
 
-The espeak-ng conversation uses a small CNN trained as tests/test_stage5.py trains its own (6 epochs on
-the model test database, ~15 s); memory, chunking and refusals use a cheap stub model, since they test
-the streaming and segmentation alone.
+The espeak-ng conversation uses a small CNN trained as tests/test_stage5.py trains its own, on the model
+test database but for 10 epochs (~20 s): its turns of under 2 s without a pause between them are hardly
+longer than a 1.6 s window, and after 6 epochs the model was too unsure to split them. Memory, chunking
+and refusals use a cheap stub model, since they test the streaming and segmentation alone.
 """
 
 from __future__ import annotations
@@ -46,13 +47,13 @@ def stub_metadata() -> dict:
 
 @pytest.fixture(scope="module")
 def segment_model(model_database, tmp_path_factory) -> Path:
-    """A CNN trained on the model test database as test_stage5's stage5 fixture trains it."""
+    """A CNN trained on the model test database as test_stage5's stage5 fixture trains it, for 10 epochs."""
     from test_stage5 import train_plain_cnn
 
     folder = tmp_path_factory.mktemp("segments")
     database = folder / "features.db"
     database.write_bytes(model_database.read_bytes())
-    train_plain_cnn(database, folder / "best.h5")
+    train_plain_cnn(database, folder / "best.h5", epochs=10)
     return folder / "best.h5"
 
 

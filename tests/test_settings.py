@@ -20,11 +20,11 @@ def test_defaults_are_the_workshop_numbers():
     assert settings.n_mels == 40
     assert settings.n_fft == 400  # 25 ms
     assert settings.hop_length == 160  # 10 ms
-    assert settings.frames == 100
+    assert settings.frames == 160  # 1.6 s: the pretrained speaker encoder's partial utterances
     assert settings.snrs_db == (20.0, 10.0, 5.0, 0.0)
     assert settings.feature_version == FEATURE_VERSION
-    # One model input window: 99 hops plus one analysis window.
-    assert settings.window_seconds == pytest.approx((99 * 160 + 400) / 16000)
+    # One model input window: 159 hops plus one analysis window.
+    assert settings.window_seconds == pytest.approx((159 * 160 + 400) / 16000)
 
 
 @pytest.mark.parametrize(
