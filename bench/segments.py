@@ -262,15 +262,16 @@ def write_conversations(speakers: dict, arguments, folder: Path, rng: np.random.
 
 
 def usable(model_path: Path) -> bool:
-    """True if the cached model reads (an older version's file, without a checksum, is trained again)."""
+    """True if the cached model reads and was trained with today's feature settings and recipe (an older
+    version's file, without a checksum, or one of other settings, is trained again)."""
     from acoustics.errors import BadModelError
     from acoustics.modelfile import read_metadata
 
     try:
-        read_metadata(model_path)
+        metadata = read_metadata(model_path)
     except BadModelError:
         return False
-    return True
+    return metadata["settings"] == Settings() and metadata["recipe"] == Recipe()
 
 
 def cached_model(held_out: str, unheard: str) -> Path:
