@@ -157,7 +157,7 @@ def train_model(held_out: str, per_sex: int, path: Path) -> None:
 def truth_speech(turn: np.ndarray) -> np.ndarray:
     """Speech (True) per 10 ms frame of a clean turn: silences of MIN_PAUSE_SECONDS or more, quieter than
     TRUTH_BELOW_PEAK_DB under its loud frames, are not speech."""
-    from acoustics.segments import runs
+    from acoustics.noisefloor import runs
 
     hop = int(FRAME * RATE)
     count = turn.size // hop
