@@ -1,11 +1,11 @@
 """Who speaks when: a recording split into ``male``, ``female`` and ``no_speech`` segments (stage 5's --segments).
 
 One pass over the recording, streamed from disk in blocks (soundfile) and resampled block by block
-(soxr's stream), keeps 4 bytes per 10 ms frame (1.4 MB an hour) beside the work of one chunk (about
-25 MB), instead of the 230 MB an hour of samples would take; the steps after it hold about 8 bytes a
+(soxr's stream), keeps 4 bytes per 10 ms frame (1.4 MB an hour) beside the work of one chunk (some
+tens of MB), instead of the 230 MB an hour of samples would take; the steps after it hold about 8 bytes a
 frame and work a chunk of frames at a time (tests/test_segments.py holds a 20-minute file to less than
 3 MB above a 2-minute one; bench/faults.py measures 30 hours). The pass works on chunks of
-:data:`CHUNK_SECONDS`; nothing depends on where a chunk ends, because every step of it is local:
+:data:`CHUNK_WINDOWS` window hops; nothing depends on where a chunk ends, because every step of it is local:
 
 1. Frames: the MFCCs of the model's settings (one frame per ``hop_ms``, 10 ms), computed chunk by chunk
    with the samples a frame needs carried over; each frame keeps its peak sample.
@@ -44,8 +44,10 @@ from .errors import BadAudioError
 
 #: Samples read from the file at a time, in seconds of the file.
 BLOCK_SECONDS = 5.0
-#: Frames turned into MFCCs and windows at a time, in seconds (bounds the memory of a pass).
-CHUNK_SECONDS = 30.0
+#: Window hops turned into MFCCs and windows at a time (26 s at the defaults; bounds the memory of a pass): a
+#: chunk's windows fill a batch of :func:`acoustics.models.predict_windows`, which pads a batch to the next
+#: power of two, so no prediction is spent on padding.
+CHUNK_WINDOWS = 32
 #: Hop between the starts of the model's windows, as a fraction of a window: half, as in training. The
 #: encoder network's three LSTM layers make each window costly, and a shorter hop bought no accuracy
 #: (bench/README.md, bench/segments.py).
@@ -113,15 +115,17 @@ def read_blocks(path, sample_rate: int, block_seconds: float = BLOCK_SECONDS) ->
 # One pass: frames and windows ----------------------------------------------------------------------
 class Tracker:
     """Feed it a recording's samples (float32 at the model's rate) in blocks of any size; :meth:`finish`
-    returns its :class:`Track`. Holds at most about :data:`CHUNK_SECONDS` of samples and frames."""
+    returns its :class:`Track`. Holds at most about a chunk (:data:`CHUNK_WINDOWS` window hops, or
+    ``chunk_seconds``) of samples and frames."""
 
-    def __init__(self, model, metadata: dict, *, chunk_seconds: float = CHUNK_SECONDS,
+    def __init__(self, model, metadata: dict, *, chunk_seconds: Optional[float] = None,
                  window_hop_fraction: float = WINDOW_HOP_FRACTION) -> None:
         self.model, self.metadata = model, metadata
         self.settings = settings = metadata["settings"]
         self.hop, self.n_fft, self.width = settings.hop_length, settings.n_fft, settings.frames
-        self.chunk_frames = max(self.width, int(round(chunk_seconds * 1000 / settings.hop_ms)))
         self.window_hop = max(1, int(round(window_hop_fraction * settings.frames)))
+        chunk = CHUNK_WINDOWS * self.window_hop if chunk_seconds is None else int(round(chunk_seconds * 1000 / settings.hop_ms))
+        self.chunk_frames = max(self.width, chunk)
         self._samples = np.zeros(0, np.float32)  # from sample frame_count * hop on
         self._mfcc = np.zeros((0, settings.n_mfcc), np.float32)  # from frame _mfcc_start on
         self._mfcc_start = 0
