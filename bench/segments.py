@@ -119,8 +119,8 @@ def held_out_speakers(name: str, per_sex: int) -> set:
 
 
 def train_model(held_out: str, per_sex: int, path: Path) -> None:
-    """The reference model's recipe (an ensemble of three ConvNets) trained on the demo corpus and the
-    three corpora without the voices of the conversations: all of corpus ``held_out`` (``per_sex`` 0) or
+    """The reference model's network (:data:`REFERENCE_NETWORKS`) and recipe trained on the demo corpus and the
+    other corpora without the voices of the conversations: all of corpus ``held_out`` (``per_sex`` 0) or
     ``per_sex`` speakers of each sex of it; calibrated on two other speakers of each sex of each corpus,
     saved to ``path``.
     The features are bench/accuracy.py's (computed once, cached in bench/results/), so are the split
