@@ -67,7 +67,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
                         help=f"passes over the training data per network (default: the recipe's, {recipe.epochs}, and "
                              f"{recipe.encoder_epochs} for the encoder network's head)")
     parser.add_argument("--batch-size", metavar="N", type=positive_integer, default=None,
-                        help=f"windows of speech ({Settings().window_seconds:.1f} s at the default settings) per training step (default: the recipe's, {recipe.batch_size})")
+                        help=f"windows of speech ({Settings.frames * Settings.hop_ms / 1000:g} s at the default settings) per training step (default: the recipe's, {recipe.batch_size})")
     parser.add_argument("--out", metavar="FOLDER", type=Path, default=paths.models, help=f"folder for the models and pictures (default {paths.models})")
     parser.add_argument("--seed", type=non_negative_integer, default=None, help="seed of the split, the shuffling and the weights (default: the database's)")
     parser.add_argument("--name", type=plain_file_name, default="best", help="file name (without .h5) of the copy of the best model (default best)")
