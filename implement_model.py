@@ -139,7 +139,8 @@ def start_loading(arguments):
         print(choice.warning, file=sys.stderr, flush=True)
     # The stream is looked up when the model is ready: the live view may have taken stdout over by then.
     _loader = verdict.ModelLoader(choice.path, on_ready=lambda model, metadata: print(
-        f"Loaded the {metadata['model_name']} model from {verdict.shown_path(choice.path)}.", file=report_stream(arguments), flush=True))
+        f"Loaded the {metadata['model_name']} model from {verdict.shown_path(choice.path)}.", file=report_stream(arguments), flush=True),
+        xla=bool(arguments.files))  # files and recordings: large batches, worth XLA's compiling
     return settings, _loader
 
 
@@ -205,7 +206,7 @@ def compare_models(arguments, loader) -> int:
     truths = compare.truths_of(paths, arguments.truths)
     other = verdict.choose_model(arguments.compare, Paths().models).path
     model, metadata = loader.get()
-    other_model, other_metadata = models.load_model(other)
+    other_model, other_metadata = models.load_model(other, xla=True)
     both = [(model, metadata, loader.path), (other_model, other_metadata, other)]
     lines, unanswered = compare.report(both, paths, truths)
     print("\n".join(lines))

@@ -140,6 +140,11 @@ def frame_count(samples: int, settings: Settings) -> int:
     return 1 + max(0, samples - settings.n_fft) // settings.hop_length
 
 
+#: Frames whose spectra :func:`mfcc` holds at a time (10 s at the defaults: about 7 MB of float64 frames and
+#: spectra), so that a long signal costs no more working memory than a clip.
+MFCC_BLOCK_FRAMES = 1024
+
+
 def mfcc(signal: np.ndarray, settings: Settings) -> np.ndarray:
     """MFCCs of a mono float32 signal at ``settings.sample_rate``: shape (frames, n_mfcc), float32.
 
@@ -159,10 +164,13 @@ def mfcc(signal: np.ndarray, settings: Settings) -> np.ndarray:
     )
     import scipy.fft  # here, not at the top: Settings checks its mel bands with this module, and scipy.fft costs 0.5 s
 
-    spectrum = scipy.fft.rfft(frames * window, axis=1)  # float64 window: float64 frames
-    power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
-    log_mel = 10.0 * np.log10(np.maximum(power @ mel_basis_t, AMIN))
-    return (log_mel @ dct).astype(np.float32)
+    result = np.empty((len(frames), dct.shape[1]), dtype=np.float32)
+    for start in range(0, len(frames), MFCC_BLOCK_FRAMES):  # the float64 spectra of a block at a time
+        spectrum = scipy.fft.rfft(frames[start : start + MFCC_BLOCK_FRAMES] * window, axis=1)  # float64 window: float64 frames
+        power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
+        log_mel = 10.0 * np.log10(np.maximum(power @ mel_basis_t, AMIN))
+        result[start : start + MFCC_BLOCK_FRAMES] = log_mel @ dct
+    return result
 
 
 def reference_mfcc(signal: np.ndarray, settings: Settings) -> np.ndarray:

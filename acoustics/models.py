@@ -288,8 +288,9 @@ def check_encoders(model: keras.Model, metadata: dict) -> None:
                             f"{TRAIN_AGAIN}.")
 
 
-def load_model(path) -> tuple:
-    """Load a model saved by :func:`save_model`: ``(keras_model, metadata)``.
+def load_model(path, *, xla: bool = False) -> tuple:
+    """Load a model saved by :func:`save_model`: ``(keras_model, metadata)``; with ``xla``, its predictions
+    go through XLA (:func:`predict_through_xla`), for work in large batches.
 
     ``metadata`` has ``path``, ``version``, ``model_name``, ``settings`` (Settings), ``class_names``,
     ``normalisation``, ``recipe``, ``temperature``, ``provenance`` (see :func:`acoustics.modelfile.read_metadata`),
@@ -308,7 +309,27 @@ def load_model(path) -> tuple:
     if tuple(model.input_shape) != expected or tuple(model.output_shape) != (None, 1):
         raise BadModelError(f"{path}: the network's shape does not match its stored settings; {TRAIN_AGAIN}.")
     check_encoders(model, metadata)
+    if xla:
+        predict_through_xla(model)
     return model, metadata
+
+
+def predict_through_xla(model: keras.Model) -> None:
+    """Make ``model``'s predictions go through XLA, TensorFlow's compiler (before its first prediction).
+
+    Keras leaves XLA off on a CPU. Fusing each LSTM step's small operations pays there: the encoder
+    network predicts a batch of 32-256 windows in about half the time on one core, and the ConvNet gains
+    a little (bench/README.md, bench/files.py and bench/segments.py). But each new batch size costs about
+    a second to compile, against about 0.3 s to trace without XLA, so only stage 5's work in large batches
+    (many files, ``--segments``) uses it; a live verdict, a single batch of a few windows, does not.
+    Outputs agree with the plain path to about 1e-6. Where TensorFlow runs ops deterministically (after
+    :func:`acoustics.networks.set_seed`, in training) Keras refuses XLA and the plain path stays.
+    """
+    import warnings
+
+    with warnings.catch_warnings():  # Keras warns when it refuses (deterministic ops): the plain path is fine
+        warnings.simplefilter("ignore")
+        model.jit_compile = True
 
 
 def parameter_count(model: keras.Model) -> int:

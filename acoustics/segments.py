@@ -44,10 +44,11 @@ from .errors import BadAudioError
 
 #: Samples read from the file at a time, in seconds of the file.
 BLOCK_SECONDS = 5.0
-#: Window hops turned into MFCCs and windows at a time (26 s at the defaults; bounds the memory of a pass): a
-#: chunk's windows fill a batch of :func:`acoustics.models.predict_windows`, which pads a batch to the next
-#: power of two, so no prediction is spent on padding.
-CHUNK_WINDOWS = 32
+#: Window hops turned into MFCCs and windows at a time (51 s at the defaults; bounds the memory of a pass): a
+#: chunk's windows fill one batch of :func:`acoustics.models.predict_windows` (``multiple=64``), which pads a
+#: batch to the next power of two, so no prediction is spent on padding, and a batch of 64 windows costs the
+#: encoder network less per window than one of 32 (bench/README.md, bench/segments.py).
+CHUNK_WINDOWS = 64
 #: Hop between the starts of the model's windows, as a fraction of a window: half, as in training. The
 #: encoder network's three LSTM layers make each window costly, and a shorter hop bought no accuracy
 #: (bench/README.md, bench/segments.py).
@@ -196,7 +197,7 @@ class Tracker:
         windows = np.stack([features.windows(self._mfcc[start - offset : start - offset + self.width], self.width)[0]
                             for start in starts])
         metadata = self.metadata
-        p = predict_windows(self.model, metadata["normalisation"].apply(windows), multiple=64).astype(np.float64)
+        p = predict_windows(self.model, metadata["normalisation"].apply(windows), multiple=CHUNK_WINDOWS).astype(np.float64)
         p = np.clip(p, 1e-6, 1 - 1e-6)
         self._starts.extend(starts)
         self._logits.extend(np.log(p / (1 - p)))

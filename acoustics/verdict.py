@@ -213,14 +213,18 @@ def warm_up(model, metadata: dict) -> None:
 class ModelLoader:
     """Imports Keras, loads the model and warms it up in a background thread; :meth:`get` waits for it.
 
+    With ``xla`` (work in large batches: many files, ``--segments``) the model predicts through XLA
+    (:func:`acoustics.models.predict_through_xla`) and is not warmed up on one window, a batch size that
+    work seldom uses: its first batch compiles instead.
     ``on_ready(model, metadata)`` is called in that thread once the model is ready.
     Any exception of the thread is raised again by :meth:`get`. Keras' import sends file descriptor 2
     to /dev/null for a few seconds (``quiet.import_keras``): callers that print to stderr
     meanwhile must write through a duplicate of it (implement_model.py rebinds ``sys.stderr``).
     """
 
-    def __init__(self, path, on_ready=None) -> None:
+    def __init__(self, path, on_ready=None, *, xla: bool = False) -> None:
         self.path = path
+        self.xla = bool(xla)
         self._on_ready = on_ready
         self.seconds = 0.0
         self._result = None
@@ -235,8 +239,9 @@ class ModelLoader:
         try:
             from . import models
 
-            model, metadata = models.load_model(self.path)
-            warm_up(model, metadata)
+            model, metadata = models.load_model(self.path, xla=self.xla)
+            if not self.xla:
+                warm_up(model, metadata)
             self._result = (model, metadata)
         except BaseException as error:  # re-raised in the caller's thread by get()
             self._error = error

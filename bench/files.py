@@ -6,16 +6,18 @@ LibriSpeech clips in ../shared/data, 16-bit WAV, in bench/results/files/), then 
 ``implement_model.py FOLDER`` does (``acoustics.fileverdicts.file_verdicts`` with the reference model
 that answers out of the box), after start-up (the model loaded, TensorFlow warm):
 
-- the pipeline as stage 5 runs it (threads read ahead, the windows of many files in one prediction);
-- the baseline in the same run: one file at a time (one reading thread, one prediction per file).
+- the pipeline as stage 5 runs it (threads read ahead, the windows of many files in one prediction,
+  the model predicting through XLA: ``models.load_model(..., xla=True)``);
+- the same pipeline with the model's plain prediction path (without XLA), in the same runs;
+- the baseline in the same run: one file at a time (one reading thread, one prediction per file, without XLA).
 
 Each is timed --repeats times; the figures are medians with the range. A last check runs the real
 script (``implement_model.py FOLDER --json``) and counts its JSON lines.
 
     python bench/files.py [--files 1000] [--repeats 3]
 
-Last line: one JSON object {"files", "files_per_second", "baseline_files_per_second", "speedup",
-"script_seconds", "cores"}. Goal: >= 200 files per second on 2 cores, after start-up.
+Last line: one JSON object {"files", "files_per_second", "plain_files_per_second", "baseline_files_per_second",
+"speedup", "script_seconds", "cores"}. Goal: >= 200 files per second on 2 cores, after start-up.
 """
 
 from __future__ import annotations
@@ -109,26 +111,31 @@ def main(argv=None) -> int:
     choice = verdict.choose_model(None, ROOT / "data" / "models")
     from acoustics import models
 
-    model, metadata = models.load_model(choice.path)
+    model, metadata = models.load_model(choice.path, xla=True)
+    plain_model = models.load_model(choice.path)[0]
     print(f"Model: {choice.path} ({metadata['model_name']}).", flush=True)
-    timed(model, metadata, paths[:64], files_per_prediction=64, threads=4)  # warm TensorFlow and the caches
-    other = models.load_model(arguments.compare) if arguments.compare else None
+    for network in (model, plain_model):  # warm TensorFlow, XLA and the caches, the last batch's size too
+        timed(network, metadata, paths[:64], files_per_prediction=64, threads=4)
+        timed(network, metadata, paths[:len(paths) % fileverdicts.FILES_PER_PREDICTION or 64], files_per_prediction=64, threads=4)
+    other = models.load_model(arguments.compare, xla=True) if arguments.compare else None
     if other:
         print(f"Compared with: {arguments.compare} ({other[1]['model_name']}).", flush=True)
         timed(*other, paths[:64], files_per_prediction=64, threads=4)
     baseline_paths = paths[: arguments.baseline_files]
-    pipeline, baseline, compared = [], [], []
+    pipeline, plain, baseline, compared = [], [], [], []
     for repeat in range(arguments.repeats):
         pipeline.append(timed(model, metadata, paths, files_per_prediction=fileverdicts.FILES_PER_PREDICTION,
                               threads=fileverdicts.READ_THREADS))
-        baseline.append(timed(model, metadata, baseline_paths, files_per_prediction=1, threads=1))
+        plain.append(timed(plain_model, metadata, paths, files_per_prediction=fileverdicts.FILES_PER_PREDICTION,
+                           threads=fileverdicts.READ_THREADS))
+        baseline.append(timed(plain_model, metadata, baseline_paths, files_per_prediction=1, threads=1))
         if other:
             compared.append(timed(*other, paths, files_per_prediction=fileverdicts.FILES_PER_PREDICTION,
                                   threads=fileverdicts.READ_THREADS))
-        print(f"  run {repeat + 1}: pipeline {len(paths) / pipeline[-1]:.0f} files/s, "
+        print(f"  run {repeat + 1}: pipeline {len(paths) / pipeline[-1]:.0f} files/s, without XLA {len(paths) / plain[-1]:.0f} files/s, "
               f"one at a time {len(baseline_paths) / baseline[-1]:.0f} files/s"
               + (f", {arguments.compare.name} {len(paths) / compared[-1]:.0f} files/s" if other else ""), flush=True)
-    fast, slow = rate(pipeline, len(paths)), rate(baseline, len(baseline_paths))
+    fast, slow, without = rate(pipeline, len(paths)), rate(baseline, len(baseline_paths)), rate(plain, len(paths))
     extra = {}
     if other:
         third = rate(compared, len(paths))
@@ -137,9 +144,11 @@ def main(argv=None) -> int:
               f"{metadata['model_name']} takes {third[0] / fast[0]:.1f}x its time.")
     script_seconds, lines = run_script(paths[0].parent)
     print(f"Pipeline: {fast[0]:.0f} files/s (range {fast[1]:.0f}-{fast[2]:.0f}); one file at a time: {slow[0]:.0f} files/s "
-          f"(range {slow[1]:.0f}-{slow[2]:.0f}); {fast[0] / slow[0]:.1f}x.")
+          f"(range {slow[1]:.0f}-{slow[2]:.0f}); {fast[0] / slow[0]:.1f}x. Without XLA: {without[0]:.0f} files/s "
+          f"(range {without[1]:.0f}-{without[2]:.0f}); XLA {fast[0] / without[0]:.2f}x.")
     print(f"implement_model.py FOLDER --json: {lines} lines in {script_seconds:.1f} s, start-up included.")
-    print(json.dumps({"files": len(paths), "files_per_second": round(fast[0], 1), "baseline_files_per_second": round(slow[0], 1),
+    print(json.dumps({"files": len(paths), "files_per_second": round(fast[0], 1),
+                      "plain_files_per_second": round(without[0], 1), "baseline_files_per_second": round(slow[0], 1),
                       "speedup": round(fast[0] / slow[0], 2), "script_seconds": round(script_seconds, 1),
                       "cores": os.cpu_count()} | extra))
     return 0

@@ -24,7 +24,9 @@ MIN_PAUSE_SECONDS (frames of the clean turn more than TRUTH_BELOW_PEAK_DB below 
 speaker's sex. Scores: frame accuracy over every frame (no_speech included); the median distance from
 each true boundary (a change of the truth's label: speech/pause and so speaker changes) to the nearest
 predicted one, in seconds; and the speed, seconds of audio per second of CPU time of this process
-(TensorFlow and BLAS pinned to one thread), reading the files from disk as implement_model.py does.
+(TensorFlow and BLAS pinned to one thread), reading the files from disk as implement_model.py does, the
+model predicting through XLA as stage 5's --segments does; the same model without XLA, on the same
+files in turns, is the baseline (``plain_realtime_factor``).
 
 Each draw (``--draws``, seeds ``--seed`` on) casts its own conversations from the unheard speakers;
 which of them talk most moves a draw's frame accuracy by several points, so the figure is the median
@@ -35,7 +37,7 @@ of the draws, with their range.
     python bench/segments.py --held-out librispeech --draws 2
 
 Last line: one JSON object {"frame_accuracy" (median of the draws), "frame_accuracy_interval" (lowest,
-highest), "boundary_median_seconds", "realtime_factor"}.
+highest), "boundary_median_seconds", "realtime_factor", "plain_realtime_factor"}.
 """
 
 from __future__ import annotations
@@ -300,22 +302,29 @@ def main(argv=None) -> int:
     pin_one_thread()
     from acoustics import models, segments
 
-    model, metadata = models.load_model(model_path)
+    model, metadata = models.load_model(model_path, xla=True)
+    plain_model = models.load_model(model_path)[0]
     print(f"model {model_path} ({metadata['provenance']}), temperature {metadata['temperature']:.2f}", flush=True)
-    accuracies, errors, cpu, wall, audio_seconds = [], [], 0.0, 0.0, 0.0
+    accuracies, errors, cpu, wall, audio_seconds, plain_cpu = [], [], 0.0, 0.0, 0.0, 0.0
     for seed in range(arguments.seed, arguments.seed + arguments.draws):
         rng = np.random.default_rng(seed)
         speakers = voices(arguments.held_out, arguments.speakers, rng)
         folder = RESULTS / f"conversations-{arguments.held_out}-{unheard}-{seed}"
         paths, truths = write_conversations(speakers, arguments, folder, rng)
-        if not accuracies:
-            segments.segment_file(model, metadata, paths[0])  # warm-up: TensorFlow builds its function
+        if not accuracies:  # warm-up: TensorFlow builds its functions, XLA compiles the batch sizes a pass uses
+            for network in (model, plain_model):
+                segments.segment_file(network, metadata, paths[0])
+            for count in range(1, segments.CHUNK_WINDOWS + 1):
+                models.predict_windows(model, np.zeros((count, *model.input_shape[1:]), np.float32))
         correct = frames = 0
         for path, truth in zip(paths, truths):
             started_cpu, started_wall = time.process_time(), time.perf_counter()
             segmentation = segments.segment_file(model, metadata, path)
             cpu += time.process_time() - started_cpu
             wall += time.perf_counter() - started_wall
+            started_cpu = time.process_time()
+            segments.segment_file(plain_model, metadata, path)
+            plain_cpu += time.process_time() - started_cpu
             audio_seconds += segmentation.duration
             predicted = predicted_frames(segmentation, truth.size)
             correct += int(np.sum(predicted == truth))
@@ -328,13 +337,13 @@ def main(argv=None) -> int:
     result = {"frame_accuracy": round(float(np.median(accuracies)), 4),
               "frame_accuracy_interval": [round(float(min(accuracies)), 4), round(float(max(accuracies)), 4)],
               "boundary_median_seconds": round(float(np.median(errors)), 3),
-              "realtime_factor": round(audio_seconds / cpu, 1)}
+              "realtime_factor": round(audio_seconds / cpu, 1), "plain_realtime_factor": round(audio_seconds / plain_cpu, 1)}
     voices_heard = f"{2 * arguments.speakers} unheard {arguments.held_out} speakers" if arguments.speakers else f"{arguments.held_out} voices (corpus unheard)"
     print(f"{arguments.draws} draws of {arguments.conversations} conversations, {audio_seconds / 60:.1f} minutes of "
           f"{voices_heard}: frame accuracy median {result['frame_accuracy']:.3f} (draws {min(accuracies):.3f} to "
           f"{max(accuracies):.3f}), boundary error median {result['boundary_median_seconds']:.3f} s "
           f"(90th percentile {np.percentile(errors, 90):.3f} s), {result['realtime_factor']:.0f}x real time on one core "
-          f"({audio_seconds / wall:.0f}x by the wall clock)")
+          f"({audio_seconds / wall:.0f}x by the wall clock; without XLA {result['plain_realtime_factor']:.0f}x)")
     print(json.dumps(result))
     return 0
 

@@ -47,6 +47,18 @@ def test_mfcc_matches_librosa(speech, name):
     assert np.abs(reference).max() > 50  # the coefficients are of order 100, so 1e-3 is float32 rounding
 
 
+@pytest.mark.parametrize("blocks", [1, 2.5])
+def test_a_long_signal_is_transformed_a_block_at_a_time_as_librosa_does_it_whole(speech, blocks):
+    """mfcc holds the spectra of :data:`features.MFCC_BLOCK_FRAMES` frames at a time: a signal over a block's
+    length (speech repeated) gives librosa's coefficients frame by frame, across the blocks' edges too."""
+    frames = int(blocks * features.MFCC_BLOCK_FRAMES) + 3
+    samples = (frames - 1) * SETTINGS.hop_length + SETTINGS.n_fft
+    signal = np.resize(np.concatenate([speech["male"], speech["female"]]), samples)
+    fast = features.mfcc(signal, SETTINGS)
+    assert fast.shape == (frames, SETTINGS.n_mfcc)
+    np.testing.assert_allclose(fast, features.reference_mfcc(signal, SETTINGS), rtol=0, atol=1e-3)
+
+
 @pytest.mark.parametrize(
     "changes",
     [{"n_mfcc": 13}, {"n_mels": 64, "n_mfcc": 20}, {"fmin": 60.0, "fmax": 7600.0},
