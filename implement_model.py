@@ -140,7 +140,7 @@ def start_loading(arguments):
     # The stream is looked up when the model is ready: the live view may have taken stdout over by then.
     _loader = verdict.ModelLoader(choice.path, on_ready=lambda model, metadata: print(
         f"Loaded the {metadata['model_name']} model from {verdict.shown_path(choice.path)}.", file=report_stream(arguments), flush=True),
-        xla=bool(arguments.files))  # files and recordings: large batches, worth XLA's compiling
+        xla=bool(arguments.files), threads=None if arguments.files else 1)  # files: large batches; live: a few windows
     return settings, _loader
 
 

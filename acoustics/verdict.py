@@ -215,16 +215,20 @@ class ModelLoader:
 
     With ``xla`` (work in large batches: many files, ``--segments``) the model predicts through XLA
     (:func:`acoustics.models.predict_through_xla`) and is not warmed up on one window, a batch size that
-    work seldom uses: its first batch compiles instead.
+    work seldom uses: its first batch compiles instead. ``threads`` limits TensorFlow's threads within one
+    operation (before its first one in this process): live, a verdict's batch of a few windows takes about
+    half the time on one thread as on two, because each small LSTM step costs more to share out than to do
+    (bench/README.md, bench/live.py).
     ``on_ready(model, metadata)`` is called in that thread once the model is ready.
     Any exception of the thread is raised again by :meth:`get`. Keras' import sends file descriptor 2
     to /dev/null for a few seconds (``quiet.import_keras``): callers that print to stderr
     meanwhile must write through a duplicate of it (implement_model.py rebinds ``sys.stderr``).
     """
 
-    def __init__(self, path, on_ready=None, *, xla: bool = False) -> None:
+    def __init__(self, path, on_ready=None, *, xla: bool = False, threads: Optional[int] = None) -> None:
         self.path = path
         self.xla = bool(xla)
+        self.threads = threads
         self._on_ready = on_ready
         self.seconds = 0.0
         self._result = None
@@ -239,6 +243,10 @@ class ModelLoader:
         try:
             from . import models
 
+            if self.threads:
+                import tensorflow
+
+                tensorflow.config.threading.set_intra_op_parallelism_threads(int(self.threads))
             model, metadata = models.load_model(self.path, xla=self.xla)
             if not self.xla:
                 warm_up(model, metadata)
