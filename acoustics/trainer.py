@@ -162,7 +162,10 @@ def train_in_memory(name: str, matrices: list, labels, recordings, settings: Set
     weights = training.balanced_class_weights(labels, training.window_counts([len(m) for m in matrices], settings.frames))
     windows = batches.ArrayBatches(matrices, labels, settings, normalisation, batch_size=recipe.batch_size, shuffle=True,
                                    seed=seed, class_weights=weights, recipe=recipe, recordings=recordings)
-    model, fit = models.train_network(name, windows, None, settings, recipe, seed, verbose=verbose)
+    try:
+        model, fit = models.train_network(name, windows, None, settings, recipe, seed, verbose=verbose)
+    finally:
+        windows.release()
     return model, normalisation, fit
 
 

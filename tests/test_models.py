@@ -572,6 +572,14 @@ def test_train_in_memory_trains_as_the_recipe_says_on_matrices_in_memory(model_d
     assert fit["epochs"] == 2 and len(fit["history"]["loss"]) == 2
     p_male = models.predict_matrices(model, matrices[:4], settings, normalisation, recipe=recipe)
     assert p_male.shape == (4,) and np.all((p_male >= 0) & (p_male <= 1))
+    # tf.data's generator registry keeps the batches object alive after fit: it must not keep the windows too
+    import gc
+
+    from acoustics.batches import ArrayBatches
+
+    gc.collect()
+    kept = [item for item in gc.get_objects() if isinstance(item, ArrayBatches)]
+    assert kept and all(item.x.size == 0 and len(item) == 0 for item in kept)
 
 
 def build_tiny(frames: int, n_mfcc: int, width: float = 1.0) -> keras.Model:
