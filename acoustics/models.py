@@ -318,7 +318,7 @@ def predict_through_xla(model: keras.Model) -> None:
     """Make ``model``'s predictions go through XLA, TensorFlow's compiler (before its first prediction).
 
     Keras leaves XLA off on a CPU. Fusing each LSTM step's small operations pays there: the encoder
-    network predicts a batch of 32-256 windows in about half the time on one core, and the ConvNet gains
+    network predicts a batch of 32-256 windows in 0.5-0.65 of the time on one core, and the ConvNet gains
     a little (bench/README.md, bench/files.py and bench/segments.py). But each new batch size costs about
     a second to compile, against about 0.3 s to trace without XLA, so only stage 5's work in large batches
     (many files, ``--segments``) uses it; a live verdict, a single batch of a few windows, does not.

@@ -246,7 +246,10 @@ class ModelLoader:
             if self.threads:
                 import tensorflow
 
-                tensorflow.config.threading.set_intra_op_parallelism_threads(int(self.threads))
+                try:
+                    tensorflow.config.threading.set_intra_op_parallelism_threads(int(self.threads))
+                except RuntimeError:  # TensorFlow already ran in this process: its threads stay as they are
+                    pass
             model, metadata = models.load_model(self.path, xla=self.xla)
             if not self.xla:
                 warm_up(model, metadata)

@@ -65,7 +65,8 @@ def test_a_fresh_clone_classifies_real_voices_with_it(emodb_dir, tmp_path):
 def test_work_in_large_batches_predicts_through_xla_as_the_plain_path_does(emodb_dir):
     """Many files and --segments load the model with ``xla=True``: its predictions go through XLA (in a fresh
     process: Keras refuses XLA once a training has made TensorFlow's ops deterministic) and give the plain
-    path's P(male) on real speech, clip by clip and window by window."""
+    path's P(male) on real speech, clip by clip and window by window. Live, the loader keeps TensorFlow
+    to one thread within an operation."""
     import json
     import subprocess
     import sys
@@ -74,21 +75,23 @@ def test_work_in_large_batches_predicts_through_xla_as_the_plain_path_does(emodb
     code = f"""
 import json
 import numpy as np
+import tensorflow
 from acoustics import fileverdicts, models, verdict
-fast, metadata = models.load_model(verdict.REFERENCE_MODEL, xla=True)
-plain = models.load_model(verdict.REFERENCE_MODEL)[0]
+plain = verdict.ModelLoader(verdict.REFERENCE_MODEL, threads=1).get()[0]  # as stage 5 live loads it
+fast, metadata = verdict.ModelLoader(verdict.REFERENCE_MODEL, xla=True).get()  # as stage 5 given files does
+threads = tensorflow.config.threading.get_intra_op_parallelism_threads()
 items = [fileverdicts.prepare_file(metadata, path) for path in {clips!r}]
 p = [[v.probability_male for v in verdict.classify_prepared(model, metadata, items)] for model in (fast, plain)]
 long = [item.matrix for item in items if len(getattr(item, "matrix", ())) > 160][:8]
 windows = np.concatenate([metadata["normalisation"].apply(np.stack([matrix[:160], matrix[-160:]])) for matrix in long])
 w = [models.predict_windows(model, windows).tolist() for model in (fast, plain)]
-print(json.dumps({{"xla": [fast.jit_compile, plain.jit_compile], "clips": p, "windows": w}}))
+print(json.dumps({{"xla": [fast.jit_compile, plain.jit_compile], "threads": threads, "clips": p, "windows": w}}))
 """
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2"), stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.splitlines()[-1])
-    assert result["xla"] == [True, False]
+    assert result["xla"] == [True, False] and result["threads"] == 1
     fast, plain = (np.array(values, dtype=float) for values in result["clips"])
     assert len(fast) == 40 and np.isfinite(fast).all()
     np.testing.assert_allclose(fast, plain, atol=1e-5)
