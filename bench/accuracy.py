@@ -70,6 +70,9 @@ def parse_arguments(argv=None):
     parser.add_argument("--held-out", nargs="+", choices=CORPORA, default=list(CORPORA))
     parser.add_argument("--models", nargs="+", default=None, help="networks besides the ensemble (default: the recipe's)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per fold (default 2; --quick 1)")
+    parser.add_argument("--first-seed", type=int, default=None,
+                        help="the networks' first seed (default: the settings' seed); the calibration speakers stay "
+                             "those of the settings' seed, so that runs with other seeds add to one another")
     parser.add_argument("--recipe", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--settings", action="append", default=[], metavar="NAME=VALUE",
                         help="a feature setting other than the default (an experiment: n_mels=80 n_mfcc=80)")
@@ -312,7 +315,7 @@ def run_fold(held_out, clips, settings, recipe, networks, seeds, conditions, log
 
     test = [clip for clip in clips if clip["corpus"] == held_out]
     labels = np.array([clip["label"] for clip in test])
-    train, calibration = split_training([clip for clip in clips if clip["corpus"] != held_out], seeds[0])
+    train, calibration = split_training([clip for clip in clips if clip["corpus"] != held_out], settings.seed)
     calibration_labels = np.array([clip["label"] for clip in calibration])
     rows = []
     for system, probabilities in baselines(train + calibration, test, conditions).items():
@@ -408,7 +411,8 @@ def main(argv=None) -> int:
     except BadParameterError as error:
         print(f"bench/accuracy.py: {error}", file=sys.stderr)
         return 2
-    seeds = [settings.seed + k for k in range(arguments.seeds or (1 if arguments.quick else 2))]
+    first_seed = settings.seed if arguments.first_seed is None else arguments.first_seed
+    seeds = [first_seed + k for k in range(arguments.seeds or (1 if arguments.quick else 2))]
     networks = [] if arguments.quick and arguments.models is None else list(arguments.models or recipe.networks)
     conditions = QUICK_CONDITIONS if arguments.quick else CONDITIONS
     log = lambda text: print(f"[{time.perf_counter() - started:5.0f} s] {text}", flush=True)  # noqa: E731
