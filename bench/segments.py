@@ -314,8 +314,9 @@ def main(argv=None) -> int:
         if not accuracies:  # warm-up: TensorFlow builds its functions, XLA compiles the batch sizes a pass uses
             for network in (model, plain_model):
                 segments.segment_file(network, metadata, paths[0])
-            for count in range(1, segments.CHUNK_WINDOWS + 1):
-                models.predict_windows(model, np.zeros((count, *model.input_shape[1:]), np.float32))
+            for count in 2 ** np.arange(int(np.log2(segments.CHUNK_WINDOWS)) + 1):  # predict_windows pads to these
+                models.predict_windows(model, np.zeros((count, *model.input_shape[1:]), np.float32),
+                                       multiple=segments.CHUNK_WINDOWS)
         correct = frames = 0
         for path, truth in zip(paths, truths):
             started_cpu, started_wall = time.process_time(), time.perf_counter()

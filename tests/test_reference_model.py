@@ -82,8 +82,9 @@ fast, metadata = verdict.ModelLoader(verdict.REFERENCE_MODEL, xla=True).get()  #
 threads = tensorflow.config.threading.get_intra_op_parallelism_threads()
 items = [fileverdicts.prepare_file(metadata, path) for path in {clips!r}]
 p = [[v.probability_male for v in verdict.classify_prepared(model, metadata, items)] for model in (fast, plain)]
-long = [item.matrix for item in items if len(getattr(item, "matrix", ())) > 160][:8]
-windows = np.concatenate([metadata["normalisation"].apply(np.stack([matrix[:160], matrix[-160:]])) for matrix in long])
+width = metadata["settings"].frames
+long = [item.matrix for item in items if len(getattr(item, "matrix", ())) > width][:8]
+windows = np.concatenate([metadata["normalisation"].apply(np.stack([matrix[:width], matrix[-width:]])) for matrix in long])
 w = [models.predict_windows(model, windows).tolist() for model in (fast, plain)]
 print(json.dumps({{"xla": [fast.jit_compile, plain.jit_compile], "threads": threads, "clips": p, "windows": w}}))
 """
