@@ -68,6 +68,9 @@ def parse_arguments(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one seed, the ensemble only, fewer conditions")
     parser.add_argument("--held-out", nargs="+", choices=CORPORA, default=list(CORPORA))
+    parser.add_argument("--folds", nargs="+", choices=CORPORA, default=None,
+                        help="run only these of the --held-out folds (the features stay those of --held-out: the "
+                             "cached features of every fold serve a run of some of them)")
     parser.add_argument("--models", nargs="+", default=None, help="networks besides the ensemble (default: the recipe's)")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per fold (default 2; --quick 1)")
     parser.add_argument("--first-seed", type=int, default=None,
@@ -81,7 +84,11 @@ def parse_arguments(argv=None):
     parser.add_argument("--tag", default="")
     parser.add_argument("--without-demo", action="store_true",
                         help="train without the espeak-ng demo corpus (real voices only), as a check of what it adds")
-    return parser.parse_args(argv)
+    arguments = parser.parse_args(argv)
+    if arguments.folds and not set(arguments.folds) <= set(arguments.held_out):
+        parser.error("--folds must be some of --held-out")
+    arguments.folds = arguments.folds or arguments.held_out
+    return arguments
 
 
 # Features -----------------------------------------------------------------------------------------
@@ -423,7 +430,7 @@ def main(argv=None) -> int:
     import pandas
 
     rows, probabilities, labels, speakers = [], {}, {}, {}
-    for held_out in arguments.held_out:
+    for held_out in arguments.folds:
         fold_rows, clean, labels[held_out], speakers[held_out] = run_fold(held_out, clips, settings, recipe, networks, seeds,
                                                                           conditions, log)
         rows += fold_rows
@@ -431,11 +438,11 @@ def main(argv=None) -> int:
     table = pandas.DataFrame(rows)
     table.to_csv(arguments.csv, index=False, float_format="%.4f")
     summary = report(table, started, seeds, arguments.quick)
-    best = np.concatenate([probabilities[held_out][summary["best_model"]] for held_out in arguments.held_out])
-    every_label = np.concatenate([labels[held_out] for held_out in arguments.held_out])
+    best = np.concatenate([probabilities[held_out][summary["best_model"]] for held_out in arguments.folds])
+    every_label = np.concatenate([labels[held_out] for held_out in arguments.folds])
     summary["ece"] = round(training.expected_calibration_error(best, every_label), 4)
     summary["clean_without_suspect_labels"] = {}
-    for held_out in arguments.held_out:
+    for held_out in arguments.folds:
         right = (probabilities[held_out][summary["best_model"]] >= 0.5) == labels[held_out]
         kept = ~np.isin(speakers[held_out], list(SUSPECT_LABELS))
         summary["clean_without_suspect_labels"][held_out] = round(float(right[kept].mean()), 4)

@@ -91,9 +91,19 @@ def parse_arguments(argv=None):
     parser.add_argument("--draws", type=int, default=5, metavar="N",
                         help="N sets of conversations, seeded --seed, --seed + 1, ... (default 5): the speakers a draw "
                              "casts move its figure by several points, so the median and the range are printed")
+    parser.add_argument("--pauses", type=float, nargs=2, default=(0.2, 2.0), metavar=("LOW", "HIGH"),
+                        help="seconds of pause between turns, drawn uniformly (default 0.2 2.0; 0 0: each speaker "
+                             "change without a pause)")
+    parser.add_argument("--hop-fractions", type=float, nargs="+", metavar="F",
+                        help="hops between the model's windows, as fractions of a window, each measured through XLA "
+                             "on the same files in turns (default: the shipped one); the first is also timed without XLA")
     arguments = parser.parse_args(argv)
     if arguments.draws < 1 or arguments.conversations < 1:
         parser.error("--draws and --conversations need at least 1")
+    if not 0 <= arguments.pauses[0] <= arguments.pauses[1]:
+        parser.error("--pauses needs 0 <= LOW <= HIGH")
+    if arguments.hop_fractions and not all(0 < fraction <= 1 for fraction in arguments.hop_fractions):
+        parser.error("--hop-fractions must lie in (0, 1]")
     return arguments
 
 
@@ -189,8 +199,9 @@ def voices(name: str, per_sex: int, rng: np.random.Generator) -> dict:
     return chosen
 
 
-def conversation(voices_by_speaker: dict, seconds: float, rng: np.random.Generator) -> tuple:
-    """One conversation: ``(signal, truth)``; truth per 10 ms frame: 0 female, 1 male, 2 no_speech."""
+def conversation(voices_by_speaker: dict, seconds: float, rng: np.random.Generator, pauses=(0.2, 2.0)) -> tuple:
+    """One conversation: ``(signal, truth)``; truth per 10 ms frame: 0 female, 1 male, 2 no_speech; ``pauses``:
+    the range of seconds between turns."""
     speakers = {sex: [s for s, (x, clips) in voices_by_speaker.items() if x == sex and clips] for sex in ("male", "female")}
     cast = {sex: list(rng.choice(speakers[sex], size=2, replace=False)) for sex in speakers}
     pieces, truth = [], []
@@ -216,7 +227,7 @@ def conversation(voices_by_speaker: dict, seconds: float, rng: np.random.Generat
         turn = turn * 10 ** ((-26 + rng.uniform(-3, 3) - audio.level_dbfs(turn)) / 20)
         pieces.append(turn.astype(np.float32))
         truth.append(np.where(truth_speech(turn), int(sex == "male"), 2).astype(np.int8))
-        pause(rng.uniform(0.2, 2.0))
+        pause(rng.uniform(*pauses))
         total += wanted + pieces[-1].size / RATE
     pause(rng.uniform(0.3, 1.0))
     signal = np.concatenate(pieces)
@@ -251,13 +262,28 @@ def boundary_errors(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     return np.min(np.abs(true[:, None] - found[None, :]), axis=1)
 
 
+def sex_changes(labels: np.ndarray) -> np.ndarray:
+    """Seconds at which the sex changes from one speech frame to the next speech frame (pauses skipped)."""
+    speech = np.flatnonzero(labels != 2)
+    changed = np.flatnonzero(np.diff(labels[speech]) != 0) + 1
+    return speech[changed] * FRAME
+
+
+def sex_change_errors(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Seconds from each true change of sex to the nearest predicted one (inf if none was predicted)."""
+    true, found = sex_changes(truth), sex_changes(predicted)
+    if found.size == 0:
+        return np.full(true.size, np.inf)
+    return np.min(np.abs(true[:, None] - found[None, :]), axis=1)
+
+
 def write_conversations(speakers: dict, arguments, folder: Path, rng: np.random.Generator) -> tuple:
     """``arguments.conversations`` conversations of ``speakers`` written as WAV files into ``folder``:
     ``(paths, truths)``."""
     folder.mkdir(parents=True, exist_ok=True)
     paths, truths = [], []
     for number in range(arguments.conversations):
-        signal, truth = conversation(speakers, arguments.seconds, rng)
+        signal, truth = conversation(speakers, arguments.seconds, rng, tuple(arguments.pauses))
         paths.append(audio.write_wav(folder / f"conversation-{number:02d}.wav", signal, RATE))
         truths.append(truth)
     return paths, truths
@@ -305,46 +331,66 @@ def main(argv=None) -> int:
     model, metadata = models.load_model(model_path, xla=True)
     plain_model = models.load_model(model_path)[0]
     print(f"model {model_path} ({metadata['provenance']}), temperature {metadata['temperature']:.2f}", flush=True)
-    accuracies, errors, cpu, wall, audio_seconds, plain_cpu = [], [], 0.0, 0.0, 0.0, 0.0
+    fractions = arguments.hop_fractions or [segments.WINDOW_HOP_FRACTION]
+    scores = {fraction: {"accuracies": [], "errors": [], "changes": [], "cpu": 0.0, "wall": 0.0} for fraction in fractions}
+    audio_seconds, plain_cpu = 0.0, 0.0
     for seed in range(arguments.seed, arguments.seed + arguments.draws):
         rng = np.random.default_rng(seed)
         speakers = voices(arguments.held_out, arguments.speakers, rng)
         folder = RESULTS / f"conversations-{arguments.held_out}-{unheard}-{seed}"
         paths, truths = write_conversations(speakers, arguments, folder, rng)
-        if not accuracies:  # warm-up: TensorFlow builds its functions, XLA compiles the batch sizes a pass uses
+        if not audio_seconds:  # warm-up: TensorFlow builds its functions, XLA compiles the batch sizes a pass uses
             for network in (model, plain_model):
                 segments.segment_file(network, metadata, paths[0])
             for count in 2 ** np.arange(int(np.log2(segments.CHUNK_WINDOWS)) + 1):  # predict_windows pads to these
                 models.predict_windows(model, np.zeros((count, *model.input_shape[1:]), np.float32),
                                        multiple=segments.CHUNK_WINDOWS)
-        correct = frames = 0
+        correct = dict.fromkeys(fractions, 0)
+        frames = 0
         for path, truth in zip(paths, truths):
-            started_cpu, started_wall = time.process_time(), time.perf_counter()
-            segmentation = segments.segment_file(model, metadata, path)
-            cpu += time.process_time() - started_cpu
-            wall += time.perf_counter() - started_wall
+            for fraction in fractions:
+                score = scores[fraction]
+                started_cpu, started_wall = time.process_time(), time.perf_counter()
+                segmentation = segments.segment_file(model, metadata, path, window_hop_fraction=fraction)
+                score["cpu"] += time.process_time() - started_cpu
+                score["wall"] += time.perf_counter() - started_wall
+                predicted = predicted_frames(segmentation, truth.size)
+                correct[fraction] += int(np.sum(predicted == truth))
+                score["errors"].append(boundary_errors(truth, predicted))
+                score["changes"].append(sex_change_errors(truth, predicted))
             started_cpu = time.process_time()
-            segments.segment_file(plain_model, metadata, path)
+            segments.segment_file(plain_model, metadata, path, window_hop_fraction=fractions[0])
             plain_cpu += time.process_time() - started_cpu
             audio_seconds += segmentation.duration
-            predicted = predicted_frames(segmentation, truth.size)
-            correct += int(np.sum(predicted == truth))
             frames += truth.size
-            errors.append(boundary_errors(truth, predicted))
-        accuracies.append(correct / frames)
-        print(f"draw with seed {seed}: {arguments.conversations} conversations, frame accuracy {accuracies[-1]:.3f}, "
-              f"boundary median {np.median(np.concatenate(errors[-len(paths):])):.3f} s", flush=True)
-    errors = np.concatenate(errors)
-    result = {"frame_accuracy": round(float(np.median(accuracies)), 4),
-              "frame_accuracy_interval": [round(float(min(accuracies)), 4), round(float(max(accuracies)), 4)],
-              "boundary_median_seconds": round(float(np.median(errors)), 3),
-              "realtime_factor": round(audio_seconds / cpu, 1), "plain_realtime_factor": round(audio_seconds / plain_cpu, 1)}
+        for fraction in fractions:
+            scores[fraction]["accuracies"].append(correct[fraction] / frames)
+            print(f"draw with seed {seed}: {arguments.conversations} conversations, windows every {fraction:g} of a window: "
+                  f"frame accuracy {scores[fraction]['accuracies'][-1]:.3f}, boundary median "
+                  f"{np.median(np.concatenate(scores[fraction]['errors'][-len(paths):])):.3f} s", flush=True)
     voices_heard = f"{2 * arguments.speakers} unheard {arguments.held_out} speakers" if arguments.speakers else f"{arguments.held_out} voices (corpus unheard)"
-    print(f"{arguments.draws} draws of {arguments.conversations} conversations, {audio_seconds / 60:.1f} minutes of "
-          f"{voices_heard}: frame accuracy median {result['frame_accuracy']:.3f} (draws {min(accuracies):.3f} to "
-          f"{max(accuracies):.3f}), boundary error median {result['boundary_median_seconds']:.3f} s "
-          f"(90th percentile {np.percentile(errors, 90):.3f} s), {result['realtime_factor']:.0f}x real time on one core "
-          f"({audio_seconds / wall:.0f}x by the wall clock; without XLA {result['plain_realtime_factor']:.0f}x)")
+    by_fraction = {}
+    for fraction in fractions:
+        score = scores[fraction]
+        accuracies, errors, changes = score["accuracies"], np.concatenate(score["errors"]), np.concatenate(score["changes"])
+        by_fraction[fraction] = {
+            "frame_accuracy": round(float(np.median(accuracies)), 4),
+            "frame_accuracy_interval": [round(float(min(accuracies)), 4), round(float(max(accuracies)), 4)],
+            "boundary_median_seconds": round(float(np.median(errors)), 3),
+            "sex_changes_within_half_second": round(float(np.mean(changes <= 0.5)), 3) if changes.size else None,
+            "realtime_factor": round(audio_seconds / score["cpu"], 1)}
+        print(f"{arguments.draws} draws of {arguments.conversations} conversations, {audio_seconds / 60:.1f} minutes of "
+              f"{voices_heard}, windows every {fraction:g} of a window: frame accuracy median "
+              f"{by_fraction[fraction]['frame_accuracy']:.3f} (draws {min(accuracies):.3f} to {max(accuracies):.3f}), boundary "
+              f"error median {by_fraction[fraction]['boundary_median_seconds']:.3f} s (90th percentile "
+              f"{np.percentile(errors, 90):.3f} s), changes of sex found within 0.5 s: "
+              f"{np.mean(changes <= 0.5) if changes.size else float('nan'):.3f} of {changes.size}, "
+              f"{by_fraction[fraction]['realtime_factor']:.0f}x real time on one core "
+              f"({audio_seconds / score['wall']:.0f}x by the wall clock)", flush=True)
+    result = dict(by_fraction[fractions[0]], plain_realtime_factor=round(audio_seconds / plain_cpu, 1))
+    print(f"without XLA, windows every {fractions[0]:g} of a window: {result['plain_realtime_factor']:.0f}x real time on one core")
+    if len(fractions) > 1:
+        result["by_hop_fraction"] = {f"{fraction:g}": by_fraction[fraction] for fraction in fractions}
     print(json.dumps(result))
     return 0
 
