@@ -36,8 +36,13 @@ of the draws, with their range.
     python bench/segments.py --speakers 0             # the whole corpus unheard
     python bench/segments.py --held-out librispeech --draws 2
 
+    python bench/segments.py --pauses 0 0           # each change of speaker without a pause
+    python bench/segments.py --hop-fractions 0.5 0.75  # two hops between windows, on the same files in turns
+
 Last line: one JSON object {"frame_accuracy" (median of the draws), "frame_accuracy_interval" (lowest,
-highest), "boundary_median_seconds", "realtime_factor", "plain_realtime_factor"}.
+highest), "boundary_median_seconds", "sex_changes_within_half_second" (the share of the truth's changes of
+sex, pauses skipped, with a predicted one within 0.5 s), "realtime_factor", "plain_realtime_factor"}, with
+"by_hop_fraction" (the same figures for each hop) where --hop-fractions names more than one.
 """
 
 from __future__ import annotations
