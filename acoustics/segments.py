@@ -50,8 +50,8 @@ BLOCK_SECONDS = 5.0
 #: encoder network less per window than one of 32 (bench/README.md, bench/segments.py).
 CHUNK_WINDOWS = 64
 #: Hop between the starts of the model's windows, as a fraction of a window: half, as in training. The
-#: encoder network's three LSTM layers make each window costly, and a shorter hop bought no accuracy
-#: (bench/README.md, bench/segments.py).
+#: encoder network's three LSTM layers make each window costly, and a shorter hop bought no accuracy; a longer
+#: one places a change of speaker without a pause later (bench/README.md, bench/segments.py --pauses 0 0).
 WINDOW_HOP_FRACTION = 0.5
 #: A window's log-odds count for the frames of its middle this fraction (1.0: all its frames).
 WINDOW_CENTRE = 0.6
