@@ -4,7 +4,7 @@
 Conversations are built, seeded, from the voices of one corpus of ../shared/data (--held-out; default
 RAVDESS): turns of 1-8 s by several speakers of both sexes (4 per conversation, 2 of each sex; the next
 turn's sex is drawn at random, each turn by another speaker than the last), pauses of 0.2-2 s between
-turns, 0.5-1.5 s of room before and after, each turn at -26 +-3 dBFS, and pink noise at 20-30 dB SNR
+turns (--pauses), 0.5-1.5 s of room before and after, each turn at -26 +-3 dBFS, and pink noise at 20-30 dB SNR
 (against the speech's power) over all of it. The model has not heard those voices: the reference
 model's network (REFERENCE_NETWORKS: the encoder network, acoustics.trainer.train_in_memory with the
 project's Recipe) trained here on the espeak-ng demo corpus and the four corpora without the
@@ -71,6 +71,8 @@ REFERENCE_NETWORKS = ("encoder",)
 CORPORA = ("emodb", "ravdess", "librispeech")
 RATE = 16000
 FRAME = 0.01
+#: Seconds of pause between turns, drawn uniformly (--pauses).
+PAUSE_SECONDS = (0.2, 2.0)
 #: Truth: a silence inside a turn of at least this long is no_speech ...
 MIN_PAUSE_SECONDS = 0.2
 #: ... where the clean turn's 10 ms frames are this many dB below its loudest (95th percentile).
@@ -96,7 +98,7 @@ def parse_arguments(argv=None):
     parser.add_argument("--draws", type=int, default=5, metavar="N",
                         help="N sets of conversations, seeded --seed, --seed + 1, ... (default 5): the speakers a draw "
                              "casts move its figure by several points, so the median and the range are printed")
-    parser.add_argument("--pauses", type=float, nargs=2, default=(0.2, 2.0), metavar=("LOW", "HIGH"),
+    parser.add_argument("--pauses", type=float, nargs=2, default=PAUSE_SECONDS, metavar=("LOW", "HIGH"),
                         help="seconds of pause between turns, drawn uniformly (default 0.2 2.0; 0 0: each speaker "
                              "change without a pause)")
     parser.add_argument("--hop-fractions", type=float, nargs="+", metavar="F",
@@ -204,7 +206,7 @@ def voices(name: str, per_sex: int, rng: np.random.Generator) -> dict:
     return chosen
 
 
-def conversation(voices_by_speaker: dict, seconds: float, rng: np.random.Generator, pauses=(0.2, 2.0)) -> tuple:
+def conversation(voices_by_speaker: dict, seconds: float, rng: np.random.Generator, pauses=PAUSE_SECONDS) -> tuple:
     """One conversation: ``(signal, truth)``; truth per 10 ms frame: 0 female, 1 male, 2 no_speech; ``pauses``:
     the range of seconds between turns."""
     speakers = {sex: [s for s, (x, clips) in voices_by_speaker.items() if x == sex and clips] for sex in ("male", "female")}
@@ -259,12 +261,16 @@ def boundaries(labels: np.ndarray) -> np.ndarray:
     return (np.flatnonzero(np.diff(labels)) + 1) * FRAME
 
 
-def boundary_errors(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """Seconds from each true boundary to the nearest predicted one (inf if none was predicted)."""
-    true, found = boundaries(truth), boundaries(predicted)
+def nearest(true: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Seconds from each of the ``true`` times to the nearest ``found`` one (inf if none was found)."""
     if found.size == 0:
         return np.full(true.size, np.inf)
     return np.min(np.abs(true[:, None] - found[None, :]), axis=1)
+
+
+def boundary_errors(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Seconds from each true boundary to the nearest predicted one (inf if none was predicted)."""
+    return nearest(boundaries(truth), boundaries(predicted))
 
 
 def sex_changes(labels: np.ndarray) -> np.ndarray:
@@ -276,10 +282,7 @@ def sex_changes(labels: np.ndarray) -> np.ndarray:
 
 def sex_change_errors(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """Seconds from each true change of sex to the nearest predicted one (inf if none was predicted)."""
-    true, found = sex_changes(truth), sex_changes(predicted)
-    if found.size == 0:
-        return np.full(true.size, np.inf)
-    return np.min(np.abs(true[:, None] - found[None, :]), axis=1)
+    return nearest(sex_changes(truth), sex_changes(predicted))
 
 
 def write_conversations(speakers: dict, arguments, folder: Path, rng: np.random.Generator) -> tuple:
